@@ -1,0 +1,3 @@
+from batchkit.cli import main
+
+main()

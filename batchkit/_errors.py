@@ -1,0 +1,179 @@
+"""One exception tree for everything batchkit raises.
+
+::
+
+    BatchkitError
+    ├── InputError                 a path, source, mapping or option cannot be used (.path .line .row .column)
+    ├── ValidationFailed           findings of severity error (.report)
+    ├── JournalError               the submission journal cannot go on safely (.shard)
+    │   └── AmbiguousSubmissionError   a create may have reached the server and no single batch matches it
+    ├── ResultsError               results cannot be joined (changed shards, edited manifest)
+    ├── ConfigurationError         no API key, a refused base URL
+    └── APIError                   talking to the Batch API went wrong (.method .url)
+        ├── APIConnectionError     no answer (.sent: whether the request may have reached the server)
+        │   └── APITimeoutError
+        └── APIStatusError         a non-2xx answer (.status_code .error_code .message .body .retry_after)
+            ├── BadRequestError          400
+            ├── AuthenticationError      401
+            ├── PaymentRequiredError     402
+            ├── NotFoundError            404
+            ├── RateLimitError           429
+            │   └── ConcurrencyLimitError    429 concurrency_limit_reached: wait for a running batch
+            └── ServerError              5xx
+
+The CLI maps ``ValidationFailed`` to exit code 1 and every other ``BatchkitError`` to exit code 2.
+No exception ever carries the API key: messages name hosts and paths, never headers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._report import Report
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AmbiguousSubmissionError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchkitError",
+    "ConcurrencyLimitError",
+    "ConfigurationError",
+    "InputError",
+    "JournalError",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "RateLimitError",
+    "ResultsError",
+    "ServerError",
+    "ValidationFailed",
+]
+
+
+class BatchkitError(Exception):
+    """The root of every error batchkit raises on purpose."""
+
+
+class InputError(BatchkitError):
+    """A path, source, mapping or option cannot be used as given."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        line: int | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.row = row
+        self.column = column
+
+
+class ValidationFailed(BatchkitError):
+    """Raised by :meth:`Report.raise_for_errors` when a report holds findings of severity error."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        counts = ", ".join(f"{code} × {n}" for code, n in sorted(report.error_counts.items()))
+        super().__init__(f"{report.stats.errors} error finding(s): {counts}")
+
+
+class JournalError(BatchkitError):
+    """The submission journal cannot go on without risking a double or lost submission."""
+
+    def __init__(self, message: str, *, shard: str | None = None) -> None:
+        super().__init__(message)
+        self.shard = shard
+
+
+class AmbiguousSubmissionError(JournalError):
+    """A create may have reached the server, and no single listed batch can be matched to it."""
+
+
+class ResultsError(BatchkitError):
+    """Results cannot be joined back to the source rows."""
+
+
+class ConfigurationError(BatchkitError):
+    """Missing API key, refused base URL, or another setting that stops every call."""
+
+
+class APIError(BatchkitError):
+    """Talking to the Batch API went wrong."""
+
+    def __init__(self, message: str, *, method: str = "", url: str = "") -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+
+
+class APIConnectionError(APIError):
+    """No HTTP answer arrived. ``sent`` says whether the request may have reached the server."""
+
+    def __init__(self, message: str, *, method: str = "", url: str = "", sent: bool = True) -> None:
+        super().__init__(message, method=method, url=url)
+        self.sent = sent
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out."""
+
+
+class APIStatusError(APIError):
+    """The server answered with a non-2xx status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        error_code: str | None = None,
+        server_message: str = "",
+        body: Any = None,
+        retry_after: float | None = None,
+        method: str = "",
+        url: str = "",
+    ) -> None:
+        super().__init__(message, method=method, url=url)
+        self.status_code = status_code
+        self.error_code = error_code
+        self.server_message = server_message
+        self.body = body
+        self.retry_after = retry_after
+
+
+class BadRequestError(APIStatusError):
+    """400: the server refused the request as invalid."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing or wrong."""
+
+
+class PaymentRequiredError(APIStatusError):
+    """402: insufficient credits, or a plan without Batch API access (Scale and Enterprise only)."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such batch or generation."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests; wait and retry."""
+
+
+class ConcurrencyLimitError(RateLimitError):
+    """429 ``concurrency_limit_reached``: too many batches running; wait for one to finish."""
+
+
+class ServerError(APIStatusError):
+    """5xx: the server failed; retry with backoff."""

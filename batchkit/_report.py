@@ -1,0 +1,191 @@
+"""Findings and reports: what validation and building say, as data.
+
+A :class:`Finding` has a stable kebab-case ``code`` (a public contract, listed in :data:`CODES`), a severity,
+a message that says what and how to fix it, and a location: a JSONL file and line, or a source and row
+(and column), plus the ``request_id`` and a JSON pointer into the line where known.
+A :class:`Report` collects every finding of a run with its statistics; it raises only when asked.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Literal, Self
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from ._errors import ValidationFailed
+from ._limits import DEFAULT_LIMITS, Limits
+
+__all__ = ["CODES", "Finding", "Report", "Stats"]
+
+Severity = Literal["error", "warning"]
+
+#: Every finding code batchkit emits, with what it means. Codes never change meaning once published.
+CODES: dict[str, str] = {
+    # a file as a whole
+    "empty-file": "the file has no bytes, or no records",
+    "not-utf8": "bytes that are not UTF-8",
+    "utf8-bom": "the file starts with a UTF-8 byte-order mark",
+    "crlf-line-endings": "lines end with CR LF instead of LF (warning)",
+    "blank-line": "an empty or whitespace-only line between records",
+    "too-few-records": "fewer records than the limits profile's minimum",
+    "too-many-records": "more records than the limits profile's maximum",
+    "file-too-large": "more bytes than the limits profile allows",
+    # one line
+    "invalid-json": "the line is not valid JSON",
+    "not-an-object": "the line is JSON but not an object",
+    "missing-field": "a required field is absent",
+    "unknown-field": "a field the wire contract does not have",
+    "invalid-value": "wrong type, range, enum or pattern",
+    "unknown-value": "a value of an open enumeration that Sync does not document (warning)",
+    "wrong-endpoint": "endpoint is not the one the limits profile names",
+    "duplicate-request-id": "a request_id already used earlier in the same set of files",
+    "invalid-request-id": "request_id is not a usable identifier",
+    "missing-video": "no video input item",
+    "multiple-videos": "more than one video input item",
+    "missing-audio": "no audio or text-to-speech input item",
+    "invalid-url": "not an absolute http(s) URL",
+    "invalid-output-file-name": "outputFileName is not 1-255 of A-Z a-z 0-9 _ -",
+    "line-too-large": "one line alone is over the byte limit",
+    "segment-ref-missing": "a segment's refId matches no input",
+    "unknown-model": "a model Sync does not document (warning)",
+    "ignored-option": "an option the chosen model ignores (warning)",
+    "deprecated-field": "a field Sync has deprecated (warning)",
+    "policy": "the line breaks the user's own JSON Schema (--schema)",
+    # building from a source
+    "missing-column": "a mapping template names a column the source does not have",
+    "empty-value": "a required field resolves to an empty value for this row",
+}
+
+
+class Finding(BaseModel):
+    """One coded, located observation about the input."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    severity: Severity
+    message: str
+    file: str | None = None
+    line: int | None = Field(default=None, description="1-based line of the JSONL file")
+    source: str | None = Field(default=None, description="the tabular source a row came from")
+    row: int | None = Field(default=None, description="1-based data row of the source (header excluded)")
+    source_line: int | None = Field(default=None, description="physical line of a CSV source")
+    column: str | None = None
+    request_id: str | None = None
+    pointer: str | None = Field(
+        default=None, description="JSON pointer into the line, e.g. /payload/input/0/url"
+    )
+
+    @property
+    def location(self) -> str:
+        """``file.jsonl:12`` or ``campaign.csv row 7 (line 8), column video_url``."""
+        parts: list[str] = []
+        if self.source is not None:
+            where = self.source
+            if self.row is not None:
+                where += f" row {self.row}"
+            if self.source_line is not None:
+                where += f" (line {self.source_line})"
+            if self.column is not None:
+                where += f", column {self.column}"
+            parts.append(where)
+        if self.file is not None:
+            parts.append(f"{self.file}:{self.line}" if self.line is not None else self.file)
+        return " ".join(parts) or "input"
+
+    def __str__(self) -> str:
+        at = f" at {self.pointer}" if self.pointer else ""
+        rid = f" [{self.request_id}]" if self.request_id is not None else ""
+        return f"{self.location}: {self.severity} {self.code}{rid}{at}: {self.message}"
+
+
+class Stats(BaseModel):
+    """Counts of one validation or build run."""
+
+    files: int = 0
+    lines: int = 0
+    records: int = 0
+    valid_records: int = 0
+    bytes: int = 0
+    errors: int = 0
+    warnings: int = 0
+
+
+class Report(BaseModel):
+    """Every finding of a run, with its statistics. ``valid`` is true when no finding is an error."""
+
+    stats: Stats = Field(default_factory=Stats)
+    findings: list[Finding] = Field(default_factory=list)
+    limits: Limits = DEFAULT_LIMITS
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def valid(self) -> bool:
+        return self.stats.errors == 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def counts(self) -> dict[str, int]:
+        """Findings per code, most frequent first."""
+        return dict(Counter(f.code for f in self.findings).most_common())
+
+    @property
+    def error_counts(self) -> dict[str, int]:
+        return dict(Counter(f.code for f in self.findings if f.severity == "error").most_common())
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    def add(self, finding: Finding) -> None:
+        self.findings.append(finding)
+        if finding.severity == "error":
+            self.stats.errors += 1
+        else:
+            self.stats.warnings += 1
+
+    def extend(self, other: Report) -> None:
+        """Fold ``other``'s findings and counts into this report."""
+        for finding in other.findings:
+            self.add(finding)
+        for name in ("files", "lines", "records", "valid_records", "bytes"):
+            setattr(self.stats, name, getattr(self.stats, name) + getattr(other.stats, name))
+
+    def raise_for_errors(self) -> Self:
+        """Raise :class:`ValidationFailed` when any finding is an error; return the report otherwise."""
+        if not self.valid:
+            raise ValidationFailed(self)
+        return self
+
+    def to_json(self, *, indent: bool = True) -> str:
+        """The report as JSON: ``valid``, ``stats``, ``counts``, ``limits``, ``findings`` (unset fields left out)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data = {key: data[key] for key in ("valid", "stats", "counts", "limits", "findings")}
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2 if indent else 0).decode()
+
+    def render_text(self, *, max_findings: int | None = 200) -> str:
+        """A human rendering: one line per finding, then a summary and a table of counts by code."""
+        shown = self.findings if max_findings is None else self.findings[:max_findings]
+        lines = [str(f) for f in shown]
+        if max_findings is not None and len(self.findings) > max_findings:
+            lines.append(f"… and {len(self.findings) - max_findings} more (use --format json for all)")
+        s = self.stats
+        verdict = "valid" if self.valid else "INVALID"
+        lines.append(
+            f"{verdict}: {s.files} file(s), {s.records} record(s), {s.valid_records} valid, "
+            f"{s.errors} error(s), {s.warnings} warning(s)"
+        )
+        if self.findings:
+            severity = {f.code: f.severity for f in self.findings}
+            width = max(len(code) for code in self.counts)
+            lines.append(f"{'code'.ljust(width)}  severity  count")
+            lines.extend(
+                f"{code.ljust(width)}  {severity[code].ljust(8)}  {n:>5}" for code, n in self.counts.items()
+            )
+        return "\n".join(lines)

@@ -1,0 +1,98 @@
+"""What every command shares: error-to-exit-code mapping, limit options, consoles."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+
+from .._errors import BatchkitError, ValidationFailed
+from .._limits import DEFAULT_LIMITS, Limits
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Results go to stdout; progress, summaries and errors to stderr, so stdout can be piped.
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    sys.exit(code)
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn batchkit's exceptions into one-line messages and exit codes (1 findings, 2 anything else)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ValidationFailed as exc:
+            fail(str(exc), EXIT_FINDINGS)
+        except BatchkitError as exc:
+            fail(_escape(str(exc)))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        msg = "unreachable"
+        raise AssertionError(msg)  # pragma: no cover
+
+    return wrapper
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", "\\[")
+
+
+def limits_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--min-records``, ``--max-records``, ``--max-bytes``: override the limits profile."""
+    options = [
+        click.option(
+            "--min-records",
+            type=click.IntRange(min=1),
+            default=DEFAULT_LIMITS.min_records,
+            show_default=True,
+            help="Fewest records a batch file may hold.",
+        ),
+        click.option(
+            "--max-records",
+            type=click.IntRange(min=1),
+            default=DEFAULT_LIMITS.max_records,
+            show_default=True,
+            help="Most records a batch file may hold.",
+        ),
+        click.option(
+            "--max-bytes",
+            type=click.IntRange(min=64),
+            default=DEFAULT_LIMITS.max_bytes,
+            show_default=True,
+            help="Largest batch file, in bytes.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_limits(min_records: int, max_records: int, max_bytes: int) -> Limits:
+    if min_records > max_records:
+        fail(f"--min-records ({min_records}) is larger than --max-records ({max_records})")
+    return Limits(min_records=min_records, max_records=max_records, max_bytes=max_bytes)
+
+
+def configure_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("batchkit")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)

@@ -1,0 +1,105 @@
+"""``batchkit validate`` and ``batchkit schema``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from .._report import Report
+from .._schemas import write_schemas
+from .._validate import validate_files
+from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, limits_options, make_limits, out
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: findings and a table of counts; json: the whole report.",
+)
+@click.option(
+    "--schema",
+    "policy",
+    type=click.Path(path_type=Path),
+    help="Also check every line against this JSON Schema (findings coded 'policy').",
+)
+@click.option(
+    "--max-findings",
+    type=click.IntRange(min=0),
+    default=200,
+    show_default=True,
+    help="Findings listed in text form (all are counted).",
+)
+@limits_options
+@handle_errors
+def validate(
+    paths: tuple[Path, ...],
+    fmt: str,
+    policy: Path | None,
+    max_findings: int,
+    min_records: int,
+    max_records: int,
+    max_bytes: int,
+) -> None:
+    """Dry-run validate batch JSONL files (or directories of them) before upload.
+
+    Exit status: 0 valid (warnings allowed), 1 findings of severity error, 2 usage or I/O error.
+    """
+    limits = make_limits(min_records, max_records, max_bytes)
+    report = validate_files(paths, limits=limits, schema=policy)
+    if fmt == "json":
+        out.print(report.to_json(), markup=False, highlight=False)
+    else:
+        render_report(report, max_findings=max_findings)
+    raise SystemExit(EXIT_OK if report.valid else EXIT_FINDINGS)
+
+
+def render_report(report: Report, *, max_findings: int = 200, title: str = "findings by code") -> None:
+    """Findings one per line, a verdict, then a table of counts by code."""
+    for finding in report.findings[:max_findings]:
+        style = "red" if finding.severity == "error" else "yellow"
+        out.print(f"[{style}]{finding.severity}[/] {_plain(finding)}", highlight=False)
+    hidden = len(report.findings) - max_findings
+    if hidden > 0:
+        out.print(f"… and {hidden} more (--format json lists all)")
+    s = report.stats
+    verdict = "[green]valid[/]" if report.valid else "[bold red]invalid[/]"
+    out.print(
+        f"{verdict}: {s.files} file(s), {s.records:,} record(s), {s.valid_records:,} valid, "
+        f"{s.errors:,} error(s), {s.warnings:,} warning(s)"
+    )
+    if report.findings:
+        severity = {f.code: f.severity for f in report.findings}
+        table = Table(title=title, title_justify="left")
+        table.add_column("code")
+        table.add_column("severity")
+        table.add_column("count", justify="right")
+        for code, n in report.counts.items():
+            table.add_row(code, severity[code], f"{n:,}")
+        out.print(table)
+
+
+def _plain(finding: object) -> str:
+    return str(finding).replace("[", "\\[")
+
+
+@click.command()
+@click.option(
+    "--out",
+    "folder",
+    type=click.Path(path_type=Path),
+    default=Path("schemas"),
+    show_default=True,
+    help="Folder to write the *.schema.json files into.",
+)
+@handle_errors
+def schema(folder: Path) -> None:
+    """Write the JSON Schemas of the batch line, generate payload, output line and Batch object."""
+    for path in write_schemas(folder):
+        err.print(f"wrote {path}")
