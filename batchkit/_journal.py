@@ -1,0 +1,342 @@
+"""The submission journal: a SQLite database (WAL, synchronous=FULL) beside the shards.
+
+It records, durably and before the fact, every create batchkit is about to send, so that after any crash a
+re-run knows which shards are certainly not submitted, which certainly are (with their batch id), and which are
+*uncertain* (an intent without an answer), which must be reconciled against the server before anything is sent
+again. Every change is one transaction; an append-only ``events`` table keeps the history for audits.
+
+Shard states::
+
+    pending ──intent──▶ intent ──answer──▶ submitted ──poll──▶ (status COMPLETED / FAILED)
+       ▲                  │
+       └──certainly not───┘        (refused: the server said no, with a reason; --force may retry it)
+
+The journal holds no secret: no API key, no headers, only ids, counts, times and messages.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import orjson
+
+from ._errors import JournalError
+
+__all__ = ["JOURNAL_FILE", "Journal", "ShardRecord", "ShardState"]
+
+JOURNAL_FILE: Final = "journal.sqlite"
+_FORMAT: Final = "batchkit-journal/1"
+
+ShardState = Literal["pending", "intent", "submitted", "refused"]
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS shards (
+    file         TEXT PRIMARY KEY,
+    position     INTEGER NOT NULL,
+    sha256       TEXT NOT NULL,
+    records      INTEGER NOT NULL,
+    bytes        INTEGER NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('pending', 'intent', 'submitted', 'refused')),
+    batch_id     TEXT UNIQUE,
+    intent_at    TEXT,
+    submitted_at TEXT,
+    webhook_url  TEXT,
+    status       TEXT,
+    metrics      TEXT,
+    output_url   TEXT,
+    message      TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    updated_at   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dry_runs (
+    file     TEXT NOT NULL,
+    sha256   TEXT NOT NULL,
+    verdict  TEXT NOT NULL,
+    message  TEXT,
+    at       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      TEXT NOT NULL,
+    file    TEXT,
+    kind    TEXT NOT NULL,
+    detail  TEXT
+);
+"""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True, slots=True)
+class ShardRecord:
+    """One shard as the journal knows it."""
+
+    file: str
+    position: int
+    sha256: str
+    records: int
+    bytes: int
+    state: ShardState
+    batch_id: str | None
+    intent_at: datetime | None
+    submitted_at: datetime | None
+    webhook_url: str | None
+    status: str | None
+    metrics: dict[str, int]
+    output_url: str | None
+    message: str | None
+    attempts: int
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in ("COMPLETED", "FAILED")
+
+
+class Journal:
+    """The journal of one build directory. Open with :meth:`open`; use as a context manager."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+
+    @classmethod
+    def open(cls, directory: str | Path, *, create: bool = True) -> Journal:
+        """Open (and if needed create) ``directory/journal.sqlite``."""
+        path = Path(directory) / JOURNAL_FILE
+        if not create and not path.exists():
+            msg = f"{directory} has no submission journal ({JOURNAL_FILE}); run `batchkit submit {directory}` first"
+            raise JournalError(msg)
+        try:
+            db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(_SCHEMA)
+            found = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            if found is None:
+                db.execute("INSERT INTO meta (key, value) VALUES ('format', ?)", (_FORMAT,))
+            elif found["value"] != _FORMAT:
+                msg = f"{path} is a {found['value']} journal; this batchkit reads {_FORMAT}"
+                raise JournalError(msg)
+        except sqlite3.DatabaseError as exc:
+            msg = f"cannot open the submission journal {path}: {exc}"
+            raise JournalError(msg) from exc
+        return cls(path, db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r})"
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _event(self, db: sqlite3.Connection, file: str | None, kind: str, detail: Any = None) -> None:
+        text = None if detail is None else orjson.dumps(detail).decode()
+        db.execute(
+            "INSERT INTO events (at, file, kind, detail) VALUES (?, ?, ?, ?)", (_iso(utcnow()), file, kind, text)
+        )
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def shards(self) -> list[ShardRecord]:
+        rows = self._db.execute("SELECT * FROM shards ORDER BY position").fetchall()
+        return [self._record(row) for row in rows]
+
+    def shard(self, file: str) -> ShardRecord:
+        row = self._db.execute("SELECT * FROM shards WHERE file = ?", (file,)).fetchone()
+        if row is None:
+            msg = f"the journal has no shard {file!r}"
+            raise JournalError(msg, shard=file)
+        return self._record(row)
+
+    def known_batch_ids(self) -> set[str]:
+        rows = self._db.execute("SELECT batch_id FROM shards WHERE batch_id IS NOT NULL").fetchall()
+        ids = {row["batch_id"] for row in rows}
+        for row in self._db.execute("SELECT detail FROM events WHERE kind = 'superseded'").fetchall():
+            ids.add(orjson.loads(row["detail"])["batch_id"])
+        return ids
+
+    def events(self, file: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT * FROM events" + (" WHERE file = ?" if file else "") + " ORDER BY id"
+        rows = self._db.execute(query, (file,) if file else ()).fetchall()
+        return [
+            {**dict(row), "detail": None if row["detail"] is None else orjson.loads(row["detail"])} for row in rows
+        ]
+
+    def dry_runs(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._db.execute("SELECT * FROM dry_runs ORDER BY rowid").fetchall()]
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> ShardRecord:
+        return ShardRecord(
+            file=row["file"],
+            position=row["position"],
+            sha256=row["sha256"],
+            records=row["records"],
+            bytes=row["bytes"],
+            state=row["state"],
+            batch_id=row["batch_id"],
+            intent_at=_parse(row["intent_at"]),
+            submitted_at=_parse(row["submitted_at"]),
+            webhook_url=row["webhook_url"],
+            status=row["status"],
+            metrics=orjson.loads(row["metrics"]) if row["metrics"] else {},
+            output_url=row["output_url"],
+            message=row["message"],
+            attempts=row["attempts"],
+        )
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def sync_shards(self, shards: list[tuple[str, str, int, int]]) -> None:
+        """Make the journal know every ``(file, sha256, records, bytes)`` of the manifest, in order.
+
+        A shard the journal already has keeps its state; one whose bytes changed is refused if it was ever
+        sent (its batch was made from the old bytes), and reset to pending otherwise.
+        """
+        with self._transaction() as db:
+            for position, (file, sha256, records, size) in enumerate(shards, 1):
+                row = db.execute("SELECT state, sha256 FROM shards WHERE file = ?", (file,)).fetchone()
+                if row is None:
+                    db.execute(
+                        "INSERT INTO shards (file, position, sha256, records, bytes, state, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                        (file, position, sha256, records, size, _iso(utcnow())),
+                    )
+                    self._event(db, file, "added", {"sha256": sha256, "records": records})
+                elif row["sha256"] != sha256:
+                    if row["state"] in ("intent", "submitted"):
+                        msg = (
+                            f"{file} changed since it was submitted (sha256 {row['sha256'][:12]}… → {sha256[:12]}…); "
+                            "its batch was made from the old bytes. Rebuild into a new directory, "
+                            "or restore the shard"
+                        )
+                        raise JournalError(msg, shard=file)
+                    db.execute(
+                        "UPDATE shards SET sha256 = ?, records = ?, bytes = ?, position = ?, state = 'pending', "
+                        "message = NULL, updated_at = ? WHERE file = ?",
+                        (sha256, records, size, position, _iso(utcnow()), file),
+                    )
+                    self._event(db, file, "changed", {"sha256": sha256})
+                else:
+                    db.execute("UPDATE shards SET position = ? WHERE file = ?", (position, file))
+
+    def record_intent(self, file: str, *, webhook_url: str | None, at: datetime | None = None) -> datetime:
+        """Durably note that a create for ``file`` is about to be sent. Returns the recorded time."""
+        moment = at or utcnow()
+        with self._transaction() as db:
+            row = db.execute("SELECT state FROM shards WHERE file = ?", (file,)).fetchone()
+            if row is None or row["state"] not in ("pending", "refused"):
+                state = None if row is None else row["state"]
+                msg = f"cannot send {file}: the journal has it as {state}"
+                raise JournalError(msg, shard=file)
+            db.execute(
+                "UPDATE shards SET state = 'intent', intent_at = ?, webhook_url = ?, attempts = attempts + 1, "
+                "message = NULL, updated_at = ? WHERE file = ?",
+                (_iso(moment), webhook_url, _iso(utcnow()), file),
+            )
+            self._event(db, file, "intent", {"at": _iso(moment), "webhook_url": webhook_url})
+        return moment
+
+    def record_submitted(
+        self, file: str, batch_id: str, *, status: str, metrics: dict[str, int], how: str = "created"
+    ) -> None:
+        """The server answered with ``batch_id`` (or reconciliation found it)."""
+        now = _iso(utcnow())
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE shards SET state = 'submitted', batch_id = ?, submitted_at = ?, status = ?, metrics = ?, "
+                "message = NULL, updated_at = ? WHERE file = ?",
+                (batch_id, now, status, orjson.dumps(metrics).decode(), now, file),
+            )
+            self._event(db, file, how, {"batch_id": batch_id})
+
+    def record_not_sent(self, file: str, reason: str) -> None:
+        """The create certainly did not create a batch (refused before arrival, or reconciled as absent)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE shards SET state = 'pending', intent_at = NULL, message = ?, updated_at = ? WHERE file = ?",
+                (reason, _iso(utcnow()), file),
+            )
+            self._event(db, file, "not-sent", {"reason": reason})
+
+    def record_refused(self, file: str, message: str) -> None:
+        """The server refused the shard (400): nothing was created; the reason is kept for the user."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE shards SET state = 'refused', intent_at = NULL, message = ?, updated_at = ? WHERE file = ?",
+                (message, _iso(utcnow()), file),
+            )
+            self._event(db, file, "refused", {"message": message})
+
+    def record_uncertain(self, file: str, message: str) -> None:
+        """The create may have reached the server; the shard stays an intent until reconciled."""
+        with self._transaction() as db:
+            db.execute("UPDATE shards SET message = ?, updated_at = ? WHERE file = ?", (message, _iso(utcnow()), file))
+            self._event(db, file, "uncertain", {"message": message})
+
+    def supersede(self, file: str, reason: str) -> None:
+        """Forget the shard's batch (``--force``): the old batch id stays in the history, the shard is pending."""
+        with self._transaction() as db:
+            row = db.execute("SELECT batch_id FROM shards WHERE file = ?", (file,)).fetchone()
+            if row is not None and row["batch_id"] is not None:
+                self._event(db, file, "superseded", {"batch_id": row["batch_id"], "reason": reason})
+            db.execute(
+                "UPDATE shards SET state = 'pending', batch_id = NULL, intent_at = NULL, submitted_at = NULL, "
+                "status = NULL, metrics = NULL, output_url = NULL, message = ?, updated_at = ? WHERE file = ?",
+                (reason, _iso(utcnow()), file),
+            )
+
+    def record_status(
+        self, file: str, *, status: str, metrics: dict[str, int], output_url: str | None
+    ) -> None:
+        """The latest status of the shard's batch, from a poll."""
+        with self._transaction() as db:
+            old = db.execute("SELECT status FROM shards WHERE file = ?", (file,)).fetchone()
+            db.execute(
+                "UPDATE shards SET status = ?, metrics = ?, output_url = ?, updated_at = ? WHERE file = ?",
+                (status, orjson.dumps(metrics).decode(), output_url or None, _iso(utcnow()), file),
+            )
+            if old is not None and old["status"] != status:
+                self._event(db, file, "status", {"status": status, "metrics": metrics})
+
+    def record_dry_run(self, file: str, sha256: str, verdict: str, message: str | None) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO dry_runs (file, sha256, verdict, message, at) VALUES (?, ?, ?, ?, ?)",
+                (file, sha256, verdict, message, _iso(utcnow())),
+            )
+            self._event(db, file, "dry-run", {"verdict": verdict})
