@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from ._common import configure_logging
+from ._sandbox import sandbox
 from ._validate import schema, validate
 
 __all__ = ["main"]
@@ -21,3 +22,4 @@ def main(verbose: int) -> None:
 
 main.add_command(validate)
 main.add_command(schema)
+main.add_command(sandbox)
