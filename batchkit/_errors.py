@@ -9,6 +9,8 @@
     │   └── AmbiguousSubmissionError   a create may have reached the server and no single batch matches it
     ├── ResultsError               results cannot be joined (changed shards, edited manifest)
     ├── ConfigurationError         no API key, a refused base URL
+    ├── WebhookVerificationError   a webhook is not a genuine, fresh, well-formed Sync notification (.reason)
+    ├── WaitTimeoutError           batches still running when a wait's deadline passed (.batch_id .status)
     └── APIError                   talking to the Batch API went wrong (.method .url)
         ├── APIConnectionError     no answer (.sent: whether the request may have reached the server)
         │   └── APITimeoutError
@@ -52,6 +54,8 @@ __all__ = [
     "ResultsError",
     "ServerError",
     "ValidationFailed",
+    "WaitTimeoutError",
+    "WebhookVerificationError",
 ]
 
 
@@ -105,6 +109,34 @@ class ResultsError(BatchkitError):
 
 class ConfigurationError(BatchkitError):
     """Missing API key, refused base URL, or another setting that stops every call."""
+
+
+class WebhookVerificationError(BatchkitError):
+    """A webhook request is not a genuine, fresh, well-formed Sync notification: answer it with HTTP 400.
+
+    ``reason`` is one stable code: ``malformed-header``, ``expired`` (timestamp outside the tolerance window:
+    a replay or a skewed clock), ``mismatch`` (no signature matches the body and secret) or ``invalid-body``
+    (not JSON, or not the notification's shape).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class WaitTimeoutError(BatchkitError):
+    """Batches were still running when a wait's deadline passed. Waiting again later is safe.
+
+    A single-batch wait (``client.batches.wait``) sets ``batch_id``, its last ``status`` and the last ``batch``.
+    """
+
+    def __init__(
+        self, message: str, *, batch_id: str | None = None, status: str | None = None, batch: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.batch_id = batch_id
+        self.status = status
+        self.batch = batch
 
 
 class APIError(BatchkitError):

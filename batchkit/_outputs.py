@@ -27,12 +27,12 @@ __all__ = ["ResultLine", "read_output"]
 class _Response(msgspec.Struct):
     id: str | None = None
     status: str | None = None
-    outputUrl: str | None = None  # noqa: N815 - wire names
-    outputMediaUrl: str | None = None  # noqa: N815
-    outputDuration: float | None = None  # noqa: N815
+    outputUrl: str | None = None
+    outputMediaUrl: str | None = None
+    outputDuration: float | None = None
     error: str | None = None
     error_code: str | None = None
-    errorCode: str | None = None  # noqa: N815
+    errorCode: str | None = None
 
 
 class _Line(msgspec.Struct):
@@ -40,7 +40,7 @@ class _Line(msgspec.Struct):
     status: str | None = None
     error: str | dict[str, Any] | None = None
     error_code: str | None = None
-    errorCode: str | None = None  # noqa: N815
+    errorCode: str | None = None
     response: _Response | None = None
 
 
@@ -116,7 +116,9 @@ def read_output(path: str | Path) -> tuple[list[ResultLine], list[Finding]]:
 
     data = Path(path).read_bytes()
     if not data.strip():
-        finding("empty-output", None, "the output file is empty; every request of its batch counts as missing")
+        finding(
+            "empty-output", None, "the output file is empty; every request of its batch counts as missing"
+        )
         return lines, findings
     chunks = data.split(b"\n")
     truncated = not data.endswith(b"\n")

@@ -130,11 +130,24 @@ def submit(
             if shard.state == "submitted":
                 emit(SubmitEvent("skipped", shard.file, shard.batch_id, "already submitted"))
                 continue
-            _send(folder, journal, api, shard, webhook_url, emit, poll or PollPolicy(), reconcile_window, settle, sleep)
+            _send(
+                folder,
+                journal,
+                api,
+                shard,
+                webhook_url,
+                emit,
+                poll or PollPolicy(),
+                reconcile_window,
+                settle,
+                sleep,
+            )
         return SubmitResult(shards=journal.shards())
 
 
-def _dry_run(folder: Path, manifest: Manifest, api: Client, webhook_url: str | None, emit: OnEvent) -> SubmitResult:
+def _dry_run(
+    folder: Path, manifest: Manifest, api: Client, webhook_url: str | None, emit: OnEvent
+) -> SubmitResult:
     verdicts: list[DryRunVerdict] = []
     with Journal.open(folder) as journal:
         for shard in manifest.shards:
@@ -147,7 +160,9 @@ def _dry_run(folder: Path, manifest: Manifest, api: Client, webhook_url: str | N
                     msg = f"the server created batch {answer.id} for a dry run of {shard.file}; cancel it if unwanted"
                     raise JournalError(msg, shard=shard.file)
                 verdict = DryRunVerdict(shard.file, answer.status == "VALIDATED", None)
-            journal.record_dry_run(shard.file, shard.sha256, "VALID" if verdict.valid else "REFUSED", verdict.message)
+            journal.record_dry_run(
+                shard.file, shard.sha256, "VALID" if verdict.valid else "REFUSED", verdict.message
+            )
             emit(SubmitEvent("dry-run", shard.file, None, verdict.message or "VALIDATED"))
             verdicts.append(verdict)
         return SubmitResult(shards=journal.shards(), dry_runs=verdicts)
@@ -166,6 +181,7 @@ def _send(
     sleep: Callable[[float], None],
 ) -> None:
     uncertain_rounds = 0
+    uncertain: APIError
     while True:
         journal.record_intent(shard.file, webhook_url=webhook_url)
         try:
@@ -195,9 +211,8 @@ def _send(
         except APIError as exc:  # a 2xx whose body could not be read: the batch may exist
             uncertain = exc
         else:
-            if isinstance(answer, DryRunResult):
-                msg = f"the server answered a real submission of {shard.file} like a dry run; nothing was created"
-                journal.record_not_sent(shard.file, msg)
+            if isinstance(answer, DryRunResult):  # the client raises instead; kept so the types stay honest
+                msg = f"the server answered a real submission of {shard.file} like a dry run"
                 raise JournalError(msg, shard=shard.file)
             journal.record_submitted(
                 shard.file, answer.id, status=answer.status, metrics=answer.metrics.model_dump()
@@ -237,11 +252,19 @@ def _reconcile(journal: Journal, api: Client, shard: ShardRecord, window: float,
         journal.record_submitted(
             shard.file, batch.id, status=batch.status, metrics=batch.metrics.model_dump(), how="reconciled"
         )
-        emit(SubmitEvent("reconciled", shard.file, batch.id, "found the batch created by an interrupted submit"))
+        emit(
+            SubmitEvent(
+                "reconciled", shard.file, batch.id, "found the batch created by an interrupted submit"
+            )
+        )
         return True
     if not candidates:
         journal.record_not_sent(shard.file, "reconciled: the server has no batch for this create")
-        emit(SubmitEvent("not-created", shard.file, None, "the interrupted create made no batch; sending again"))
+        emit(
+            SubmitEvent(
+                "not-created", shard.file, None, "the interrupted create made no batch; sending again"
+            )
+        )
         return False
     ids = ", ".join(b.id for b in candidates)
     msg = (
@@ -253,7 +276,11 @@ def _reconcile(journal: Journal, api: Client, shard: ShardRecord, window: float,
 
 
 def resolve(
-    directory: str | Path, *, adopt: dict[str, str] | None = None, forget: Sequence[str] = (), client: Client | None = None
+    directory: str | Path,
+    *,
+    adopt: dict[str, str] | None = None,
+    forget: Sequence[str] = (),
+    client: Client | None = None,
 ) -> None:
     """Settle uncertain shards by hand: adopt a batch id for a shard, or forget its lost create."""
     with Journal.open(directory, create=False) as journal:

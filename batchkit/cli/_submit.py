@@ -1,0 +1,275 @@
+"""``batchkit submit``, ``batchkit status`` and ``batchkit wait``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .._client import Client
+from .._journal import Journal, ShardRecord
+from .._retry import PollPolicy
+from .._submit import SubmitEvent, refresh, resolve, submit, wait
+from ._common import EXIT_FINDINGS, err, handle_errors, out
+
+_EVENT_STYLE = {
+    "submitted": "green",
+    "reconciled": "cyan",
+    "not-created": "yellow",
+    "refused": "red",
+    "concurrency-wait": "yellow",
+    "uncertain": "yellow",
+    "skipped": "dim",
+    "dry-run": "blue",
+}
+
+
+def api_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--base-url`` and ``--api-key`` (both also from the environment)."""
+    func = click.option(
+        "--api-key",
+        envvar="SYNC_API_KEY",
+        show_envvar=True,
+        help="Sync API key (prefer the environment variable: options show up in shell history).",
+    )(func)
+    return click.option(
+        "--base-url",
+        envvar="SYNC_BASE_URL",
+        show_envvar=True,
+        help="API base URL [default: https://api.sync.so]; plain http:// only for loopback (the sandbox).",
+    )(func)
+
+
+def poll_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--poll-initial``, ``--poll-factor``, ``--poll-max``, ``--deadline``."""
+    options = [
+        click.option(
+            "--poll-initial",
+            type=click.FloatRange(min=0),
+            default=5.0,
+            show_default=True,
+            help="Seconds before the first status poll.",
+        ),
+        click.option(
+            "--poll-factor",
+            type=click.FloatRange(min=1),
+            default=1.5,
+            show_default=True,
+            help="Each poll interval is the previous one times this.",
+        ),
+        click.option(
+            "--poll-max",
+            type=click.FloatRange(min=0),
+            default=60.0,
+            show_default=True,
+            help="Longest interval between polls, in seconds.",
+        ),
+        click.option(
+            "--deadline",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="Give up waiting after this many seconds (waiting again later is safe).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_client(api_key: str | None, base_url: str | None) -> Client:
+    return Client(api_key=api_key or None, base_url=base_url or None)
+
+
+def make_poll(initial: float, factor: float, maximum: float) -> PollPolicy:
+    return PollPolicy(initial=initial, factor=factor, maximum=max(maximum, initial))
+
+
+def _print_event(event: SubmitEvent) -> None:
+    style = _EVENT_STYLE.get(event.kind, "")
+    batch = f" {event.batch_id}" if event.batch_id else ""
+    note = f": {event.message}" if event.message else ""
+    err.print(f"[{style}]{event.kind:>16}[/] {event.file}{batch}{note}", highlight=False, markup=True)
+
+
+def shard_table(shards: Sequence[ShardRecord], title: str = "shards") -> Table:
+    table = Table(title=title, title_justify="left")
+    for name, justify in [
+        ("shard", "left"),
+        ("records", "right"),
+        ("batch", "left"),
+        ("state", "left"),
+        ("status", "left"),
+        ("done", "right"),
+        ("failed", "right"),
+        ("pending", "right"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for s in shards:
+        m = s.metrics
+        table.add_row(
+            s.file,
+            f"{s.records:,}",
+            s.batch_id or "-",
+            s.state,
+            s.status or "-",
+            f"{m.get('success_count', 0):,}",
+            f"{m.get('failed_count', 0):,}",
+            f"{m.get('pending_count', 0):,}",
+        )
+    return table
+
+
+def progress_printer() -> tuple[Progress, Callable[[Sequence[ShardRecord]], None]]:
+    """A rich bar of generations done / total across every batch of the directory."""
+    progress = Progress(
+        TextColumn("[bold]generations"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+    task = progress.add_task("", total=None)
+
+    def update(shards: Sequence[ShardRecord]) -> None:
+        sent = [s for s in shards if s.state == "submitted"]
+        total = sum(s.metrics.get("total_generations") or s.records for s in sent)
+        done = sum(s.metrics.get("success_count", 0) + s.metrics.get("failed_count", 0) for s in sent)
+        finished = sum(1 for s in sent if s.terminal)
+        progress.update(task, total=total, completed=done, description=f"{finished}/{len(sent)} batches done")
+
+    return progress, update
+
+
+def run_wait(directory: Path, client: Client, poll: PollPolicy, deadline: float | None) -> list[ShardRecord]:
+    progress, update = progress_printer()
+    with progress:
+        return wait(directory, client=client, poll=poll, deadline=deadline, on_progress=update)
+
+
+def _pairs(values: Sequence[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        shard, sep, batch = value.partition("=")
+        if not sep or not shard or not batch:
+            msg = f"{value!r} is not SHARD=BATCH_ID"
+            raise click.BadParameter(msg, param_hint="--adopt")
+        pairs[shard] = batch
+    return pairs
+
+
+@click.command("submit")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--dry-run", is_flag=True, help="Ask the server to validate every shard; nothing is created.")
+@click.option("--webhook-url", help="URL Sync POSTs each batch's final status to.")
+@click.option("--wait", "and_wait", is_flag=True, help="Then wait for every batch to finish, with progress.")
+@click.option("--force", is_flag=True, help="Submit shards that already have a batch again (new batches!).")
+@click.option(
+    "--adopt",
+    multiple=True,
+    metavar="SHARD=BATCH_ID",
+    help="Settle an uncertain shard: this existing batch is its submission.",
+)
+@click.option(
+    "--forget",
+    multiple=True,
+    metavar="SHARD",
+    help="Settle an uncertain shard: its interrupted create made no batch; send it again.",
+)
+@api_options
+@poll_options
+@handle_errors
+def submit_command(
+    directory: Path,
+    dry_run: bool,
+    webhook_url: str | None,
+    and_wait: bool,
+    force: bool,
+    adopt: tuple[str, ...],
+    forget: tuple[str, ...],
+    api_key: str | None,
+    base_url: str | None,
+    poll_initial: float,
+    poll_factor: float,
+    poll_max: float,
+    deadline: float | None,
+) -> None:
+    """Submit every shard of a build directory, exactly once, through a crash-safe journal.
+
+    Safe to run again at any time: shards already submitted are skipped, and a create whose answer was lost
+    is looked up on the server before anything is resent.
+    """
+    poll = make_poll(poll_initial, poll_factor, poll_max)
+    with make_client(api_key, base_url) as client:
+        if adopt or forget:
+            resolve(directory, adopt=_pairs(adopt), forget=forget, client=client)
+        result = submit(
+            directory,
+            client=client,
+            dry_run=dry_run,
+            webhook_url=webhook_url,
+            force=force,
+            on_event=_print_event,
+            poll=poll,
+        )
+        if dry_run:
+            table = Table(title="dry run", title_justify="left")
+            table.add_column("shard")
+            table.add_column("verdict")
+            table.add_column("server message")
+            for verdict in result.dry_runs:
+                table.add_row(
+                    verdict.file,
+                    "[green]VALIDATED[/]" if verdict.valid else "[red]REFUSED[/]",
+                    verdict.message or "",
+                )
+            out.print(table)
+            if not all(v.valid for v in result.dry_runs):
+                raise SystemExit(EXIT_FINDINGS)
+            return
+        shards = run_wait(directory, client, poll, deadline) if and_wait else result.shards
+    out.print(shard_table(shards))
+    if result.refused:
+        err.print(f"[red]{len(result.refused)} shard(s) refused by the server[/]; see the messages above")
+        raise SystemExit(EXIT_FINDINGS)
+
+
+@click.command("status")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--offline", is_flag=True, help="Show what the journal knows without asking the server.")
+@api_options
+@handle_errors
+def status_command(directory: Path, offline: bool, api_key: str | None, base_url: str | None) -> None:
+    """Show every shard's batch id, status and metrics."""
+    with Journal.open(directory, create=False) as journal:
+        if offline:
+            shards = journal.shards()
+        else:
+            with make_client(api_key, base_url) as client:
+                shards = refresh(journal, client)
+    out.print(shard_table(shards, title=str(directory)))
+
+
+@click.command("wait")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@api_options
+@poll_options
+@handle_errors
+def wait_command(
+    directory: Path,
+    api_key: str | None,
+    base_url: str | None,
+    poll_initial: float,
+    poll_factor: float,
+    poll_max: float,
+    deadline: float | None,
+) -> None:
+    """Wait until every submitted batch is COMPLETED or FAILED, with a progress bar."""
+    with make_client(api_key, base_url) as client:
+        shards = run_wait(directory, client, make_poll(poll_initial, poll_factor, poll_max), deadline)
+    out.print(shard_table(shards, title=str(directory)))
