@@ -111,7 +111,11 @@ def test_the_journal_holds_no_secret(journal: Journal, tmp_path: Path) -> None:
     journal.record_submitted("c-0001.jsonl", "batch_1", status="PENDING", metrics={})
     journal.close()
     db = sqlite3.connect(tmp_path / JOURNAL_FILE)
-    columns = {row[1] for table in ("shards", "events", "dry_runs") for row in db.execute(f"PRAGMA table_info({table})")}
+    columns = {
+        row[1]
+        for table in ("shards", "events", "dry_runs")
+        for row in db.execute(f"PRAGMA table_info({table})")
+    }
     assert not {c for c in columns if "key" in c or "auth" in c or "header" in c}
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

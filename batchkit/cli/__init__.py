@@ -7,6 +7,7 @@ import click
 from .. import __version__
 from ._common import configure_logging
 from ._sandbox import sandbox
+from ._submit import status_command, submit_command, wait_command
 from ._validate import schema, validate
 
 __all__ = ["main"]
@@ -23,3 +24,6 @@ def main(verbose: int) -> None:
 main.add_command(validate)
 main.add_command(schema)
 main.add_command(sandbox)
+main.add_command(submit_command)
+main.add_command(status_command)
+main.add_command(wait_command)
