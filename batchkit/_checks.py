@@ -11,6 +11,7 @@ import re
 __all__ = [
     "MAX_REQUEST_ID_LENGTH",
     "OUTPUT_FILE_NAME_PATTERN",
+    "REQUEST_ID_PATTERN",
     "URL_PATTERN",
     "is_http_url",
     "is_output_file_name",
@@ -21,6 +22,9 @@ __all__ = [
 #: characters (zero-width spaces, other format characters) that a pattern cannot name portably.
 URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#\x00-\x1f\x7f][^\s\x00-\x1f\x7f]*$"
 OUTPUT_FILE_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,255}$"
+#: JSON Schema form of :func:`request_id_problem`: no control characters, no whitespace at either end. The
+#: function is a little stricter: it also refuses invisible and non-ASCII space characters anywhere.
+REQUEST_ID_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
 MAX_REQUEST_ID_LENGTH = 256
 
 _OUTPUT_FILE_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")

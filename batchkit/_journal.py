@@ -166,7 +166,8 @@ class Journal:
     def _event(self, db: sqlite3.Connection, file: str | None, kind: str, detail: Any = None) -> None:
         text = None if detail is None else orjson.dumps(detail).decode()
         db.execute(
-            "INSERT INTO events (at, file, kind, detail) VALUES (?, ?, ?, ?)", (_iso(utcnow()), file, kind, text)
+            "INSERT INTO events (at, file, kind, detail) VALUES (?, ?, ?, ?)",
+            (_iso(utcnow()), file, kind, text),
         )
 
     # -- reading -------------------------------------------------------------------------------------------
@@ -193,7 +194,8 @@ class Journal:
         query = "SELECT * FROM events" + (" WHERE file = ?" if file else "") + " ORDER BY id"
         rows = self._db.execute(query, (file,) if file else ()).fetchall()
         return [
-            {**dict(row), "detail": None if row["detail"] is None else orjson.loads(row["detail"])} for row in rows
+            {**dict(row), "detail": None if row["detail"] is None else orjson.loads(row["detail"])}
+            for row in rows
         ]
 
     def dry_runs(self) -> list[dict[str, Any]]:
@@ -305,7 +307,10 @@ class Journal:
     def record_uncertain(self, file: str, message: str) -> None:
         """The create may have reached the server; the shard stays an intent until reconciled."""
         with self._transaction() as db:
-            db.execute("UPDATE shards SET message = ?, updated_at = ? WHERE file = ?", (message, _iso(utcnow()), file))
+            db.execute(
+                "UPDATE shards SET message = ?, updated_at = ? WHERE file = ?",
+                (message, _iso(utcnow()), file),
+            )
             self._event(db, file, "uncertain", {"message": message})
 
     def supersede(self, file: str, reason: str) -> None:

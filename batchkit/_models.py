@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from ._checks import (
     MAX_REQUEST_ID_LENGTH,
     OUTPUT_FILE_NAME_PATTERN,
+    REQUEST_ID_PATTERN,
     URL_PATTERN,
     is_http_url,
     is_output_file_name,
@@ -79,7 +80,9 @@ OutputFileName = Annotated[
 RequestId = Annotated[
     str,
     AfterValidator(_request_id),
-    Field(json_schema_extra={"minLength": 1, "maxLength": MAX_REQUEST_ID_LENGTH}),
+    Field(
+        json_schema_extra={"minLength": 1, "maxLength": MAX_REQUEST_ID_LENGTH, "pattern": REQUEST_ID_PATTERN}
+    ),
 ]
 Unit = Annotated[float, Field(ge=0, le=1)]
 Seconds = Annotated[float, Field(ge=0)]
@@ -106,13 +109,28 @@ def _rules_enabled(info: ValidationInfo) -> bool:
     return not (isinstance(info.context, dict) and info.context.get("rules") is False)
 
 
-_URL_OR_ASSET: Any = {"anyOf": [{"required": ["url"]}, {"required": ["assetId"]}]}
+def _require(schema: dict[str, Any], *names: str) -> None:
+    schema["required"] = [*names, *(n for n in schema.get("required", []) if n not in names)]
+
+
+def _tagged_schema(schema: dict[str, Any]) -> None:
+    """In schema form: the ``type`` tag is required on the wire (pydantic's discriminator needs it)."""
+    _require(schema, "type")
+
+
+def _source_schema(schema: dict[str, Any]) -> None:
+    """In schema form: the ``type`` tag is required, and ``url`` or ``assetId`` is given (not null)."""
+    _require(schema, "type")
+    schema["anyOf"] = [
+        {"required": ["url"], "properties": {"url": {"type": "string"}}},
+        {"required": ["assetId"], "properties": {"assetId": {"type": "string"}}},
+    ]
 
 
 class VideoInput(_WireModel):
     """The video to lipsync: a URL or a media-library asset id."""
 
-    model_config = ConfigDict(json_schema_extra=_URL_OR_ASSET)
+    model_config = ConfigDict(json_schema_extra=_source_schema)
 
     type: Literal["video"] = "video"
     url: HttpUrl | None = None
@@ -130,7 +148,7 @@ class VideoInput(_WireModel):
 class AudioInput(_WireModel):
     """Recorded audio: a URL or a media-library asset id; ``refId`` links it to segments."""
 
-    model_config = ConfigDict(json_schema_extra=_URL_OR_ASSET)
+    model_config = ConfigDict(json_schema_extra=_source_schema)
 
     type: Literal["audio"] = "audio"
     url: HttpUrl | None = None
@@ -156,6 +174,8 @@ class ElevenLabsProvider(_WireModel):
 
 class TextInput(_WireModel):
     """A text-to-speech input: Sync speaks ``provider.script`` with ``provider.voiceId``."""
+
+    model_config = ConfigDict(json_schema_extra=_tagged_schema)
 
     type: Literal["text"] = "text"
     provider: ElevenLabsProvider
@@ -188,7 +208,19 @@ class GenerationOptions(_WireModel):
 
 
 class SegmentAudioInput(_WireModel):
-    """The audio input (by ``refId``) a segment plays, optionally cropped."""
+    """The audio input (by ``refId``) a segment plays, optionally cropped (``startTime`` with ``endTime``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"startTime": {"type": "null"}, "endTime": {"type": "null"}}},
+                {
+                    "required": ["startTime", "endTime"],
+                    "properties": {"startTime": {"type": "number"}, "endTime": {"type": "number"}},
+                },
+            ]
+        }
+    )
 
     ref_id: Annotated[str, Field(min_length=1)] = Field(alias="refId")
     start_time: Seconds | None = Field(default=None, alias="startTime")
@@ -208,11 +240,23 @@ def _typed(*kinds: str) -> dict[str, Any]:
 
 
 def _input_rules_schema(schema: dict[str, Any]) -> None:
-    """In schema form: exactly one video item, and at least one audio or text item."""
+    """In schema form: exactly one video item, at least one audio or text item, and with segments, a refId on
+    every audio and text item. (That segments name existing refIds is beyond JSON Schema.)"""
     schema["properties"]["input"]["allOf"] = [
         {"contains": _typed("video"), "minContains": 1, "maxContains": 1},
         {"contains": _typed("audio", "text")},
     ]
+    schema["if"] = {"required": ["segments"], "properties": {"segments": {"type": "array", "minItems": 1}}}
+    schema["then"] = {
+        "properties": {
+            "input": {
+                "items": {
+                    "if": _typed("audio", "text"),
+                    "then": {"required": ["refId"], "properties": {"refId": {"type": "string"}}},
+                }
+            }
+        }
+    }
 
 
 class GeneratePayload(_WireModel):
@@ -244,8 +288,19 @@ class GeneratePayload(_WireModel):
         return self
 
 
+def _batch_line_schema(schema: dict[str, Any]) -> None:
+    """In schema form: ``endpoint`` is required on the wire (the model fills it in for Python callers)."""
+    _require(schema, "request_id", "endpoint", "payload")
+
+
 class BatchLine(_WireModel):
-    """One line of a batch file: ``{"request_id", "endpoint", "payload"}``."""
+    """One line of a batch file: ``{"request_id", "endpoint", "payload"}``.
+
+    ``endpoint`` defaults to ``/v2/generate`` when a line is built in Python; a line read from a file must
+    name it (the validator reports ``missing-field`` otherwise, and the JSON Schema requires it).
+    """
+
+    model_config = ConfigDict(json_schema_extra=_batch_line_schema)
 
     request_id: RequestId
     endpoint: Literal["/v2/generate"] = "/v2/generate"

@@ -8,9 +8,20 @@ These models are lenient (``sync-api.md`` §4, §7): unknown keys are kept, both
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
+    field_validator,
+)
 
 __all__ = [
     "BATCH_STATUSES",
@@ -47,15 +58,52 @@ class _Lenient(BaseModel):
     )
 
 
+def _text(value: Any) -> Any:
+    """A readable string from what servers put in message fields: text, a list of texts, ``{message}``."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "; ".join(str(_text(v)) for v in value)
+    if isinstance(value, dict):
+        return _text(value.get("message") or value.get("code") or value.get("error_code") or None)
+    return str(value)
+
+
+def _or_default(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Keep what parses; a value that does not parse reads as unknown (None) instead of failing the object."""
+    try:
+        return handler(value)
+    except ValidationError:
+        return None
+
+
+def _number_as_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _count(value: Any) -> Any:
+    return 0 if value is None else value
+
+
+#: Free text: a string, a list of strings (joined with "; "), or an object's ``message``.
+Text = Annotated[str | None, BeforeValidator(_text)]
+#: A timestamp, or None when absent or unparseable.
+When = Annotated[datetime | None, WrapValidator(_or_default)]
+#: A number of seconds, or None when absent or unparseable.
+Seconds = Annotated[float | None, WrapValidator(_or_default)]
+#: A count; null reads as 0.
+Count = Annotated[int, BeforeValidator(_count)]
+
+
 class BatchMetrics(_Lenient):
     """Progress counts of a batch (snake_case on the wire; camelCase in the webhook example)."""
 
-    total_generations: int = Field(
+    total_generations: Count = Field(
         default=0, validation_alias=AliasChoices("total_generations", "totalGenerations")
     )
-    success_count: int = Field(default=0, validation_alias=AliasChoices("success_count", "successCount"))
-    failed_count: int = Field(default=0, validation_alias=AliasChoices("failed_count", "failedCount"))
-    pending_count: int = Field(default=0, validation_alias=AliasChoices("pending_count", "pendingCount"))
+    success_count: Count = Field(default=0, validation_alias=AliasChoices("success_count", "successCount"))
+    failed_count: Count = Field(default=0, validation_alias=AliasChoices("failed_count", "failedCount"))
+    pending_count: Count = Field(default=0, validation_alias=AliasChoices("pending_count", "pendingCount"))
 
     @property
     def done(self) -> int:
@@ -68,9 +116,7 @@ class Batch(_Lenient):
 
     id: str
     status: str
-    created_at: datetime | None = Field(
-        default=None, validation_alias=AliasChoices("created_at", "createdAt")
-    )
+    created_at: When = Field(default=None, validation_alias=AliasChoices("created_at", "createdAt"))
     metrics: BatchMetrics = Field(default_factory=BatchMetrics)
     webhook_url: str | None = Field(default=None, validation_alias=AliasChoices("webhookUrl", "webhook_url"))
     output_url: str | None = Field(default=None, validation_alias=AliasChoices("outputUrl", "output_url"))
@@ -95,37 +141,46 @@ class DryRunResult(_Lenient):
     status: str = "VALIDATED"
 
 
+_TEXT_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "string"}, {"type": "array"}, {"type": "object"}, {"type": "null"}],
+    "description": "a message: text, a list of texts, or an object with a message",
+}
+_ERROR_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "object",
+            "properties": {"code": _TEXT_SCHEMA, "message": _TEXT_SCHEMA},
+        },
+        {"type": "string"},
+        {"type": "array"},
+        {"type": "null"},
+    ],
+    "description": "why the request failed: {code, message}, a message, or null",
+}
+
+
 class Generation(_Lenient):
     """A generation as ``GET /v2/generate/{id}`` returns it, and the ``response`` of an output line."""
 
     id: str | None = None
     status: str | None = None
     model: str | None = None
-    created_at: datetime | None = Field(
-        default=None, validation_alias=AliasChoices("createdAt", "created_at")
-    )
+    created_at: When = Field(default=None, validation_alias=AliasChoices("createdAt", "created_at"))
     input: list[Any] | None = None
     options: dict[str, Any] | None = None
     segments: list[Any] | None = None
     output_url: str | None = Field(
         default=None, validation_alias=AliasChoices("outputUrl", "output_url", "outputMediaUrl")
     )
-    output_duration: float | None = Field(
+    output_duration: Seconds = Field(
         default=None, validation_alias=AliasChoices("outputDuration", "output_duration")
     )
     segment_output_url: str | None = Field(
         default=None, validation_alias=AliasChoices("segmentOutputUrl", "segment_output_url")
     )
     webhook_url: str | None = Field(default=None, validation_alias=AliasChoices("webhookUrl", "webhook_url"))
-    error: str | None = None
-    error_code: str | None = Field(default=None, validation_alias=AliasChoices("error_code", "errorCode"))
-
-    @field_validator("error", mode="before")
-    @classmethod
-    def _error_text(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return value.get("message") or value.get("code")
-        return value
+    error: Annotated[Text, WithJsonSchema(_TEXT_SCHEMA)] = None
+    error_code: Text = Field(default=None, validation_alias=AliasChoices("error_code", "errorCode"))
 
 
 class GenerationWebhook(Generation):
@@ -135,35 +190,31 @@ class GenerationWebhook(Generation):
 class OutputError(_Lenient):
     """A line's ``error``, normalised from a string, ``{code, message}`` or null."""
 
-    code: str | None = None
-    message: str | None = None
+    code: Text = None
+    message: Text = None
 
 
 class OutputLine(_Lenient):
     """One line of a batch's output.jsonl. Only ``request_id`` is required."""
 
-    request_id: str
+    request_id: Annotated[str, BeforeValidator(_number_as_text)]
     endpoint: str | None = None
     payload: dict[str, Any] | None = None
-    status: str | None = None
-    error: OutputError | None = None
-    error_code: str | None = Field(default=None, validation_alias=AliasChoices("error_code", "errorCode"))
+    status: Text = None
+    error: Annotated[OutputError | None, WithJsonSchema(_ERROR_SCHEMA)] = None
+    error_code: Text = Field(default=None, validation_alias=AliasChoices("error_code", "errorCode"))
     response: Generation | None = None
-    updated_at: datetime | None = Field(
-        default=None, validation_alias=AliasChoices("updated_at", "updatedAt")
-    )
+    updated_at: When = Field(default=None, validation_alias=AliasChoices("updated_at", "updatedAt"))
 
     @field_validator("error", mode="before")
     @classmethod
     def _normalise_error(cls, value: Any) -> Any:
         if value is None or value == "":
             return None
-        if isinstance(value, str):
-            return {"message": value}
         if isinstance(value, dict):
             code = value.get("code", value.get("errorCode", value.get("error_code")))
-            return {**value, "code": code if code is None else str(code)}
-        return {"message": str(value)}
+            return {**value, "code": code}
+        return {"message": value}
 
     @property
     def effective_status(self) -> str | None:

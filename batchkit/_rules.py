@@ -75,6 +75,10 @@ _CODE_BY_TYPE: Final = {
 }
 
 
+#: pydantic error types that mean "an object was expected here".
+_OBJECT_TYPES: Final = frozenset({"model_type", "model_attributes_type", "dict_type"})
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with one line, before it is given a place (file and line, or source row)."""
@@ -96,19 +100,28 @@ def line_problems(obj: Any, limits: Limits = DEFAULT_LIMITS) -> list[Problem]:
         kind = _json_kind(obj)
         return [Problem("not-an-object", "", f"line is a JSON {kind}; each line must be one JSON object")]
     problems: list[Problem] = []
-    endpoint = obj.get("endpoint")
-    # The endpoint is checked against the limits profile here, so pydantic sees the documented one.
-    data = {**obj, "endpoint": "/v2/generate"} if "endpoint" in obj else obj
+    # The endpoint is checked against the limits profile here, so pydantic sees the documented one. On the
+    # wire only the wire names count (``assetId``, not ``asset_id``), so validation is by alias alone.
     try:
-        BatchLine.model_validate(data, context={"rules": False})
+        BatchLine.model_validate(
+            {**obj, "endpoint": "/v2/generate"}, context={"rules": False}, by_alias=True, by_name=False
+        )
     except ValidationError as exc:
         problems.extend(_from_pydantic(exc))
-    if "endpoint" in obj and endpoint != limits.endpoint:
+    if "endpoint" not in obj:
+        problems.append(
+            Problem(
+                "missing-field",
+                "/endpoint",
+                f'required field \'endpoint\' is missing; add "endpoint": "{limits.endpoint}"',
+            )
+        )
+    elif obj["endpoint"] != limits.endpoint:
         problems.append(
             Problem(
                 "wrong-endpoint",
                 "/endpoint",
-                f"endpoint is {_show(endpoint)}; batch lines must use {limits.endpoint!r}",
+                f"endpoint is {_show(obj['endpoint'])}; batch lines must use {limits.endpoint!r}",
             )
         )
     payload = obj.get("payload")
@@ -300,14 +313,19 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
         loc = _strip_tags(error["loc"])
         kind = error["type"]
         where = pointer(*loc)
-        name = str(loc[-1]) if loc else ""
+        name = _name(loc)
         code = _CODE_BY_TYPE.get(kind, "invalid-value")
         if loc == ("request_id",) and kind != "missing":
             code = "invalid-request-id"
         if kind == "missing":
             message = f"required field {name!r} is missing"
         elif kind == "extra_forbidden":
-            message = f"unknown field {name!r}{_did_you_mean(name)}; Sync refuses keys it does not know"
+            message = (
+                f"unknown field {name!r}{_did_you_mean(name)}; the wire contract has no such key, "
+                "so remove it or fix its name"
+            )
+        elif kind in _OBJECT_TYPES:
+            message = f"{name or 'line'} must be a JSON object, not {_json_kind(error['input'])}"
         elif kind == "union_tag_not_found":
             message = 'input item has no "type"; use "video", "audio" or "text"'
             where = pointer(*loc, "type")
@@ -325,6 +343,15 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
             message = f"{name or 'value'} {_show(error['input'])}: {error['msg']}"
         problems.append(Problem(code, where, message))
     return problems
+
+
+def _name(loc: tuple[int | str, ...]) -> str:
+    """How a message names the value at ``loc``: its key, or ``input[1]`` for an array item."""
+    if not loc:
+        return ""
+    if isinstance(loc[-1], int):
+        return f"{_name(loc[:-1]) or 'item'}[{loc[-1]}]"
+    return str(loc[-1])
 
 
 def _strip_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:

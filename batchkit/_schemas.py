@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from ._models import BatchLine, GeneratePayload
 from ._responses import Batch, OutputLine
 
-__all__ = ["SCHEMA_MODELS", "json_schema", "write_schemas"]
+__all__ = ["SCHEMA_MODELS", "json_schema", "schema_bytes", "write_schemas"]
 
 #: File stem → model, for every schema batchkit publishes.
 SCHEMA_MODELS: Final[dict[str, type[BaseModel]]] = {

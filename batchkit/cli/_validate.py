@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from .._report import Report
@@ -54,7 +55,7 @@ def validate(
     limits = make_limits(min_records, max_records, max_bytes)
     report = validate_files(paths, limits=limits, schema=policy)
     if fmt == "json":
-        out.print(report.to_json(), markup=False, highlight=False)
+        click.echo(report.to_json())  # verbatim: rich would rewrite ":emoji:" codes in messages
     else:
         render_report(report, max_findings=max_findings)
     raise SystemExit(EXIT_OK if report.valid else EXIT_FINDINGS)
@@ -64,7 +65,7 @@ def render_report(report: Report, *, max_findings: int = 200, title: str = "find
     """Findings one per line, a verdict, then a table of counts by code."""
     for finding in report.findings[:max_findings]:
         style = "red" if finding.severity == "error" else "yellow"
-        out.print(f"[{style}]{finding.severity}[/] {_plain(finding)}", highlight=False)
+        out.print(f"[{style}]{escape(str(finding))}[/]", highlight=False, emoji=False)
     hidden = len(report.findings) - max_findings
     if hidden > 0:
         out.print(f"… and {hidden} more (--format json lists all)")
@@ -83,10 +84,6 @@ def render_report(report: Report, *, max_findings: int = 200, title: str = "find
         for code, n in report.counts.items():
             table.add_row(code, severity[code], f"{n:,}")
         out.print(table)
-
-
-def _plain(finding: object) -> str:
-    return str(finding).replace("[", "\\[")
 
 
 @click.command()

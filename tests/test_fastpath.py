@@ -1,0 +1,203 @@
+"""The fast gate is sound (it never clears a line the rules would report) and complete on the sample batch."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import pytest
+from conftest import FIXTURES, json_values, mutated_lines, valid_lines
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from batchkit import DEFAULT_LIMITS, Limits
+from batchkit._fastpath import fast_request_id, fast_request_ids
+from batchkit._rules import line_problems
+
+MODELS = frozenset(DEFAULT_LIMITS.known_models)
+ENDPOINT = DEFAULT_LIMITS.endpoint
+SAMPLE = FIXTURES / "sample-batch.jsonl"
+
+
+def slow_findings(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> list[str]:
+    """What the authoritative slow path reports for one line (its codes), independently of the gate."""
+    try:
+        raw.decode("utf-8")
+        obj = orjson.loads(raw)
+    except (UnicodeDecodeError, orjson.JSONDecodeError):
+        return ["unreadable"]
+    return [p.code for p in line_problems(obj, limits)]
+
+
+def assert_sound(raw: bytes, cleared: str | None) -> None:
+    if cleared is not None:
+        assert slow_findings(raw) == [], raw
+        assert orjson.loads(raw)["request_id"] == cleared
+
+
+def corpus_lines() -> list[bytes]:
+    """Every line of every fixture: the sample batch, the bad corpus and the single-line corpus."""
+    lines = SAMPLE.read_bytes().splitlines(keepends=True)
+    for path in sorted((FIXTURES / "bad").glob("*.jsonl")):
+        lines.extend(path.read_bytes().splitlines(keepends=True))
+    for path in sorted((FIXTURES / "lines").glob("*/*.json")):
+        lines.append(orjson.dumps(json.loads(path.read_text())))
+    return lines
+
+
+def test_gate_clears_every_line_of_the_sample_batch() -> None:
+    """Complete on the sample: every line takes the fast path, one at a time and as a chunk."""
+    lines = SAMPLE.read_bytes().splitlines(keepends=True)
+    ids = [orjson.loads(line)["request_id"] for line in lines]
+    assert len(lines) == 25
+    assert fast_request_ids(lines, ENDPOINT, MODELS) == ids
+    assert [fast_request_id(line, ENDPOINT, MODELS) for line in lines] == ids
+
+
+def test_gate_is_sound_on_the_fixture_corpus() -> None:
+    """No line of any fixture is cleared unless the rules find nothing; and bad lines are never cleared."""
+    lines = corpus_lines()
+    cleared = fast_request_ids(lines, ENDPOINT, MODELS)
+    for raw, request_id in zip(lines, cleared, strict=True):
+        assert_sound(raw, request_id)
+        assert fast_request_id(raw, ENDPOINT, MODELS) == request_id
+    assert sum(c is not None for c in cleared) >= 25
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"\xef\xbb\xbf" + SAMPLE.read_bytes().splitlines()[0], id="bom"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"\n", id="blank"),
+        pytest.param(b"[]", id="array"),
+        pytest.param(SAMPLE.read_bytes().splitlines()[0][:-1], id="truncated"),
+        pytest.param(SAMPLE.read_bytes().splitlines()[0] * 2, id="two-objects"),
+        pytest.param(
+            SAMPLE.read_bytes().splitlines()[0].replace(b"cdn.example", b"cdn.\xffexample"), id="bad-utf8"
+        ),
+        pytest.param(
+            SAMPLE.read_bytes().splitlines()[0].replace(b'"model"', b'"model":"nope","model"'),
+            id="duplicate-key-known-last",
+        ),
+        pytest.param(
+            SAMPLE.read_bytes()
+            .splitlines()[0]
+            .replace(b'"type":"video",', b'"type":"video","type":"audio",'),
+            id="duplicate-type-tag",
+        ),
+    ],
+)
+def test_gate_refuses_odd_bytes(raw: bytes) -> None:
+    """Lines the rules would report (or that need a closer look) are never cleared."""
+    assert fast_request_id(raw, ENDPOINT, MODELS) is None or slow_findings(raw) == []
+    assert_sound(raw, fast_request_id(raw, ENDPOINT, MODELS))
+
+
+def test_gate_follows_the_last_of_duplicate_keys() -> None:
+    """JSON parsers keep the last duplicate key; the gate judges that same value."""
+    line = SAMPLE.read_bytes().splitlines()[0]
+    good_last = line.replace(b'"webhookUrl":', b'"webhookUrl":"ftp://x","webhookUrl":')
+    bad_last = line.replace(
+        b'"webhookUrl":"https://hooks.example.com/sync/spring-2026"', b'"webhookUrl":"ftp://x"'
+    )
+    bad_last = bad_last.replace(b'"webhookUrl":', b'"webhookUrl":"https://ok.example.com","webhookUrl":', 1)
+    assert fast_request_id(good_last, ENDPOINT, MODELS) is not None
+    assert slow_findings(good_last) == []
+    assert fast_request_id(bad_last, ENDPOINT, MODELS) is None
+    assert slow_findings(bad_last) == ["invalid-url"]
+
+
+def test_gate_accepts_line_endings() -> None:
+    """A line may keep its LF or CRLF ending."""
+    line = SAMPLE.read_bytes().splitlines()[0]
+    for ending in (b"", b"\n", b"\r\n"):
+        assert fast_request_id(line + ending, ENDPOINT, MODELS) == "spring26-0001-ava-thompson"
+
+
+def test_plain_chunk_with_one_unusual_string_still_clears_every_clean_line() -> None:
+    """A non-ASCII URL or an upper-case scheme sends the chunk to the exact check; clean lines still clear."""
+    lines = SAMPLE.read_bytes().splitlines()
+    unusual = [
+        lines[3].replace(b"https://cdn.example.com", b"HTTPS://cdn.example.com"),
+        lines[5].replace(b"/audio/", "/áudio/".encode()),
+        lines[7].replace(b'"spring26-0008', '"spring26-ü-0008'.encode()),
+    ]
+    chunk = [*lines[:3], *unusual, *lines[8:]]
+    ids = fast_request_ids(chunk, ENDPOINT, MODELS)
+    assert None not in ids
+    spaced = lines[4].replace(b"/audio/", b"/au dio/")
+    ids = fast_request_ids([*lines[:4], spaced, *lines[5:]], ENDPOINT, MODELS)
+    assert ids.index(None) == 4
+    assert ids.count(None) == 1
+
+
+def test_chunk_of_mixed_shapes() -> None:
+    """After a line of another shape, the rest of the chunk is judged with the general struct."""
+    lines = SAMPLE.read_bytes().splitlines()
+    first = orjson.loads(lines[0])
+    first["payload"]["input"].reverse()  # audio first: not the common shape
+    chunk = [orjson.dumps(first), *lines]
+    assert None not in fast_request_ids(chunk, ENDPOINT, MODELS)
+
+
+def test_gate_honours_the_limits_profile() -> None:
+    """A different endpoint or model list changes what is cleared, exactly as for the rules."""
+    line = SAMPLE.read_bytes().splitlines()[0]
+    assert fast_request_id(line, "/v3/generate", MODELS) is None
+    assert fast_request_id(line.replace(b"/v2/generate", b"/v3/generate"), "/v3/generate", MODELS) is not None
+    assert fast_request_id(line, ENDPOINT, frozenset({"lipsync-2-pro"})) is None
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_lines(), st.sampled_from([b"", b"\n", b"\r\n"]))
+def test_gate_sound_on_valid_lines(line: dict[str, Any], ending: bytes) -> None:
+    """Generated valid lines: whatever the gate clears, the rules find nothing in."""
+    raw = orjson.dumps(line) + ending
+    assert_sound(raw, fast_request_id(raw, ENDPOINT, MODELS))
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_lines())
+def test_gate_sound_on_mutated_lines(line: Any) -> None:
+    """Small mutations of valid lines (keys dropped or renamed, values retyped, odd strings) are never
+    cleared when the rules would report them."""
+    raw = orjson.dumps(line)
+    assert_sound(raw, fast_request_id(raw, ENDPOINT, MODELS))
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(valid_lines(), mutated_lines()), min_size=1, max_size=12))
+def test_chunk_gate_sound_and_consistent(lines: list[Any]) -> None:
+    """The chunk gate clears exactly what the one-line gate clears, and only clean lines."""
+    raws = [orjson.dumps(line) for line in lines]
+    cleared = fast_request_ids(raws, ENDPOINT, MODELS)
+    assert cleared == [fast_request_id(raw, ENDPOINT, MODELS) for raw in raws]
+    for raw, request_id in zip(raws, cleared, strict=True):
+        assert_sound(raw, request_id)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300))
+def test_gate_never_raises_on_bytes(raw: bytes) -> None:
+    """Arbitrary bytes never raise out of the gate, and never pass it unless clean."""
+    assert_sound(raw, fast_request_id(raw, ENDPOINT, MODELS))
+
+
+@settings(max_examples=200)
+@given(valid_lines(), st.integers(0, 10_000), st.binary(min_size=1, max_size=3))
+def test_gate_sound_on_byte_mutations(line: dict[str, Any], at: int, junk: bytes) -> None:
+    """Bytes spliced into a valid line never get past the gate unless the result is clean."""
+    raw = orjson.dumps(line)
+    at %= len(raw) + 1
+    mutated = raw[:at] + junk + raw[at:]
+    assert_sound(mutated, fast_request_id(mutated, ENDPOINT, MODELS))
+
+
+@settings(max_examples=150)
+@given(json_values())
+def test_gate_on_any_json_value(value: Any) -> None:
+    """Any JSON value at all: cleared only if clean."""
+    raw = orjson.dumps(value)
+    assert_sound(raw, fast_request_id(raw, ENDPOINT, MODELS))
