@@ -56,6 +56,14 @@ CODES: dict[str, str] = {
     # building from a source
     "missing-column": "a mapping template names a column the source does not have",
     "empty-value": "a required field resolves to an empty value for this row",
+    "ragged-row": "a CSV row has more fields than the header",
+    "blank-row": "a source row with every value empty was skipped (warning)",
+    "formula-in-cell": "a mapped cell holds a spreadsheet formula (=...) instead of its value",
+    "source-encoding": "the source is not UTF-8 and was decoded with a guessed encoding (warning)",
+    "cannot-shard": "no split of the valid records satisfies the limits profile (counts and bytes)",
+    # a build directory
+    "shard-missing": "a shard listed in manifest.json is missing",
+    "shard-changed": "a shard's bytes, records or sha256 differ from manifest.json",
 }
 
 

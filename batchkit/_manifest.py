@@ -1,0 +1,573 @@
+"""The build directory, format ``batchkit-build/1``: what ``build`` and ``shard`` write and ``submit`` reads.
+
+::
+
+    DIR/
+      manifest.json          written last, atomically: limits, sources, mapping, counts, shards, requests
+      report.json            the build Report
+      requests.parquet       one row per request unit, valid or not: where it came from and where it went
+      source.parquet         the rows of an in-memory source, as read (only for DataFrame sources)
+      <name>-0001.jsonl ...  the shards, canonical bytes
+
+The manifest has no timestamps, so the same input gives byte-identical files. Every file is written to a
+temporary name, synced, and renamed into place, so a crash never leaves a half-written one behind.
+
+While a build reads its source, :class:`Spill` keeps its lines and their provenance on disk (so memory
+does not grow with the source); ``write_requests`` turns the provenance into ``requests.parquet``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Final
+
+import orjson
+import polars as pl
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from ._errors import InputError
+from ._limits import Limits
+from ._report import Finding
+
+__all__ = [
+    "FORMAT",
+    "MANIFEST",
+    "REPORT",
+    "REQUESTS",
+    "SNAPSHOT",
+    "BuildCounts",
+    "Manifest",
+    "RequestsInfo",
+    "ShardInfo",
+    "SourceInfo",
+    "Spill",
+    "atomic_write",
+    "file_sha256",
+    "load_manifest",
+    "verify_shards",
+    "write_manifest",
+]
+
+FORMAT: Final = "batchkit-build/1"
+MANIFEST: Final = "manifest.json"
+REPORT: Final = "report.json"
+REQUESTS: Final = "requests.parquet"
+SNAPSHOT: Final = "source.parquet"
+_BLOCK: Final = 4 << 20
+_SEED: Final = 0x5EED  # request_id hashes (duplicate search) are only compared within one build
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class SourceInfo(_Record):
+    """Where the rows came from: enough to find the file again and to tell whether it changed."""
+
+    name: str
+    path: str | None
+    format: str
+    sheet: str | None = None
+    sha256: str | None
+    bytes: int | None
+    rows: int
+    snapshot: str | None = None
+
+
+class BuildCounts(_Record):
+    """Rows read, request units (rows × ``[each]`` values), requests written, invalid units, shards, bytes."""
+
+    rows: int
+    units: int
+    requests: int
+    invalid: int
+    shards: int
+    bytes: int
+
+
+class ShardInfo(_Record):
+    """One shard file as written."""
+
+    file: str
+    records: int
+    bytes: int
+    sha256: str
+    first_request_id: str
+    last_request_id: str
+
+
+class RequestsInfo(_Record):
+    file: str
+    sha256: str
+    rows: int
+
+
+class Manifest(_Record):
+    """``manifest.json`` of a build directory. :func:`load_manifest` reads one."""
+
+    format: str = FORMAT
+    batchkit_version: str
+    name: str
+    limits: Limits
+    sources: list[SourceInfo]
+    mapping: dict[str, Any] | None
+    each: list[str]
+    counts: BuildCounts
+    shards: list[ShardInfo]
+    requests: RequestsInfo
+    _directory: Path | None = PrivateAttr(default=None)
+
+    @property
+    def directory(self) -> Path | None:
+        """The build directory this manifest was loaded from (None for one built in memory)."""
+        return self._directory
+
+    def shard_paths(self) -> list[Path]:
+        folder = self._folder()
+        return [folder / shard.file for shard in self.shards]
+
+    def scan_requests(self) -> pl.LazyFrame:
+        """``requests.parquet`` lazily, for queries that should not load every row (large builds)."""
+        return pl.scan_parquet(self._folder() / self.requests.file)
+
+    def requests_frame(self) -> pl.DataFrame:
+        """``requests.parquet``: one row per request unit with its source position, shard and status."""
+        path = self._folder() / self.requests.file
+        try:
+            return pl.read_parquet(path)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            msg = f"cannot read {path}: {exc}"
+            raise InputError(msg, path=path) from exc
+
+    def to_bytes(self) -> bytes:
+        """The exact bytes of ``manifest.json``: keys in format order, two-space indent, trailing newline."""
+        data = self.model_dump(mode="json")
+        data["limits"] = self.limits.as_dict()
+        for source in data["sources"]:
+            if source.get("snapshot") is None:
+                source.pop("snapshot", None)
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+
+    def _folder(self) -> Path:
+        if self._directory is None:
+            msg = "this manifest was not loaded from a directory; use load_manifest(DIR)"
+            raise InputError(msg)
+        return self._directory
+
+    def _bind(self, directory: Path) -> Manifest:
+        self._directory = directory
+        return self
+
+
+def load_manifest(out_dir: str | Path) -> Manifest:
+    """Read ``DIR/manifest.json``. Raises :class:`InputError` when it is missing, unreadable or not v1."""
+    folder = Path(out_dir)
+    path = folder / MANIFEST
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        msg = f"{folder} has no {MANIFEST}: it is not a finished build; run `batchkit build` into it first"
+        raise InputError(msg, path=path) from exc
+    except OSError as exc:
+        msg = f"cannot read {path}: {exc.strerror or exc}"
+        raise InputError(msg, path=path) from exc
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        msg = f"{path} is not valid JSON ({exc}); rebuild the directory"
+        raise InputError(msg, path=path) from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
+        msg = f"{path} has format {found!r}; this batchkit reads {FORMAT!r}: rebuild the directory"
+        raise InputError(msg, path=path)
+    try:
+        return Manifest.model_validate(data)._bind(folder)
+    except ValueError as exc:
+        msg = f"{path} does not match {FORMAT}: {exc}"
+        raise InputError(msg, path=path) from exc
+
+
+def verify_shards(out_dir: str | Path, manifest: Manifest | None = None) -> list[Finding]:
+    """Compare every shard file with the manifest: ``shard-missing`` or ``shard-changed`` findings, or []."""
+    folder = Path(out_dir)
+    manifest = manifest or load_manifest(folder)
+    findings: list[Finding] = []
+    for shard in manifest.shards:
+        path = folder / shard.file
+        if not path.is_file():
+            findings.append(
+                Finding(
+                    code="shard-missing",
+                    severity="error",
+                    file=shard.file,
+                    message=f"{shard.file} is listed in the manifest but missing; rebuild the directory",
+                )
+            )
+            continue
+        digest, size, lines = file_sha256(path, count_lines=True)
+        changes = []
+        if size != shard.bytes:
+            changes.append(f"{size:,} bytes instead of {shard.bytes:,}")
+        if lines != shard.records:
+            changes.append(f"{lines:,} records instead of {shard.records:,}")
+        if digest != shard.sha256:
+            changes.append("its sha256 differs")
+        if changes:
+            findings.append(
+                Finding(
+                    code="shard-changed",
+                    severity="error",
+                    file=shard.file,
+                    message=f"{shard.file} changed since the build ({'; '.join(changes)}); rebuild the directory",
+                )
+            )
+    return findings
+
+
+def write_manifest(out_dir: Path, manifest: Manifest) -> Path:
+    """Write ``manifest.json`` atomically (the last file of a build)."""
+    path = out_dir / MANIFEST
+    atomic_write(path, manifest.to_bytes())
+    manifest._bind(out_dir)
+    _sync_dir(out_dir)
+    return path
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, sync it, then rename it over ``path``."""
+    temp = path.with_name(f".{path.name}.tmp")
+    with temp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def file_sha256(path: Path, *, count_lines: bool = False) -> tuple[str, int, int]:
+    """sha256 hex digest, size in bytes, and (when asked) the number of ``\\n`` in the file."""
+    digest = hashlib.sha256()
+    size = lines = 0
+    with path.open("rb") as handle:
+        while block := handle.read(_BLOCK):
+            digest.update(block)
+            size += len(block)
+            if count_lines:
+                lines += block.count(b"\n")
+    return digest.hexdigest(), size, lines
+
+
+def _sync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover (platforms without directory handles)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- writing a build ----------------------------------------------------------------------------------------
+
+
+class _Segment:
+    """One file of spilled lines: a provisional shard (``capacity`` lines) or open-ended.
+
+    ``records`` and ``bytes`` are counted when lines are assigned; the file is opened, written and hashed
+    by the spill's writer thread.
+    """
+
+    def __init__(self, path: Path, capacity: int | None) -> None:
+        self.path = path
+        self.capacity = capacity
+        self.records = 0
+        self.bytes = 0
+        self.digest = hashlib.sha256()
+        self.handle: BinaryIO | None = None
+        self.written = 0  # lines written so far (writer thread)
+
+    @property
+    def room(self) -> int | None:
+        return None if self.capacity is None else self.capacity - self.records
+
+    def write(self, data: memoryview, records: int) -> None:
+        if self.handle is None:
+            self.handle = self.path.open("wb")
+        self.handle.write(data)
+        self.digest.update(data)
+        self.written += records
+        if self.written == self.capacity:
+            self.handle.close()
+
+    def close(self) -> None:
+        if self.handle is not None and not self.handle.closed:
+            self.handle.close()
+
+
+class Spill:
+    """A build's lines and provenance on disk, while the build reads its source.
+
+    :meth:`add` takes one frame per chunk with columns ``request_id, row, source_line, <each...>, status,
+    code, message, line, usable`` (``line`` is only read where ``status == "ok"``). Files are written by a
+    background thread (at most two chunks behind), so disk writes overlap with reading the next chunk.
+
+    ``layout`` is the shard plan expected when every unit turns out valid (record counts): lines are then
+    written straight into provisional shard files in the output directory, and when the final plan is the
+    same, those files become the shards without being copied. Otherwise they are read back as one stream.
+    """
+
+    def __init__(
+        self, out_dir: Path, each: Sequence[str] = (), *, name: str = "batch", layout: Sequence[int] = ()
+    ) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=".batchkit-build-", dir=out_dir))
+        self.out_dir = out_dir
+        self.name = name
+        self.layout = list(layout)
+        self._starts = pl.Series(
+            "starts", [0, *itertools.accumulate(self.layout)][:-1] or [0], dtype=pl.Int64
+        )
+        self.segments: list[_Segment] = []
+        self._sizes: list[pl.Series] = []
+        self.prov_files: list[Path] = []
+        self.each = list(each)
+        self.units = 0
+        self.spilled = 0
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=2)
+        self._failure: BaseException | None = None
+        self._writer = threading.Thread(target=self._work, name="batchkit-spill", daemon=True)
+        self._writer.start()
+
+    def __enter__(self) -> Spill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._failure is None:
+                try:
+                    job()
+                except BaseException as exc:  # handed to the reading thread by _check
+                    self._failure = exc
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        self._check()
+        self._jobs.put(job)
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            if isinstance(failure, OSError):
+                msg = f"cannot write to {self.out_dir}: {failure.strerror or failure}"
+                raise InputError(msg, path=self.out_dir) from failure
+            raise failure
+
+    def close(self) -> None:
+        """Wait for every write, then close the files."""
+        if self._writer.is_alive():
+            self._jobs.put(None)
+            self._writer.join()
+        for segment in self.segments:
+            segment.close()
+        self._check()
+
+    def discard(self) -> None:
+        """Remove the spill files (before a sync, so their bytes never need to reach the disk)."""
+        try:
+            self.close()
+        finally:
+            for segment in self.segments:
+                segment.path.unlink(missing_ok=True)
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def provisional(self) -> list[str]:
+        """Names of the provisional shard files this spill keeps in the output directory."""
+        return [s.path.name for s in self.segments if s.path.parent == self.out_dir]
+
+    def add(self, frame: pl.DataFrame) -> None:
+        ok = pl.col("status") == "ok"
+        good = frame.filter(ok).select("line")
+        sizes = good["line"].str.len_bytes().cast(pl.Int64) + 1
+        self._sizes.append(sizes)
+        if good.height:
+            self._write(good, sizes)
+        height = frame.height
+        prov = frame.select(
+            pl.int_range(self.units, self.units + height, dtype=pl.Int64).alias("unit"),
+            "request_id",
+            "row",
+            "source_line",
+            *self.each,
+            "status",
+            "code",
+            "message",
+            pl.when(ok).then(ok.cast(pl.Int64).cum_sum() - 1 + self.spilled).alias("spill"),
+            pl.when(pl.col("usable")).then(pl.col("request_id").hash(_SEED)).alias("rid_hash"),
+        )
+        # the shard and line each unit gets if the provisional layout holds
+        spilled = prov["spill"].fill_null(0)
+        shard = self._starts.search_sorted(spilled, side="right").cast(pl.Int64)
+        line = spilled - self._starts.gather((shard - 1).clip(0)) + 1
+        valid = prov["status"] == "ok"
+        prov = prov.with_columns(
+            pl.when(valid).then(shard).alias("shard"), pl.when(valid).then(line).alias("shard_line")
+        )
+        path = self.dir / f"prov-{len(self.prov_files):06d}.arrow"
+        self.prov_files.append(path)
+        prov.write_ipc(path, compression="lz4")  # compressed: read back in batches, never mapped
+        self.units += height
+        self.spilled += good.height
+
+    def _write(self, good: pl.DataFrame, sizes: pl.Series) -> None:
+        """Assign the chunk's lines to segments now; write them in the background."""
+        ends = sizes.cum_sum()
+        pieces: list[tuple[_Segment, int, int, int]] = []
+        done = 0
+        while done < good.height:
+            segment = self._segment()
+            room = segment.room
+            take = good.height - done if room is None else min(room, good.height - done)
+            begin = int(ends[done - 1]) if done else 0
+            end = int(ends[done + take - 1])
+            segment.records += take
+            segment.bytes += end - begin
+            pieces.append((segment, begin, end, take))
+            done += take
+
+        buffer = io.BytesIO()
+        good.write_csv(buffer, include_header=False, quote_style="never")
+
+        def write() -> None:
+            data = buffer.getbuffer()
+            try:
+                for segment, begin, end, take in pieces:
+                    segment.write(data[begin:end], take)
+            finally:
+                data.release()
+
+        self._submit(write)
+
+    def _segment(self) -> _Segment:
+        if self.segments and self.segments[-1].room != 0:
+            return self.segments[-1]
+        number = len(self.segments)
+        if number < len(self.layout):
+            path = self.out_dir / f".{self.name}-{number + 1:04d}.jsonl.spill"
+            segment = _Segment(path, self.layout[number])
+        else:
+            segment = _Segment(self.dir / f"lines-{number:04d}.jsonl", None)
+        self.segments.append(segment)
+        return segment
+
+    def sizes(self) -> pl.Series:
+        """The byte size (newline included) of every spilled line, in order."""
+        if not self._sizes:
+            return pl.Series("size", [], dtype=pl.Int64)
+        return pl.concat(self._sizes).rename("size")
+
+    def scan(self) -> pl.LazyFrame:
+        """The provenance of every unit, in order (after :meth:`close`)."""
+        return pl.scan_ipc(self.prov_files)
+
+    def read(self, begin: int, end: int) -> Iterator[bytes]:
+        """Bytes ``begin..end`` of all spilled lines, as if they were one file."""
+        offset = 0
+        for segment in self.segments:
+            low, high = max(begin, offset), min(end, offset + segment.bytes)
+            if low < high:
+                with segment.path.open("rb") as handle:
+                    handle.seek(low - offset)
+                    remaining = high - low
+                    while remaining:
+                        block = handle.read(min(_BLOCK, remaining))
+                        if not block:
+                            msg = f"the spill file {segment.path} ended early; rerun the build"
+                            raise InputError(msg, path=segment.path)
+                        remaining -= len(block)
+                        yield block
+            offset += segment.bytes
+            if offset >= end:
+                return
+
+
+def make_durable(paths: list[Path]) -> None:
+    """Flush written files to disk: one ``sync`` for all of them where the platform has it."""
+    if hasattr(os, "sync"):
+        os.sync()
+        return
+    for path in paths:  # pragma: no cover (platforms without os.sync)
+        with path.open("rb+") as handle:
+            os.fsync(handle.fileno())
+
+
+def write_snapshot(snapshot: pl.DataFrame, out_dir: Path, info: SourceInfo) -> tuple[SourceInfo, Path]:
+    temp = out_dir / f".{SNAPSHOT}.tmp"
+    snapshot.write_parquet(temp)
+    digest, size, _ = file_sha256(temp)
+    return info.model_copy(update={"sha256": digest, "bytes": size, "snapshot": SNAPSHOT}), temp
+
+
+def write_requests(
+    spill: Spill,
+    plan: list[tuple[int, int]],
+    excluded: list[int],
+    updates: pl.DataFrame | None,
+    path: Path,
+    *,
+    as_planned: bool,
+) -> tuple[RequestsInfo, Path]:
+    """``requests.parquet`` from the provenance files, streamed (memory does not grow with the source).
+
+    When the shards are the provisional ones, the provenance already holds each unit's shard and line;
+    otherwise every provenance file is re-labelled on its own (eagerly, one chunk at a time) first.
+    """
+    files = spill.prov_files
+    if not as_planned or (updates is not None and updates.height):
+        starts = pl.Series("starts", [start for start, _ in plan], dtype=pl.Int64)
+        skipped = pl.Series("excluded", excluded, dtype=pl.Int64)
+        files = []
+        for number, source in enumerate(spill.prov_files):
+            frame = pl.read_ipc(source)
+            if updates is not None and updates.height:
+                frame = frame.update(updates, on="unit", how="left")
+            final = frame["spill"]
+            if excluded:
+                final = final - skipped.search_sorted(final.fill_null(0)).cast(pl.Int64)
+            shard = starts.search_sorted(final.fill_null(0), side="right").cast(pl.Int64)
+            line = final - starts.gather((shard - 1).clip(0)) + 1
+            ok = frame["status"] == "ok"
+            frame = frame.with_columns(
+                pl.when(ok).then(shard).alias("shard"), pl.when(ok).then(line).alias("shard_line")
+            )
+            target = spill.dir / f"requests-{number:06d}.arrow"
+            frame.write_ipc(target, compression="lz4")
+            files.append(target)
+    lf = pl.scan_ipc(files).select(
+        pl.col("request_id").cast(pl.String),
+        pl.lit(0, dtype=pl.Int32).alias("source"),
+        pl.col("row").cast(pl.Int64),
+        pl.col("source_line").cast(pl.Int64),
+        *[pl.col(name).cast(pl.String) for name in spill.each],
+        pl.col("shard").cast(pl.Int32),
+        pl.col("shard_line").cast(pl.Int32),
+        pl.col("status").cast(pl.String),
+        pl.col("code").cast(pl.String),
+        pl.col("message").cast(pl.String),
+    )
+    temp = path.with_name(f".{path.name}.tmp")
+    lf.sink_parquet(temp, row_group_size=100_000, maintain_order=True)
+    digest, _, _ = file_sha256(temp)
+    return RequestsInfo(file=path.name, sha256=digest, rows=spill.units), temp

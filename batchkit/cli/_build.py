@@ -1,0 +1,268 @@
+"""``batchkit build`` and ``batchkit shard``: sources or JSONL into a build directory of balanced shards."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+import polars as pl
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .._build import build as build_source
+from .._errors import ValidationFailed
+from .._report import Report
+from .._shard import BuildResult, shard_file
+from .._sources import FORMATS
+from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, limits_options, make_limits, out
+from ._validate import render_report
+
+__all__ = ["build", "shard"]
+
+_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: findings and a summary; json: counts, shards and the whole report.",
+)
+_MAX_FINDINGS = click.option(
+    "--max-findings",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="Findings listed in text form (all are counted, and all are in report.json).",
+)
+
+
+@click.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option(
+    "--mapping",
+    "-m",
+    "mapping",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="TOML file that says how a row becomes a request.",
+)
+@click.option(
+    "--out", "-o", "out_dir", required=True, type=click.Path(path_type=Path), help="Build directory."
+)
+@click.option("--sheet", help="Excel sheet to read (default: the first).")
+@click.option("--skip-invalid", is_flag=True, help="Write the valid rows and report the rest (exit 0).")
+@click.option("--name", help="Shard file stem (default: the source file's stem).")
+@click.option(
+    "--source-format",
+    type=click.Choice(sorted(set(FORMATS.values()))),
+    help="Read SOURCE as this format instead of guessing from its suffix.",
+)
+@click.option("--delimiter", help="CSV delimiter (default: detected).")
+@click.option("--encoding", help="Text encoding of a CSV or NDJSON source (default: UTF-8, else detected).")
+@click.option("--force", is_flag=True, help="Rebuild a directory that was already submitted.")
+@_FORMAT
+@_MAX_FINDINGS
+@limits_options
+@handle_errors
+def build(
+    source: Path,
+    mapping: Path,
+    out_dir: Path,
+    sheet: str | None,
+    skip_invalid: bool,
+    name: str | None,
+    source_format: str | None,
+    delimiter: str | None,
+    encoding: str | None,
+    force: bool,
+    fmt: str,
+    max_findings: int,
+    min_records: int,
+    max_records: int,
+    max_bytes: int,
+) -> None:
+    """Build SOURCE (CSV, TSV, Parquet, Excel, NDJSON) into balanced batch shards in --out.
+
+    Every row becomes one request (or one per [each] value), is checked like `batchkit validate`
+    checks a line, and lands in exactly one shard or in report.json. Exit status: 0 built,
+    1 invalid rows (nothing written but report.json; use --skip-invalid) or too few records,
+    2 usage or I/O error.
+    """
+    limits = make_limits(min_records, max_records, max_bytes)
+    with _progress("rows") as progress:
+        try:
+            result = build_source(
+                source,
+                mapping,
+                out_dir,
+                name=name,
+                limits=limits,
+                skip_invalid=skip_invalid,
+                sheet=sheet,
+                format=source_format,
+                delimiter=delimiter,
+                encoding=encoding,
+                progress=progress,
+                force=force,
+            )
+        except ValidationFailed as exc:
+            result = None
+            failure = exc.report
+    if result is None:
+        _failed(failure, out_dir, fmt, max_findings, hint="fix them or pass --skip-invalid")
+    else:
+        _succeeded(result, fmt, max_findings, unit="rows")
+
+
+@click.command()
+@click.argument("jsonl", type=click.Path(path_type=Path))
+@click.option(
+    "--out", "-o", "out_dir", required=True, type=click.Path(path_type=Path), help="Build directory."
+)
+@click.option("--name", help="Shard file stem (default: the input file's stem).")
+@click.option("--skip-invalid", is_flag=True, help="Shard the valid lines and report the rest (exit 0).")
+@click.option("--force", is_flag=True, help="Rebuild a directory that was already submitted.")
+@_FORMAT
+@_MAX_FINDINGS
+@limits_options
+@handle_errors
+def shard(
+    jsonl: Path,
+    out_dir: Path,
+    name: str | None,
+    skip_invalid: bool,
+    force: bool,
+    fmt: str,
+    max_findings: int,
+    min_records: int,
+    max_records: int,
+    max_bytes: int,
+) -> None:
+    """Re-shard an existing batch JSONL (of any length) into balanced shards in --out.
+
+    The input is validated first; invalid lines are reported by line number. Exit status as for build.
+    """
+    limits = make_limits(min_records, max_records, max_bytes)
+    with _progress("lines") as progress:
+        try:
+            result = shard_file(
+                jsonl,
+                out_dir,
+                name=name,
+                limits=limits,
+                skip_invalid=skip_invalid,
+                force=force,
+                progress=progress,
+            )
+        except ValidationFailed as exc:
+            result = None
+            failure = exc.report
+    if result is None:
+        _failed(failure, out_dir, fmt, max_findings, hint="fix them or pass --skip-invalid")
+    else:
+        _succeeded(result, fmt, max_findings, unit="lines")
+
+
+@contextmanager
+def _progress(unit: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A rich progress bar on stderr (only on a terminal), fed by the library's progress callback."""
+    bar = Progress(
+        TextColumn(f"[bold]{unit}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    task = bar.add_task(unit, total=None)
+
+    def update(done: int, total: int | None) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def _succeeded(result: BuildResult, fmt: str, max_findings: int, *, unit: str) -> None:
+    counts = result.counts
+    if fmt == "json":
+        data: dict[str, Any] = {
+            "ok": True,
+            "out_dir": str(result.out_dir),
+            "counts": counts.model_dump(),
+            "invalid_by_code": _invalid_units(result),
+            "shards": [s.model_dump() for s in result.manifest.shards],
+            "report": orjson.loads(result.report.to_json()),
+        }
+        out.print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode(), markup=False, highlight=False)
+        raise SystemExit(EXIT_OK)
+    if result.report.findings:
+        render_report(result.report, max_findings=max_findings)
+    out.print(
+        f"[green]built[/] {result.out_dir}: {counts.rows:,} {unit} read → {counts.units:,} request(s), "
+        f"{counts.requests:,} written, {counts.invalid:,} invalid",
+        highlight=False,
+    )
+    for code, n in _invalid_units(result).items():
+        out.print(f"  invalid {code}: {n:,}", highlight=False)
+    sizes = ", ".join(f"{s.records}" for s in result.manifest.shards[:12])
+    more = " …" if len(result.manifest.shards) > 12 else ""
+    files = result.manifest.shards[0].file
+    if counts.shards > 1:
+        files += f" … {result.manifest.shards[-1].file}"
+    out.print(
+        f"  {counts.shards:,} shard(s) of {sizes}{more} records, {counts.bytes:,} bytes: {files}",
+        highlight=False,
+    )
+    raise SystemExit(EXIT_OK)
+
+
+def _failed(report: Report, out_dir: Path, fmt: str, max_findings: int, *, hint: str) -> None:
+    if fmt == "json":
+        data = {"ok": False, "out_dir": str(out_dir), "report": orjson.loads(report.to_json())}
+        out.print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode(), markup=False, highlight=False)
+        raise SystemExit(EXIT_FINDINGS)
+    render_report(report, max_findings=max_findings)
+    invalid = _invalid_by_code(report)
+    if invalid:
+        listed = ", ".join(f"{code} × {n:,}" for code, n in invalid.items())
+        err.print(
+            f"[bold red]not built:[/] {sum(invalid.values()):,} invalid row(s) ({listed}); {hint}. "
+            f"Nothing was written but {out_dir / 'report.json'}",
+            highlight=False,
+        )
+    else:
+        listed = ", ".join(f"{code} × {n:,}" for code, n in report.error_counts.items())
+        err.print(f"[bold red]not built:[/] {listed}; see {out_dir / 'report.json'}", highlight=False)
+    raise SystemExit(EXIT_FINDINGS)
+
+
+def _invalid_units(result: BuildResult) -> dict[str, int]:
+    """Invalid request units by their first error code, from requests.parquet."""
+    counts = (
+        result.manifest.scan_requests()
+        .filter(pl.col("status") == "invalid")
+        .group_by("code")
+        .len()
+        .sort(["len", "code"], descending=[True, False])
+        .collect()
+    )
+    return {str(code): int(n) for code, n in counts.iter_rows()}
+
+
+def _invalid_by_code(report: Report) -> dict[str, int]:
+    """Invalid rows by their first error code (one count per row, unlike the findings table)."""
+    first: dict[tuple[str | None, int | None, int | None, str | None], str] = {}
+    for finding in report.errors:
+        if finding.row is None and finding.line is None:
+            continue
+        key = (finding.source or finding.file, finding.row, finding.line, finding.request_id)
+        first.setdefault(key, finding.code)
+    counts: dict[str, int] = {}
+    for code in first.values():
+        counts[code] = counts.get(code, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
