@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from ._build import build, shard
 from ._common import configure_logging
+from ._results import results_command
 from ._sandbox import sandbox
 from ._submit import status_command, submit_command, wait_command
 from ._validate import schema, validate
@@ -21,9 +23,12 @@ def main(verbose: int) -> None:
     configure_logging(verbose)
 
 
+main.add_command(build)
+main.add_command(shard)
 main.add_command(validate)
 main.add_command(schema)
 main.add_command(sandbox)
 main.add_command(submit_command)
 main.add_command(status_command)
 main.add_command(wait_command)
+main.add_command(results_command)
