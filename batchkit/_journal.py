@@ -198,6 +198,15 @@ class Journal:
             for row in rows
         ]
 
+    def meta(self, key: str) -> str | None:
+        """A note about the whole journal (e.g. ``server``: which kind of server it submitted to)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
     def dry_runs(self) -> list[dict[str, Any]]:
         return [dict(row) for row in self._db.execute("SELECT * FROM dry_runs ORDER BY rowid").fetchall()]
 

@@ -8,6 +8,7 @@ from .. import __version__
 from ._build import build, shard
 from ._common import configure_logging
 from ._results import results_command
+from ._run import run_command
 from ._sandbox import sandbox
 from ._submit import status_command, submit_command, wait_command
 from ._validate import schema, validate
@@ -32,3 +33,4 @@ main.add_command(submit_command)
 main.add_command(status_command)
 main.add_command(wait_command)
 main.add_command(results_command)
+main.add_command(run_command)
