@@ -1,71 +1,267 @@
 """batchkit: turn tabular data into Sync Labs lipsync Batch API files and back.
 
+The pipeline, one stage per module: sources → mapping → build → validate → shard → submit → results.
 The public API is what ``__all__`` lists; every module whose name starts with ``_`` is private.
+
+Names are imported on first use, so ``import batchkit`` (and every CLI command) loads only what it needs:
+validating a file never imports polars or httpx.
 """
 
-from ._client import DEFAULT_BASE_URL, Batches, Client, Generations
-from ._errors import (
-    AmbiguousSubmissionError,
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    BatchkitError,
-    ConcurrencyLimitError,
-    ConfigurationError,
-    InputError,
-    JournalError,
-    NotFoundError,
-    PaymentRequiredError,
-    RateLimitError,
-    ResultsError,
-    ServerError,
-    ValidationFailed,
-    WaitTimeoutError,
-    WebhookVerificationError,
-)
-from ._limits import DEFAULT_LIMITS, KNOWN_MODELS, Limits
-from ._models import (
-    ActiveSpeakerDetection,
-    AudioInput,
-    BatchLine,
-    ElevenLabsProvider,
-    GeneratePayload,
-    GenerationOptions,
-    Segment,
-    SegmentAudioInput,
-    TextInput,
-    VideoInput,
-)
-from ._policy import Policy, load_policy
-from ._report import CODES, Finding, Report, Stats
-from ._responses import (
-    BATCH_STATUSES,
-    BATCH_TERMINAL,
-    GENERATION_STATUSES,
-    GENERATION_TERMINAL,
-    Batch,
-    BatchMetrics,
-    BatchWebhook,
-    DryRunResult,
-    Generation,
-    GenerationWebhook,
-    OutputError,
-    OutputLine,
-)
-from ._retry import DEFAULT_POLL, DEFAULT_RETRY, NO_RETRY, PollPolicy, RetryPolicy
-from ._schemas import json_schema, write_schemas
-from ._validate import validate_file, validate_files, validate_lines
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from ._webhooks import (
-    SIGNATURE_HEADER,
-    parse_batch_webhook,
-    parse_generation_webhook,
-    sign_payload,
-    verify_signature,
-)
+
+if TYPE_CHECKING:
+    from ._build import build
+    from ._client import (
+        DEFAULT_BASE_URL,
+        Batches,
+        Client,
+        Generations,
+    )
+    from ._errors import (
+        AmbiguousSubmissionError,
+        APIConnectionError,
+        APIError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        BatchkitError,
+        ConcurrencyLimitError,
+        ConfigurationError,
+        InputError,
+        JournalError,
+        NotFoundError,
+        PaymentRequiredError,
+        RateLimitError,
+        ResultsError,
+        ServerError,
+        ValidationFailed,
+        WaitTimeoutError,
+        WebhookVerificationError,
+    )
+    from ._journal import ShardRecord
+    from ._limits import DEFAULT_LIMITS, KNOWN_MODELS, Limits
+    from ._manifest import (
+        BuildCounts,
+        Manifest,
+        ShardInfo,
+        SourceInfo,
+        load_manifest,
+        verify_shards,
+    )
+    from ._mapping import Mapping, load_mapping
+    from ._models import (
+        ActiveSpeakerDetection,
+        AudioInput,
+        BatchLine,
+        ElevenLabsProvider,
+        GeneratePayload,
+        GenerationOptions,
+        Segment,
+        SegmentAudioInput,
+        TextInput,
+        VideoInput,
+    )
+    from ._policy import Policy, load_policy
+    from ._report import (
+        CODES,
+        Finding,
+        Report,
+        Stats,
+    )
+    from ._responses import (
+        BATCH_STATUSES,
+        BATCH_TERMINAL,
+        GENERATION_STATUSES,
+        GENERATION_TERMINAL,
+        Batch,
+        BatchMetrics,
+        BatchWebhook,
+        DryRunResult,
+        Generation,
+        GenerationWebhook,
+        OutputError,
+        OutputLine,
+    )
+    from ._results import (
+        OUTCOMES,
+        Results,
+        collect_results,
+        download_results,
+    )
+    from ._retry import (
+        DEFAULT_POLL,
+        DEFAULT_RETRY,
+        NO_RETRY,
+        PollPolicy,
+        RetryPolicy,
+    )
+    from ._run import RunResult, run, run_pipeline
+    from ._schemas import json_schema, write_schemas
+    from ._shard import BuildResult, plan_shards, shard_file
+    from ._sources import Source, read_source
+    from ._submit import (
+        DryRunVerdict,
+        SubmitEvent,
+        SubmitResult,
+        resolve,
+        status,
+        submit,
+        wait,
+    )
+    from ._validate import validate_file, validate_files, validate_lines
+    from ._webhooks import (
+        SIGNATURE_HEADER,
+        parse_batch_webhook,
+        parse_generation_webhook,
+        sign_payload,
+        verify_signature,
+    )
+
+#: Private module → the public names it defines.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "_errors": (
+        "AmbiguousSubmissionError",
+        "APIConnectionError",
+        "APIError",
+        "APIStatusError",
+        "APITimeoutError",
+        "AuthenticationError",
+        "BadRequestError",
+        "BatchkitError",
+        "ConcurrencyLimitError",
+        "ConfigurationError",
+        "InputError",
+        "JournalError",
+        "NotFoundError",
+        "PaymentRequiredError",
+        "RateLimitError",
+        "ResultsError",
+        "ServerError",
+        "ValidationFailed",
+        "WaitTimeoutError",
+        "WebhookVerificationError",
+    ),
+    "_limits": (
+        "DEFAULT_LIMITS",
+        "KNOWN_MODELS",
+        "Limits",
+    ),
+    "_models": (
+        "ActiveSpeakerDetection",
+        "AudioInput",
+        "BatchLine",
+        "ElevenLabsProvider",
+        "GeneratePayload",
+        "GenerationOptions",
+        "Segment",
+        "SegmentAudioInput",
+        "TextInput",
+        "VideoInput",
+    ),
+    "_report": (
+        "CODES",
+        "Finding",
+        "Report",
+        "Stats",
+    ),
+    "_validate": (
+        "validate_file",
+        "validate_files",
+        "validate_lines",
+    ),
+    "_policy": (
+        "Policy",
+        "load_policy",
+    ),
+    "_schemas": (
+        "json_schema",
+        "write_schemas",
+    ),
+    "_responses": (
+        "BATCH_STATUSES",
+        "BATCH_TERMINAL",
+        "GENERATION_STATUSES",
+        "GENERATION_TERMINAL",
+        "Batch",
+        "BatchMetrics",
+        "BatchWebhook",
+        "DryRunResult",
+        "Generation",
+        "GenerationWebhook",
+        "OutputError",
+        "OutputLine",
+    ),
+    "_sources": (
+        "Source",
+        "read_source",
+    ),
+    "_mapping": (
+        "Mapping",
+        "load_mapping",
+    ),
+    "_build": ("build",),
+    "_shard": (
+        "BuildResult",
+        "plan_shards",
+        "shard_file",
+    ),
+    "_manifest": (
+        "BuildCounts",
+        "Manifest",
+        "ShardInfo",
+        "SourceInfo",
+        "load_manifest",
+        "verify_shards",
+    ),
+    "_client": (
+        "DEFAULT_BASE_URL",
+        "Batches",
+        "Client",
+        "Generations",
+    ),
+    "_retry": (
+        "DEFAULT_POLL",
+        "DEFAULT_RETRY",
+        "NO_RETRY",
+        "PollPolicy",
+        "RetryPolicy",
+    ),
+    "_journal": ("ShardRecord",),
+    "_submit": (
+        "DryRunVerdict",
+        "SubmitEvent",
+        "SubmitResult",
+        "resolve",
+        "status",
+        "submit",
+        "wait",
+    ),
+    "_results": (
+        "OUTCOMES",
+        "Results",
+        "collect_results",
+        "download_results",
+    ),
+    "_run": (
+        "RunResult",
+        "run",
+        "run_pipeline",
+    ),
+    "_webhooks": (
+        "SIGNATURE_HEADER",
+        "parse_batch_webhook",
+        "parse_generation_webhook",
+        "sign_payload",
+        "verify_signature",
+    ),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "BATCH_STATUSES",
@@ -79,6 +275,7 @@ __all__ = [
     "GENERATION_TERMINAL",
     "KNOWN_MODELS",
     "NO_RETRY",
+    "OUTCOMES",
     "SIGNATURE_HEADER",
     "APIConnectionError",
     "APIError",
@@ -95,10 +292,13 @@ __all__ = [
     "BatchWebhook",
     "Batches",
     "BatchkitError",
+    "BuildCounts",
+    "BuildResult",
     "Client",
     "ConcurrencyLimitError",
     "ConfigurationError",
     "DryRunResult",
+    "DryRunVerdict",
     "ElevenLabsProvider",
     "Finding",
     "GeneratePayload",
@@ -109,6 +309,8 @@ __all__ = [
     "InputError",
     "JournalError",
     "Limits",
+    "Manifest",
+    "Mapping",
     "NotFoundError",
     "OutputError",
     "OutputLine",
@@ -117,26 +319,63 @@ __all__ = [
     "PollPolicy",
     "RateLimitError",
     "Report",
+    "Results",
     "ResultsError",
     "RetryPolicy",
+    "RunResult",
     "Segment",
     "SegmentAudioInput",
     "ServerError",
+    "ShardInfo",
+    "ShardRecord",
+    "Source",
+    "SourceInfo",
     "Stats",
+    "SubmitEvent",
+    "SubmitResult",
     "TextInput",
     "ValidationFailed",
     "VideoInput",
     "WaitTimeoutError",
     "WebhookVerificationError",
     "__version__",
+    "build",
+    "collect_results",
+    "download_results",
     "json_schema",
+    "load_manifest",
+    "load_mapping",
     "load_policy",
     "parse_batch_webhook",
     "parse_generation_webhook",
+    "plan_shards",
+    "read_source",
+    "resolve",
+    "run",
+    "run_pipeline",
+    "shard_file",
     "sign_payload",
+    "status",
+    "submit",
     "validate_file",
     "validate_files",
     "validate_lines",
+    "verify_shards",
     "verify_signature",
+    "wait",
     "write_schemas",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        msg = f"module 'batchkit' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

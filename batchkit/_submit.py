@@ -33,7 +33,7 @@ from ._manifest import Manifest, load_manifest, verify_shards
 from ._responses import Batch, DryRunResult
 from ._retry import PollPolicy
 
-__all__ = ["DryRunVerdict", "SubmitEvent", "SubmitResult", "refresh", "resolve", "submit", "wait"]
+__all__ = ["DryRunVerdict", "SubmitEvent", "SubmitResult", "refresh", "resolve", "status", "submit", "wait"]
 
 log = logging.getLogger("batchkit")
 
@@ -315,6 +315,13 @@ def refresh(journal: Journal, api: Client) -> list[ShardRecord]:
             shard.file, status=batch.status, metrics=batch.metrics.model_dump(), output_url=batch.output_url
         )
     return journal.shards()
+
+
+def status(directory: str | Path, *, client: Client | None = None, offline: bool = False) -> list[ShardRecord]:
+    """Every shard of a submitted directory with its batch id, status and metrics (fresh from the API unless
+    ``offline``)."""
+    with Journal.open(directory, create=False) as journal:
+        return journal.shards() if offline else refresh(journal, _client(client))
 
 
 def _wait_for_slot(journal: Journal, api: Client, poll: PollPolicy, sleep: Callable[[float], None]) -> None:

@@ -1,36 +1,54 @@
-"""The ``batchkit`` command line: thin commands over the library (parse, call, render, exit code)."""
+"""The ``batchkit`` command line: thin commands over the library (parse, call, render, exit code).
+
+Commands are imported when they are used, so ``batchkit validate`` never pays for polars or httpx.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from .. import __version__
-from ._build import build, shard
+from .._version import __version__
 from ._common import configure_logging
-from ._results import results_command
-from ._run import run_command
-from ._sandbox import sandbox
-from ._submit import status_command, submit_command, wait_command
-from ._validate import schema, validate
 
 __all__ = ["main"]
 
+#: Command name → (module, attribute), in pipeline order (the order ``batchkit --help`` lists them).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("._run", "run_command"),
+    "build": ("._build", "build"),
+    "shard": ("._build", "shard"),
+    "validate": ("._validate", "validate"),
+    "submit": ("._submit", "submit_command"),
+    "status": ("._submit", "status_command"),
+    "wait": ("._submit", "wait_command"),
+    "results": ("._results", "results_command"),
+    "sandbox": ("._sandbox", "sandbox"),
+    "schema": ("._validate", "schema"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class _LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*COMMANDS, *sorted(set(self.commands) - set(COMMANDS))]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        command = getattr(importlib.import_module(where[0], __name__), where[1])
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="batchkit")
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
 def main(verbose: int) -> None:
     """Build, validate, shard, submit and reconcile Sync lipsync Batch API files."""
     configure_logging(verbose)
-
-
-main.add_command(build)
-main.add_command(shard)
-main.add_command(validate)
-main.add_command(schema)
-main.add_command(sandbox)
-main.add_command(submit_command)
-main.add_command(status_command)
-main.add_command(wait_command)
-main.add_command(results_command)
-main.add_command(run_command)

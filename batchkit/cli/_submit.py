@@ -11,9 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .._client import Client
-from .._journal import Journal, ShardRecord
+from .._journal import ShardRecord
 from .._retry import PollPolicy
-from .._submit import SubmitEvent, refresh, resolve, submit, wait
+from .._submit import SubmitEvent, resolve, status, submit, wait
 from ._common import EXIT_FINDINGS, err, handle_errors, out
 
 _EVENT_STYLE = {
@@ -246,12 +246,11 @@ def submit_command(
 @handle_errors
 def status_command(directory: Path, offline: bool, api_key: str | None, base_url: str | None) -> None:
     """Show every shard's batch id, status and metrics."""
-    with Journal.open(directory, create=False) as journal:
-        if offline:
-            shards = journal.shards()
-        else:
-            with make_client(api_key, base_url) as client:
-                shards = refresh(journal, client)
+    if offline:
+        shards = status(directory, offline=True)
+    else:
+        with make_client(api_key, base_url) as client:
+            shards = status(directory, client=client)
     out.print(shard_table(shards, title=str(directory)))
 
 
