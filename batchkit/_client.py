@@ -32,20 +32,12 @@ from ._checks import is_http_url
 from ._errors import (
     APIConnectionError,
     APIError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    ConcurrencyLimitError,
     ConfigurationError,
     InputError,
-    NotFoundError,
-    PaymentRequiredError,
-    RateLimitError,
     ResultsError,
-    ServerError,
     WaitTimeoutError,
 )
+from ._http_errors import API_KEY_ENV, error_from_response, redact, transport_error
 from ._models import GeneratePayload
 from ._responses import Batch, DryRunResult, Generation
 from ._retry import (
@@ -55,7 +47,6 @@ from ._retry import (
     RetryPolicy,
     RetryRule,
     call_with_retries,
-    parse_retry_after,
 )
 from ._version import __version__
 
@@ -72,7 +63,6 @@ __all__ = [
 log = logging.getLogger("batchkit")
 
 DEFAULT_BASE_URL: Final = "https://api.sync.so"
-API_KEY_ENV: Final = "SYNC_API_KEY"
 BASE_URL_ENV: Final = "SYNC_BASE_URL"
 
 #: What ``batches.create`` uploads: a path, the bytes themselves, or a file opened in binary mode.
@@ -84,15 +74,6 @@ _USER_AGENT = f"batchkit/{__version__}"
 _MAX_REDIRECTS = 10
 _CHUNK = 1 << 16
 _IDEMPOTENCY_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-")
-#: Failures that happen before a single byte of the request left: resending cannot duplicate anything.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-_BY_STATUS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    402: PaymentRequiredError,
-    404: NotFoundError,
-    429: RateLimitError,
-}
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -135,11 +116,6 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host.lower(), url.port or default)
 
 
-def _redact(url: httpx.URL) -> str:
-    """A URL fit for messages and logs: no query (signed URLs carry their signature there), no credentials."""
-    return str(url.copy_with(query=None, fragment=None, username=None, password=None))
-
-
 def _iso(value: datetime) -> str:
     """ISO 8601 in UTC with a ``Z``. A naive datetime is taken as UTC (not local time, unlike the SDK)."""
     if value.tzinfo is None:
@@ -154,127 +130,6 @@ def _segment(kind: str, value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
-def _server_details(body: Any) -> tuple[str, str | None]:
-    """The server's message (a string or a list of strings, joined) and its ``errorCode`` (either casing)."""
-    if not isinstance(body, dict):
-        text = " ".join(str(body or "").split())
-        return (text[:300] + "…" if len(text) > 300 else text), None
-    message: Any = body.get("message")
-    error: Any = body.get("error")
-    code: Any = body.get("errorCode", body.get("error_code"))
-    if isinstance(error, dict):
-        code = code if code is not None else error.get("code")
-        message = message or error.get("message")
-    elif not message and isinstance(error, str):
-        message = error
-    if isinstance(message, list):
-        message = "; ".join(str(part) for part in message)
-    return (str(message) if message else ""), (str(code) if code is not None and code != "" else None)
-
-
-def _hint(status: int, method: str, path: str, cls: type[APIStatusError], response: httpx.Response) -> str:
-    batch_create = method == "POST" and path == "/v2/batch"
-    if cls is ConcurrencyLimitError:
-        return "Too many batches are running: wait for one to finish, then submit again"
-    if status == 429:
-        return "Rate limited: wait a little and retry"
-    if status == 401:
-        return f"Check the API key (api_key=... or {API_KEY_ENV}): it is missing, wrong or revoked"
-    if status == 402:
-        if batch_create:
-            return "Insufficient credits or plan limits: the Batch API needs a Scale or Enterprise plan"
-        return "Insufficient credits or plan limits"
-    if status == 403:
-        return "The API key is not allowed to do this"
-    if status == 404:
-        return "Check the id and the base URL"
-    if status == 400 and batch_create:
-        return (
-            "Sync refused the file: fix the lines it names (`batchkit validate` finds most problems locally)"
-        )
-    if status >= 500 and method == "POST":
-        return "The server failed; it may or may not have acted on the request, so check before resending"
-    if status >= 500:
-        return "The server failed; retry later"
-    if 300 <= status < 400:
-        location = response.headers.get("location", "")
-        target = _redact(response.url.join(location)) if location else "nowhere"
-        return f"Unexpected redirect to {target}: use the final address as the base URL"
-    return ""
-
-
-def _scrub(value: Any, secret: str) -> Any:
-    """``value`` with every occurrence of ``secret`` in its strings replaced by ``***``."""
-    if isinstance(value, str):
-        return value.replace(secret, "***")
-    if isinstance(value, dict):
-        return {_scrub(k, secret): _scrub(v, secret) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, secret) for v in value]
-    return value
-
-
-def error_from_response(
-    response: httpx.Response, *, method: str, path: str, secret: str | None = None
-) -> APIStatusError:
-    """Map a non-2xx response to the exception tree (the body must have been read).
-
-    ``path`` is what the message names (never a query string). ``secret`` is scrubbed from the server's
-    message and body text, should a server ever echo it back.
-    """
-    status = response.status_code
-    text = response.text
-    body: Any
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        body = text
-    server_message, error_code = _server_details(body)
-    if secret:
-        server_message = server_message.replace(secret, "***")
-        body = _scrub(body, secret)
-    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else APIStatusError)
-    if status == 429 and (
-        error_code == "concurrency_limit_reached"
-        or (error_code is None and "concurrency" in server_message.lower())
-    ):
-        cls = ConcurrencyLimitError
-    message = f"{method} {path} → {status} {response.reason_phrase}".rstrip()
-    if server_message:
-        message += f": {server_message.rstrip('.')}"
-    if error_code:
-        message += f" (errorCode={error_code})"
-    hint = _hint(status, method, path, cls, response)
-    if hint:
-        message += f". {hint}"
-    return cls(
-        message,
-        status_code=status,
-        error_code=error_code,
-        server_message=server_message,
-        body=body,
-        retry_after=parse_retry_after(response.headers),
-        method=method,
-        url=_redact(response.url),
-    )
-
-
-def _transport_error(exc: httpx.TransportError, method: str, shown: str) -> APIConnectionError:
-    sent = not isinstance(exc, _NOT_SENT)
-    cls = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if not sent:
-        message = f"{method} {shown}: nothing was sent ({detail}). Check the base URL and the network"
-    elif method == "POST":
-        message = (
-            f"{method} {shown}: the connection failed after the request was sent ({detail}); "
-            "the server may have acted on it, so check before resending"
-        )
-    else:
-        message = f"{method} {shown}: the connection failed after the request was sent ({detail})"
-    return cls(message, method=method, url=shown, sent=sent)
-
-
 def _parse(response: httpx.Response, model: type[M], what: str) -> M:
     return _validate(model, _json(response, what), response, what)
 
@@ -285,7 +140,7 @@ def _json(response: httpx.Response, what: str) -> Any:
     except orjson.JSONDecodeError:
         snippet = " ".join(response.text.split())[:120]
         msg = f"{what} → {response.status_code}, but the body is not JSON ({snippet!r}): is the base URL Sync's API?"
-        raise APIError(msg, method=what.split()[0], url=_redact(response.url)) from None
+        raise APIError(msg, method=what.split()[0], url=redact(response.url)) from None
 
 
 def _validate(model: type[M], data: Any, response: httpx.Response, what: str) -> M:
@@ -298,7 +153,7 @@ def _validate(model: type[M], data: Any, response: httpx.Response, what: str) ->
             f"{what} → {response.status_code}, but the body is not a {model.__name__} "
             f"({where}: {first['msg']}); is the base URL Sync's API?"
         )
-        raise APIError(msg, method=what.split()[0], url=_redact(response.url)) from None
+        raise APIError(msg, method=what.split()[0], url=redact(response.url)) from None
 
 
 def _read_upload(file: FileInput) -> tuple[str, bytes]:
@@ -457,7 +312,7 @@ class Client:
                     follow_redirects=False,  # a redirect must never carry x-api-key elsewhere
                 )
             except httpx.TransportError as exc:
-                raise _transport_error(exc, method, _redact(url)) from exc
+                raise transport_error(exc, method, redact(url)) from exc
             if not response.is_success:
                 raise error_from_response(response, method=method, path=path, secret=key)
             return response
@@ -507,7 +362,7 @@ class Batches:
                 return batch
             if not dry_run:
                 msg = f"{what} → {response.status_code}, but the answer names no batch id"
-                raise APIError(msg, method="POST", url=_redact(response.url))
+                raise APIError(msg, method="POST", url=redact(response.url))
             result = _validate(DryRunResult, body, response, what)
         except APIError as exc:
             if dry_run:
@@ -546,7 +401,7 @@ class Batches:
         body = _json(response, what)
         if not isinstance(body, builtins.list):
             msg = f"{what} → {response.status_code}, but the body is not a JSON array of batches"
-            raise APIError(msg, method="GET", url=_redact(response.url))
+            raise APIError(msg, method="GET", url=redact(response.url))
         return [_validate(Batch, item, response, what) for item in body]
 
     def wait(
@@ -615,7 +470,7 @@ class Batches:
             msg = f"the output URL is not a URL ({exc})"
             raise ResultsError(msg) from None
         target = Path(dest)
-        what = f"GET {_redact(start)}"
+        what = f"GET {redact(start)}"
         try:
             result = call_with_retries(
                 lambda: self._download_once(start, target),
@@ -634,7 +489,7 @@ class Batches:
         client = self._client
         url, with_key, hops = start, False, 0
         while True:
-            shown = _redact(url)
+            shown = redact(url)
             headers = {"user-agent": _USER_AGENT}
             api_origin = client._is_api_origin(url)
             if with_key and api_origin:
@@ -650,7 +505,7 @@ class Batches:
                             msg = f"GET {shown}: {'too many redirects' if location else 'a redirect without Location'}"
                             raise APIError(msg, method="GET", url=shown)
                         url = response.url.join(location)
-                        log.debug("GET %s → %d, following to %s", shown, response.status_code, _redact(url))
+                        log.debug("GET %s → %d, following to %s", shown, response.status_code, redact(url))
                         continue
                     if (
                         response.status_code in (401, 403)
@@ -668,7 +523,7 @@ class Batches:
                         raise error_from_response(response, method="GET", path=shown, secret=client._api_key)
                     return _stream_to(response, target, shown)
             except httpx.TransportError as exc:
-                raise _transport_error(exc, "GET", shown) from exc
+                raise transport_error(exc, "GET", shown) from exc
 
 
 def _stream_to(response: httpx.Response, target: Path, shown: str) -> Path:
@@ -735,7 +590,7 @@ class Generations:
         generation = _parse(response, Generation, what)
         if not generation.id:
             msg = f"{what} → {response.status_code}, but the answer has no generation id"
-            raise APIError(msg, method="POST", url=_redact(response.url))
+            raise APIError(msg, method="POST", url=redact(response.url))
         return generation
 
     def get(self, generation_id: str) -> Generation:
