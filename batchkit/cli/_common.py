@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from .._errors import BatchkitError, ValidationFailed
 from .._limits import DEFAULT_LIMITS, Limits
@@ -18,15 +19,15 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Results go to stdout; progress, summaries and errors to stderr, so stdout can be piped.
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+out = Console(soft_wrap=True, highlight=False, emoji=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
     """Print ``error: message`` on stderr and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     sys.exit(code)
 
 
@@ -40,17 +41,13 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except ValidationFailed as exc:
             fail(str(exc), EXIT_FINDINGS)
         except BatchkitError as exc:
-            fail(_escape(str(exc)))
+            fail(str(exc))
         except KeyboardInterrupt:
             fail("interrupted", 130)
         msg = "unreachable"
         raise AssertionError(msg)  # pragma: no cover
 
     return wrapper
-
-
-def _escape(text: str) -> str:
-    return text.replace("[", "\\[")
 
 
 def limits_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -89,10 +86,24 @@ def make_limits(min_records: int, max_records: int, max_bytes: int) -> Limits:
     return Limits(min_records=min_records, max_records=max_records, max_bytes=max_bytes)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (test runners swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * min(verbose, 2)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    """``-v``: info, ``-vv``: debug, on stderr. Only the CLI does this; the library only logs."""
     logger = logging.getLogger("batchkit")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level)
+    logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, _StderrHandler)] + [_StderrHandler()]
+    logger.setLevel(logging.WARNING - 10 * min(verbose, 2))

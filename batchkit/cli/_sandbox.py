@@ -8,7 +8,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
 
 from ._common import err, fail, handle_errors, limits_options, make_limits
 
@@ -155,10 +154,8 @@ def sandbox(
     missing = [name for name in _EXTRA if importlib.util.find_spec(name) is None]
     if missing:
         fail(
-            escape(
-                f"the sandbox needs the optional 'sandbox' extra (missing: {', '.join(missing)}); "
-                "install it with: pip install 'batchkit[sandbox]'"
-            )
+            f"the sandbox needs the optional 'sandbox' extra (missing: {', '.join(missing)}); "
+            "install it with: pip install 'batchkit[sandbox]'"
         )
     from pydantic import ValidationError
 
@@ -184,7 +181,7 @@ def sandbox(
         config = SandboxConfig(**settings)
     except ValidationError as exc:
         reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        fail(escape(f"invalid sandbox settings: {reasons}"))
+        fail(f"invalid sandbox settings: {reasons}")
     from ..sandbox import Sandbox
 
     try:
