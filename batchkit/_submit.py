@@ -26,6 +26,8 @@ from ._errors import (
     ConcurrencyLimitError,
     InputError,
     JournalError,
+    RateLimitError,
+    ServerError,
     WaitTimeoutError,
 )
 from ._journal import Journal, ShardRecord
@@ -121,7 +123,7 @@ def submit(
         journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in manifest.shards])
         for shard in journal.shards():
             if shard.state == "intent":
-                _reconcile(journal, api, shard, reconcile_window, emit)
+                _reconcile_or_explain(journal, api, shard, reconcile_window, emit)
         if force:
             for shard in journal.shards():
                 if shard.state == "submitted":
@@ -202,6 +204,13 @@ def _send(
                 msg = f"{shard.file} was not sent: {exc}. Nothing was created; run the same command again"
                 raise JournalError(msg, shard=shard.file) from exc
             uncertain = exc
+        except RateLimitError as exc:
+            journal.record_not_sent(shard.file, str(exc))
+            msg = (
+                f"{shard.file} was not sent: still rate limited after every retry ({exc}). "
+                "Nothing was created; run the same command again in a minute"
+            )
+            raise JournalError(msg, shard=shard.file) from exc
         except APIStatusError as exc:
             if exc.status_code < 500:
                 journal.record_not_sent(shard.file, str(exc))
@@ -225,7 +234,10 @@ def _send(
         uncertain_rounds += 1
         if settle:
             sleep(settle)
-        if _reconcile(journal, api, journal.shard(shard.file), window, emit):
+        look_again = (lambda: sleep(settle)) if settle else None
+        if _reconcile_or_explain(
+            journal, api, journal.shard(shard.file), window, emit, second_look=look_again
+        ):
             return
         if uncertain_rounds >= 3:
             msg = (
@@ -235,8 +247,41 @@ def _send(
             raise JournalError(msg, shard=shard.file) from uncertain
 
 
-def _reconcile(journal: Journal, api: Client, shard: ShardRecord, window: float, emit: OnEvent) -> bool:
-    """Settle an uncertain intent from the server's batch list. True when the shard has a batch now."""
+def _reconcile_or_explain(
+    journal: Journal,
+    api: Client,
+    shard: ShardRecord,
+    window: float,
+    emit: OnEvent,
+    *,
+    second_look: Callable[[], None] | None = None,
+) -> bool:
+    """:func:`_reconcile`, with a failure to ask the server turned into a message that names the shard.
+
+    With ``second_look``, an empty answer is not trusted at once: ``second_look()`` (a pause) and a second
+    search come first, so a create the server is still working on has time to appear.
+    """
+    try:
+        if second_look is not None and _reconcile(journal, api, shard, window, emit, conclude=False):
+            return True
+        if second_look is not None:
+            second_look()
+        return _reconcile(journal, api, shard, window, emit)
+    except (APIConnectionError, ServerError, RateLimitError) as exc:
+        msg = (
+            f"{shard.file}: a create may have reached the server, and checking the batch list failed too "
+            f"({exc}). Nothing was resent; run the same command again to check once more"
+        )
+        raise JournalError(msg, shard=shard.file) from exc
+
+
+def _reconcile(
+    journal: Journal, api: Client, shard: ShardRecord, window: float, emit: OnEvent, *, conclude: bool = True
+) -> bool:
+    """Settle an uncertain intent from the server's batch list. True when the shard has a batch now.
+
+    No candidate means the create made nothing (recorded only when ``conclude``); several stop everything.
+    """
     assert shard.intent_at is not None
     since = shard.intent_at - timedelta(seconds=window)
     known = journal.known_batch_ids()
@@ -259,6 +304,8 @@ def _reconcile(journal: Journal, api: Client, shard: ShardRecord, window: float,
         )
         return True
     if not candidates:
+        if not conclude:
+            return False
         journal.record_not_sent(shard.file, "reconciled: the server has no batch for this create")
         emit(
             SubmitEvent(
@@ -317,7 +364,9 @@ def refresh(journal: Journal, api: Client) -> list[ShardRecord]:
     return journal.shards()
 
 
-def status(directory: str | Path, *, client: Client | None = None, offline: bool = False) -> list[ShardRecord]:
+def status(
+    directory: str | Path, *, client: Client | None = None, offline: bool = False
+) -> list[ShardRecord]:
     """Every shard of a submitted directory with its batch id, status and metrics (fresh from the API unless
     ``offline``)."""
     with Journal.open(directory, create=False) as journal:

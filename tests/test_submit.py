@@ -58,7 +58,8 @@ def sandbox() -> Sandbox:
 def client(sandbox: Sandbox) -> Iterator[Client]:
     with (
         serve(sandbox) as url,
-        Client(api_key="test-key", base_url=url, retry=RetryPolicy(initial=0.01)) as c,
+        # Retry waits are instant; the sandbox's clock (and wait()'s polling) stay real.
+        Client(api_key="test-key", base_url=url, retry=RetryPolicy(initial=0.01), sleep=lambda _s: None) as c,
     ):
         yield c
 
@@ -271,3 +272,62 @@ def _manifest_shards(directory: Path) -> list[object]:
     from batchkit._manifest import load_manifest
 
     return list(load_manifest(directory).shards)
+
+
+def test_a_429_storm_stops_with_nothing_created(build_dir: Path, client: Client, sandbox: Sandbox) -> None:
+    """Rate limited on every attempt: a clear message naming the shard; the journal says it was not sent."""
+    sandbox.configure(rate_limit_share=1.0)
+    with pytest.raises(JournalError, match=r"in-0001\.jsonl was not sent: still rate limited") as info:
+        _submit(build_dir, client)
+    assert info.value.shard == "in-0001.jsonl"
+    sandbox.configure(rate_limit_share=0.0)
+    assert sandbox.batches == []
+    with Journal.open(build_dir) as journal:
+        assert [s.state for s in journal.shards()] == ["pending"] * 3
+    _submit(build_dir, client)
+    assert len(sandbox.batches) == 3
+
+
+def test_a_5xx_storm_stops_after_three_checked_attempts(
+    build_dir: Path, client: Client, sandbox: Sandbox
+) -> None:
+    """Every create answered 503 (and nothing created): three attempts, each checked, then a clear stop."""
+    sandbox.inject(Fault(route="POST /v2/batch", kind="status", status=503, times=None))
+    events: list[SubmitEvent] = []
+    with pytest.raises(JournalError, match="three creates in a row") as info:
+        submit(build_dir, client=client, on_event=events.append, settle=0, poll=FAST_POLL)
+    assert info.value.shard == "in-0001.jsonl"
+    assert [e.kind for e in events] == ["uncertain", "not-created"] * 3
+    assert sandbox.batches == []
+
+
+def test_a_timed_out_create_is_found_not_resent(build_dir: Path, sandbox: Sandbox) -> None:
+    """The client gives up waiting, the server finishes the create later: the second look finds it."""
+    sandbox.inject(Fault(route="POST /v2/batch", kind="slow", delay=0.4))
+    events: list[SubmitEvent] = []
+    with (
+        serve(sandbox) as url,
+        Client(api_key="k", base_url=url, timeout=0.2, retry=RetryPolicy(initial=0.01)) as c,
+    ):
+        submit(build_dir, client=c, on_event=events.append, settle=0.3, poll=FAST_POLL)
+    kinds = [e.kind for e in events]
+    assert kinds[:2] == ["uncertain", "reconciled"]
+    assert len(sandbox.batches) == 3
+
+
+def test_a_failing_batch_list_during_reconciliation_names_the_shard(
+    build_dir: Path, client: Client, sandbox: Sandbox
+) -> None:
+    """If the server cannot even be asked, nothing is resent and the message says to run again."""
+    sandbox.inject(
+        Fault(route="POST /v2/batch", kind="reset_after_accept"),
+        Fault(route="GET /v2/batch", kind="status", status=503, times=None),
+    )
+    with pytest.raises(JournalError, match=r"in-0001\.jsonl: a create may have reached the server"):
+        _submit(build_dir, client)
+    with Journal.open(build_dir) as journal:
+        assert journal.shard("in-0001.jsonl").state == "intent"
+    sandbox.clear_faults()
+    events = _submit(build_dir, client)
+    assert events[0].kind == "reconciled"
+    assert len(sandbox.batches) == 3
