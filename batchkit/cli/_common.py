@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -18,9 +19,17 @@ from .._limits import DEFAULT_LIMITS, Limits
 P = ParamSpec("P")
 R = TypeVar("R")
 
+
 #: Results go to stdout; progress, summaries and errors to stderr, so stdout can be piped.
-out = Console(soft_wrap=True, highlight=False, emoji=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
+def _console(*, stderr: bool) -> Console:
+    console = Console(stderr=stderr, soft_wrap=True, highlight=False, emoji=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160  # a pipe or a log: don't squeeze tables into 80 columns and cut ids short
+    return console
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -105,5 +114,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure_logging(verbose: int) -> None:
     """``-v``: info, ``-vv``: debug, on stderr. Only the CLI does this; the library only logs."""
     logger = logging.getLogger("batchkit")
-    logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, _StderrHandler)] + [_StderrHandler()]
+    logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, _StderrHandler)] + [
+        _StderrHandler()
+    ]
     logger.setLevel(logging.WARNING - 10 * min(verbose, 2))

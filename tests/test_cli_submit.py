@@ -1,0 +1,125 @@
+"""`batchkit submit`, `status`, `wait` and `run` as a user types them (CliRunner, sandbox over loopback)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from batchkit import Limits
+from batchkit._shard import shard_file
+from batchkit.cli import main
+from batchkit.sandbox import Sandbox, serve
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--poll-initial", "0.05", "--poll-max", "0.2"]
+
+
+@pytest.fixture
+def sandbox_url() -> Iterator[str]:
+    with serve(Sandbox(pending_seconds=0.05, seconds_per_generation=0.001)) as url:
+        yield url
+
+
+@pytest.fixture
+def build_dir(tmp_path: Path) -> Path:
+    out = tmp_path / "build"
+    shard_file(ROOT / "fixtures" / "sample-batch.jsonl", out, limits=Limits(min_records=20))
+    return out
+
+
+def _invoke(args: list[str], url: str | None = None, key: str | None = "cli-key") -> tuple[int, str, str]:
+    env = {"SYNC_API_KEY": key} if key else {}
+    if url:
+        env["SYNC_BASE_URL"] = url
+    result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_submit_wait_status(build_dir: Path, sandbox_url: str) -> None:
+    """submit --wait shows every shard done; status shows the same from the API; exit 0."""
+    code, out, err = _invoke(["submit", str(build_dir), "--wait", *FAST], sandbox_url)
+    assert code == 0, err
+    assert "submitted" in err
+    assert "COMPLETED" in out
+    code, out, _ = _invoke(["status", str(build_dir)], sandbox_url)
+    assert code == 0
+    assert "sample-batch-0001.jsonl" in out
+    assert "COMPLETED" in out
+    code, out, _ = _invoke(["status", str(build_dir), "--offline"], None, key=None)
+    assert code == 0
+    assert "COMPLETED" in out
+    code, _, err = _invoke(["submit", str(build_dir)], sandbox_url)
+    assert code == 0
+    assert "skipped" in err
+
+
+def test_submit_dry_run_shows_the_verdicts(build_dir: Path, sandbox_url: str) -> None:
+    code, out, _ = _invoke(["submit", str(build_dir), "--dry-run"], sandbox_url)
+    assert code == 0
+    assert "VALIDATED" in out
+
+
+def test_no_api_key_is_a_one_line_error(build_dir: Path, sandbox_url: str) -> None:
+    """No key: exit 2, one line that says how to fix it, no traceback."""
+    code, out, err = _invoke(["submit", str(build_dir)], sandbox_url, key=None)
+    assert code == 2
+    assert "SYNC_API_KEY" in err
+    assert "Traceback" not in err + out
+
+
+def test_plain_http_base_url_is_refused_unless_loopback(build_dir: Path) -> None:
+    code, _, err = _invoke(["submit", str(build_dir), "--base-url", "http://api.example.com"])
+    assert code == 2
+    assert "http://" in err
+
+
+def test_status_of_a_directory_never_submitted(build_dir: Path) -> None:
+    code, _, err = _invoke(["status", str(build_dir), "--offline"])
+    assert code == 2
+    assert "batchkit submit" in err
+
+
+def test_wait_deadline_is_exit_2_with_what_is_still_running(build_dir: Path) -> None:
+    with serve(Sandbox(pending_seconds=30)) as url:
+        assert _invoke(["submit", str(build_dir)], url)[0] == 0
+        code, _, err = _invoke(["wait", str(build_dir), "--deadline", "0.2", *FAST], url)
+    assert code == 2
+    assert "still running" in err
+
+
+def test_run_with_the_sandbox_end_to_end(tmp_path: Path) -> None:
+    """The README's first command: every row gets an outcome, results.csv holds them all."""
+    shutil.copytree(ROOT / "fixtures", tmp_path / "fixtures")
+    out = tmp_path / "out" / "campaign"
+    args = ["run", str(tmp_path / "fixtures/campaign.csv"), "--mapping", str(tmp_path / "fixtures/campaign.toml"),
+            "--out", str(out), "--sandbox"]  # fmt: skip
+    code, _, err = _invoke(args, key=None)
+    assert code == 0, err
+    for outcome in ("completed", "failed", "rejected", "missing", "invalid"):
+        assert outcome in err
+    frame = pl.read_csv(out / "results.csv", infer_schema=False)
+    assert frame.height == 60
+    assert dict(frame.group_by("outcome").len().iter_rows()) == {
+        "completed": 52, "failed": 3, "rejected": 2, "missing": 1, "invalid": 2,
+    }  # fmt: skip
+    code, _, err = _invoke(args, key=None)  # again: the build is reused
+    assert code == 0
+    assert "reuse" in err
+    code, _, err = _invoke(args[:-1], key="real-key")  # the same directory against the real API: refused
+    assert code == 2
+    assert "sandbox" in err
+
+
+def test_run_dry_run_creates_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "dry"
+    args = ["run", str(ROOT / "fixtures/campaign.csv"), "--mapping", str(ROOT / "fixtures/campaign.toml"),
+            "--out", str(out), "--sandbox", "--dry-run"]  # fmt: skip
+    code, _, err = _invoke(args, key=None)
+    assert code == 0, err
+    assert "VALIDATED" in err
+    assert not (out / "results.csv").exists()
