@@ -64,6 +64,20 @@ CODES: dict[str, str] = {
     # a build directory
     "shard-missing": "a shard listed in manifest.json is missing",
     "shard-changed": "a shard's bytes, records or sha256 differ from manifest.json",
+    # results: output files
+    "empty-output": "a batch's output.jsonl has no result lines",
+    "truncated-output": "a batch's output.jsonl ends in the middle of a line",
+    "invalid-result-line": "an output line that is not JSON, not an object, or has no usable request_id",
+    "invalid-result-field": "an output line field of an unexpected type, or no status at all (warning)",
+    "unexpected-result": "a result line for a request_id its batch was never sent (warning)",
+    "duplicate-result": "a request_id with several result lines in one output file (warning)",
+    "download-failed": "a finished batch's results could not be downloaded",
+    # results: reconciliation
+    "manifest-changed": "manifest.json, requests.parquet or the journal disagree (edited by hand, or rebuilt)",
+    "missing-result": "a finished batch gave no result for some of its requests (warning)",
+    "batch-failed": "a batch FAILED without a results file (warning)",
+    "shard-refused": "the server refused a shard, so its requests were never submitted (warning)",
+    "source-changed": "the source changed since the build, but every row still gives its request_id (warning)",
 }
 
 

@@ -1,27 +1,34 @@
 """Results: download every batch's output.jsonl, join it back to the source rows, and reconcile.
 
-Every request unit of the build (a source row, or one ``each`` expansion of it) gets exactly one outcome:
+Every request unit of the build (a source row, or one ``[each]`` expansion of it) gets exactly one outcome:
 
 =============== ==========================================================================================
 ``completed``   the generation finished; ``output_url`` is the video
-``failed``      it failed (also: the whole batch FAILED without results)
+``failed``      it failed (``batch-failed``: the whole batch FAILED without a results file)
 ``rejected``    Sync refused the request
-``missing``     its batch finished, but its output.jsonl has no line for it
-``invalid``     it never became a request: ``error_code`` says why (a build finding)
-``pending``     its batch has not finished yet (or its results are not downloaded yet)
-``unsubmitted`` its shard was never sent, or the server refused the shard
+``missing``     its batch finished, but no result line names it (``missing-result``)
+``invalid``     it never became a request: ``error_code`` is the build finding that says why
+``pending``     not settled yet: its batch is still running, its results are not downloaded yet, or its
+                shard's create was interrupted and needs ``batchkit submit`` to reconcile it
+``unsubmitted`` its shard was never sent, or the server refused the shard (``shard-refused``)
 =============== ==========================================================================================
 
 Results are matched on ``request_id`` within the shard's own batch, never by position, and never from the
-batch-level status alone (a COMPLETED batch can hold failed rows). Output lines for ids the shard never sent
-are ``unexpected-result`` findings; an id reported twice is a ``duplicate-result`` finding (a COMPLETED line
-wins, else the last one).
+batch-level status alone (a COMPLETED batch can hold failed rows). A result line for an id the shard never
+sent is an ``unexpected-result`` finding (the line is ignored); an id with several lines is a
+``duplicate-result`` finding (a COMPLETED line wins, else the last one). A line without any status counts as
+completed when it has an output URL, else as failed (``result-without-status``); a line whose status is not
+terminal in a finished batch counts as failed (``result-not-finished``).
+
+The source's own rows come back beside the outcomes: from the file recorded in the manifest (or ``source=``
+when it moved), or from the build's snapshot of an in-memory source. When that file changed since the build,
+every request_id is derived again from its row with the build's mapping; the join goes ahead only if they
+all still match (a ``source-changed`` warning), so an output is never attached to the wrong row.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -29,15 +36,15 @@ from typing import Any, Final
 import polars as pl
 
 from ._client import Client
-from ._errors import ResultsError
+from ._errors import BatchkitError, ResultsError
 from ._journal import JOURNAL_FILE, Journal, ShardRecord
-from ._manifest import Manifest, file_sha256, load_manifest, verify_shards
-from ._outputs import read_output
+from ._manifest import Manifest, SourceInfo, file_sha256, load_manifest, verify_shards
+from ._mapping import Column, Const, load_mapping
+from ._outputs import COLUMNS, RESULTS_DIR, download_outputs, download_results, output_path, read_output
 from ._report import Finding, Report
-from ._sources import ROW, read_source
-from ._submit import refresh
+from ._sources import ROW, Source, read_source
 
-__all__ = ["OUTCOMES", "RESULT_COLUMNS", "Results", "collect_results", "download_results"]
+__all__ = ["OUTCOMES", "RESULTS_DIR", "RESULT_COLUMNS", "Results", "collect_results", "download_results"]
 
 log = logging.getLogger("batchkit")
 
@@ -54,13 +61,15 @@ RESULT_COLUMNS: Final = (
     "output_duration",
     "generation_id",
 )
-RESULTS_DIR: Final = "results"
-_STATUS_OUTCOME: Final = {"COMPLETED": "completed", "REJECTED": "rejected"}
+_TERMINAL: Final = ("COMPLETED", "FAILED")
+_UNFINISHED: Final = ("PENDING", "PROCESSING", "JOBS_CREATED", "QUEUED")
+_SHOWN: Final = 5  # request ids named in a per-shard finding
+_RETRY_OF: Final = "retry_of"  # the column a `batchkit retry` directory adds to requests.parquet
 
 
 @dataclass(slots=True)
 class Results:
-    """The joined table (one row per request unit) with its findings and a summary."""
+    """The joined table (one row per request unit, in source order) with its findings and a summary."""
 
     frame: pl.DataFrame
     report: Report = field(default_factory=Report)
@@ -74,11 +83,17 @@ class Results:
     @property
     def error_codes(self) -> dict[str, int]:
         """Units per error code, most frequent first (units without one left out)."""
-        codes = self.frame.get_column("error_code").drop_nulls().to_list()
-        return dict(Counter(codes).most_common())
+        counts = self.frame.get_column("error_code").drop_nulls().value_counts()
+        return dict(counts.sort(["count", "error_code"], descending=[True, False]).iter_rows())
 
     def summary(self) -> dict[str, Any]:
-        return {"units": self.frame.height, "outcomes": self.outcomes, "error_codes": self.error_codes}
+        """``units``, ``outcomes``, ``error_codes`` and ``findings`` (findings per code), as plain data."""
+        return {
+            "units": self.frame.height,
+            "outcomes": self.outcomes,
+            "error_codes": self.error_codes,
+            "findings": self.report.counts,
+        }
 
     def write(self, path: str | Path) -> Path:
         """Export the table; the format follows the suffix (``.csv``, ``.parquet``, ``.xlsx``, ``.jsonl``)."""
@@ -87,30 +102,7 @@ class Results:
         return export_frame(self.frame, path)
 
 
-def download_results(directory: str | Path, *, client: Client | None = None) -> list[Path]:
-    """Fetch the output.jsonl of every finished batch into ``DIR/results/`` (skipping what is already there).
-
-    Files are named after their batch (``results/<batch_id>.output.jsonl``) and appear only when complete,
-    so one on disk never needs fetching again.
-    """
-    folder = Path(directory)
-    api = client if client is not None else Client()
-    fetched: list[Path] = []
-    with Journal.open(folder, create=False) as journal:
-        shards = refresh(journal, api)
-    for shard in shards:
-        dest = _output_path(folder, shard)
-        if dest is None or dest.exists() or not shard.output_url:
-            continue
-        log.info("downloading the results of %s (%s)", shard.file, shard.batch_id)
-        fetched.append(api.batches.download(shard.output_url, dest))
-    return fetched
-
-
-def _output_path(folder: Path, shard: ShardRecord) -> Path | None:
-    if shard.batch_id is None or not shard.terminal:
-        return None
-    return folder / RESULTS_DIR / f"{shard.batch_id}.output.jsonl"
+# -- joining -------------------------------------------------------------------------------------------------
 
 
 def collect_results(
@@ -122,119 +114,176 @@ def collect_results(
 ) -> Results:
     """Join the build's request units with their batches' results and their source rows.
 
-    With ``download`` (the default) finished batches' results are fetched first (needs the API); without it,
-    only what is already in ``DIR/results/`` is used. ``source`` replaces the source recorded in the manifest
-    (a moved file, or the DataFrame an in-memory build came from).
+    With ``download`` (the default) batch statuses are refreshed and finished batches' results fetched first
+    (this needs the API only while something is left to fetch); without it, only what the journal and
+    ``DIR/results/`` already hold is used. ``source`` replaces the source recorded in the manifest (a file
+    that moved, or the DataFrame an in-memory build came from).
     """
     folder = Path(directory)
     manifest = load_manifest(folder)
     report = Report(limits=manifest.limits)
     for finding in verify_shards(folder, manifest):
         report.add(finding)
-    units = manifest.requests_frame()
-    _check_requests(folder, manifest, units, report)
-    if download and (folder / JOURNAL_FILE).exists():
-        download_results(folder, client=client)
-    shards = _journal_shards(folder, manifest, report)
-    outputs = _read_outputs(folder, manifest, shards, units, report)
-    joined = _join(manifest, units, shards, outputs)
-    frame = _with_source(manifest, folder, joined, source)
+    units = _load_units(folder, manifest, report)
+    records: dict[str, ShardRecord] = {}
+    failures: dict[str, str] = {}
+    if (folder / JOURNAL_FILE).exists():
+        with Journal.open(folder, create=False) as journal:
+            if download:
+                api = client if client is not None else Client()
+                try:
+                    _, failures = download_outputs(folder, journal, api)
+                finally:
+                    if client is None:
+                        api.close()
+            records = {s.file: s for s in journal.shards()}
+    shards = _shard_frame(folder, manifest, records, failures, report)
+    outputs = _read_outputs(shards, units, report)
+    joined = _reconcile(units, shards, outputs)
+    _outcome_findings(joined, shards, report)
+    frame = _with_source(manifest, folder, joined, source, report)
     return Results(frame=frame, report=report)
 
 
-def _check_requests(folder: Path, manifest: Manifest, units: pl.DataFrame, report: Report) -> None:
-    """Findings for a requests.parquet or manifest edited by hand."""
-    path = folder / manifest.requests.file
-    digest, _, _ = file_sha256(path)
+_UNIT_COLUMNS: Final = ("request_id", "row", "shard", "status")
+
+
+def _load_units(folder: Path, manifest: Manifest, report: Report) -> pl.DataFrame:
+    """``requests.parquet`` with findings for anything a hand edit (or a rebuild) could have broken."""
+    units = manifest.requests_frame()
+    lacking = [c for c in (*_UNIT_COLUMNS, *manifest.each) if c not in units.columns]
+    if lacking:
+        msg = f"{manifest.requests.file} has no column {lacking[0]!r}: it is not a batchkit build; rebuild it"
+        raise ResultsError(msg)
+    units = units.with_columns(
+        *[pl.lit(None, pl.String).alias(c) for c in ("code", "message") if c not in units.columns],
+        pl.col("source").cast(pl.Int32) if "source" in units.columns else pl.lit(0, pl.Int32).alias("source"),
+        pl.col("request_id").cast(pl.String),
+        pl.col("row").cast(pl.Int64),
+        pl.col("shard").cast(pl.Int32),
+        pl.col("status").fill_null("invalid").cast(pl.String),
+    )
+    name = manifest.requests.file
+
+    def changed(message: str) -> None:
+        report.add(Finding(code="manifest-changed", severity="error", file=name, message=message))
+
+    digest, _, _ = file_sha256(folder / name)
     if digest != manifest.requests.sha256 or units.height != manifest.requests.rows:
-        report.add(
-            Finding(
-                code="manifest-changed",
-                severity="error",
-                file=manifest.requests.file,
-                message=(
-                    f"{manifest.requests.file} does not match manifest.json ({units.height:,} rows, "
-                    f"manifest says {manifest.requests.rows:,}); results are joined by request_id anyway"
-                ),
-            )
+        changed(
+            f"{name} does not match manifest.json ({units.height:,} rows, the manifest says "
+            f"{manifest.requests.rows:,}; sha256 {'differs' if digest != manifest.requests.sha256 else 'matches'}): "
+            "one of them was edited or replaced. Results are still joined by request_id; rebuild to be sure"
         )
-    ids = units.get_column("request_id").drop_nulls()
+    ok = pl.col("status") == "ok"
+    count = len(manifest.shards)
+    stray = units.filter(ok & (pl.col("shard").is_null() | ~pl.col("shard").is_between(1, count)))
+    if stray.height:
+        changed(
+            f"{stray.height:,} request(s) of {name} name no shard of the manifest (first: "
+            f"{stray['request_id'][0]!r}); they count as unsubmitted"
+        )
+    per_shard = dict(units.filter(ok).group_by("shard").len().iter_rows())
+    off = [
+        f"{info.file} ({per_shard.get(n, 0):,} in {name}, {info.records:,} in the manifest)"
+        for n, info in enumerate(manifest.shards, 1)
+        if per_shard.get(n, 0) != info.records
+    ]
+    if off:
+        changed(f"request counts per shard disagree: {', '.join(off[:3])}{' ...' if len(off) > 3 else ''}")
+    ids = units.filter(ok).get_column("request_id").drop_nulls()
     for request_id in ids.filter(ids.is_duplicated()).unique(maintain_order=True).to_list():
         report.add(
             Finding(
                 code="duplicate-request-id",
                 severity="error",
-                file=manifest.requests.file,
+                file=name,
                 request_id=request_id,
-                message=f"request_id {request_id!r} belongs to more than one unit; they share one result",
+                message=f"request_id {request_id!r} belongs to more than one request of the build; they share one result",
             )
         )
+    return units
 
 
-def _journal_shards(folder: Path, manifest: Manifest, report: Report) -> dict[str, ShardRecord]:
-    if not (folder / JOURNAL_FILE).exists():
-        return {}
-    with Journal.open(folder, create=False) as journal:
-        records = {s.file: s for s in journal.shards()}
-    for shard in manifest.shards:
-        record = records.get(shard.file)
-        if record is not None and record.sha256 != shard.sha256:
+_SHARD_SCHEMA: Final = {
+    "shard": pl.Int32,
+    "shard_file": pl.String,
+    "batch_id": pl.String,
+    "journal_state": pl.String,
+    "batch_status": pl.String,
+    "batch_message": pl.String,
+    "has_url": pl.Boolean,
+    "output_file": pl.String,
+    "downloaded": pl.Boolean,
+    "download_error": pl.String,
+}
+
+
+def _shard_frame(
+    folder: Path,
+    manifest: Manifest,
+    records: dict[str, ShardRecord],
+    failures: dict[str, str],
+    report: Report,
+) -> pl.DataFrame:
+    """One row per shard of the manifest: what the journal knows of its batch and where its results are."""
+    rows: list[dict[str, Any]] = []
+    for number, info in enumerate(manifest.shards, 1):
+        record = records.get(info.file)
+        path = output_path(folder, record) if record is not None else None
+        if record is not None and record.state in ("intent", "submitted") and record.sha256 != info.sha256:
             report.add(
                 Finding(
                     code="shard-changed",
                     severity="error",
-                    file=shard.file,
+                    file=info.file,
                     message=(
-                        f"{shard.file} was rebuilt after it was submitted as {record.batch_id}; its results "
-                        "are joined by request_id, but the build no longer describes what was sent"
+                        f"{info.file} was rebuilt after it was submitted as {record.batch_id or 'a batch'}; its "
+                        "results are joined by request_id, but the build no longer describes what was sent"
                     ),
                 )
             )
-    return records
-
-
-def _read_outputs(
-    folder: Path,
-    manifest: Manifest,
-    shards: dict[str, ShardRecord],
-    units: pl.DataFrame,
-    report: Report,
-) -> pl.DataFrame:
-    """One row per kept output line, tagged with its shard number; findings for the rest."""
-    frames: list[pl.DataFrame] = []
-    for number, info in enumerate(manifest.shards, 1):
-        record = shards.get(info.file)
-        path = _output_path(folder, record) if record is not None else None
-        if path is None or not path.exists():
-            continue
-        columns, findings = read_output(path)
-        for finding in findings:
-            report.add(finding)
-        frame = pl.DataFrame(columns, schema=_OUTPUT_SCHEMA).with_columns(
-            pl.lit(number, pl.Int32).alias("shard")
-        )
-        frames.append(_dedupe(frame, path, report))
-    if not frames:
-        return pl.DataFrame(schema={**_OUTPUT_SCHEMA, "shard": pl.Int32})
-    outputs = pl.concat(frames)
-    known = units.select("request_id", pl.col("shard").alias("home")).drop_nulls()
-    tagged = outputs.join(known, on="request_id", how="left", nulls_equal=False)
-    stray = tagged.filter(pl.col("home").is_null() | (pl.col("home") != pl.col("shard")))
-    for row in stray.iter_rows(named=True):
-        record = shards[manifest.shards[row["shard"] - 1].file]
-        home = row["home"]
-        why = "the build never sent it" if home is None else f"it belongs to shard {home}, not this batch"
-        report.add(
-            Finding(
-                code="unexpected-result",
-                severity="error",
-                file=str(_output_path(folder, record)),
-                line=row["result_line"],
-                request_id=row["request_id"],
-                message=f"a result for request_id {row['request_id']!r}, but {why}; it is ignored",
+        if info.file in failures:
+            report.add(
+                Finding(
+                    code="download-failed",
+                    severity="error",
+                    file=info.file,
+                    message=(
+                        f"the results of batch {record.batch_id if record else '?'} could not be downloaded "
+                        f"({failures[info.file]}); its requests stay pending. Run `batchkit results` again later"
+                    ),
+                )
             )
+        rows.append(
+            {
+                "shard": number,
+                "shard_file": info.file,
+                "batch_id": record.batch_id if record is not None else None,
+                "journal_state": record.state if record is not None else None,
+                "batch_status": record.status.upper() if record is not None and record.status else None,
+                "batch_message": record.message if record is not None else None,
+                "has_url": bool(record is not None and record.output_url),
+                "output_file": str(path) if path is not None else None,
+                "downloaded": bool(path is not None and path.is_file()),
+                "download_error": failures.get(info.file),
+            }
         )
-    return tagged.filter(pl.col("home") == pl.col("shard")).drop("home")
+    listed = {info.file for info in manifest.shards}
+    for file, record in records.items():
+        if file not in listed and record.batch_id is not None:
+            report.add(
+                Finding(
+                    code="manifest-changed",
+                    severity="error",
+                    file=file,
+                    message=(
+                        f"the journal has {file} (batch {record.batch_id}), which manifest.json does not list; "
+                        "its results are not joined. Was the directory rebuilt after submitting?"
+                    ),
+                )
+            )
+    return pl.DataFrame(rows, schema=_SHARD_SCHEMA)
 
 
 _OUTPUT_SCHEMA: Final = {
@@ -249,113 +298,187 @@ _OUTPUT_SCHEMA: Final = {
 }
 
 
-def _dedupe(frame: pl.DataFrame, path: Path, report: Report) -> pl.DataFrame:
-    """One line per request_id: a COMPLETED line wins, else the last; each extra line is a finding."""
-    dup = frame.filter(pl.col("request_id").is_duplicated())
+def _read_outputs(shards: pl.DataFrame, units: pl.DataFrame, report: Report) -> pl.DataFrame:
+    """One row per (shard, request_id) of the downloaded results, for requests the shard sent; findings for
+    the rest (unreadable lines, duplicates, ids the shard never sent)."""
+    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    numbers: list[int] = []
+    files: dict[int, str] = {}
+    for number, path in shards.filter("downloaded").select("shard", "output_file").iter_rows():
+        try:
+            found, findings = read_output(path)
+        except OSError as exc:
+            msg = f"cannot read {path}: {exc.strerror or exc}; delete it to download it again"
+            raise ResultsError(msg) from exc
+        for finding in findings:
+            report.add(finding)
+        for name in COLUMNS:
+            columns[name].extend(found[name])
+        numbers.extend([number] * len(found["request_id"]))
+        files[number] = path
+    outputs = pl.DataFrame(columns, schema=_OUTPUT_SCHEMA).with_columns(
+        pl.Series("shard", numbers, dtype=pl.Int32)
+    )
+    outputs = _dedupe(outputs, files, report)
+    sent = units.filter(pl.col("status") == "ok").select("request_id", "shard").drop_nulls().unique()
+    stray = outputs.join(sent, on=["request_id", "shard"], how="anti")
+    if stray.height:
+        home = sent.unique("request_id", keep="first").rename({"shard": "home"})
+        stray = stray.join(home, on="request_id", how="left", maintain_order="left")
+        names = dict(shards.select("shard", "shard_file").iter_rows())
+        for request_id, number, line, where in stray.select(
+            "request_id", "shard", "result_line", "home"
+        ).iter_rows():
+            why = "the build never sent it" if where is None else f"it was sent in {names[where]}"
+            report.add(
+                Finding(
+                    code="unexpected-result",
+                    severity="warning",
+                    file=files[number],
+                    line=line,
+                    request_id=request_id,
+                    message=f"a result for request_id {request_id!r}, but {why}, not in this batch; the line is ignored",
+                )
+            )
+        outputs = outputs.join(sent, on=["request_id", "shard"], how="semi")
+    return outputs
+
+
+def _dedupe(outputs: pl.DataFrame, files: dict[int, str], report: Report) -> pl.DataFrame:
+    """One line per (shard, request_id): a COMPLETED line wins, else the last; the others are findings."""
+    key = ["shard", "request_id"]
+    dup = outputs.filter(pl.struct(key).is_duplicated())
     if dup.is_empty():
-        return frame
-    for request_id, lines in dup.group_by("request_id", maintain_order=True).agg("result_line").iter_rows():
+        return outputs
+    ranked = outputs.with_columns((pl.col("result_status") == "COMPLETED").fill_null(False).alias("_won"))
+    kept = ranked.sort(["_won", "result_line"]).unique(key, keep="last").drop("_won")
+    groups = (
+        dup.sort("result_line")
+        .group_by(key, maintain_order=True)
+        .agg("result_line", "result_status")
+        .join(
+            kept.select(*key, pl.col("result_line").alias("kept")), on=key, how="left", maintain_order="left"
+        )
+    )
+    for number, request_id, lines, statuses, keep in groups.iter_rows():
+        shown = ", ".join(f"line {n}: {s or 'no status'}" for n, s in zip(lines, statuses, strict=True))
+        conflict = len(set(statuses)) > 1
         report.add(
             Finding(
                 code="duplicate-result",
                 severity="warning",
-                file=str(path),
-                line=lines[-1],
+                file=files[number],
+                line=keep,
                 request_id=request_id,
-                message=f"request_id {request_id!r} has {len(lines)} result lines ({lines}); one is kept",
+                message=(
+                    f"request_id {request_id!r} has {len(lines)} result lines ({shown})"
+                    f"{' that disagree' if conflict else ''}; line {keep} is kept, the request counts once"
+                ),
             )
         )
-    ranked = frame.with_columns((pl.col("result_status") == "COMPLETED").fill_null(False).alias("_won"))
-    kept = ranked.sort(["_won", "result_line"]).unique("request_id", keep="last", maintain_order=False)
-    return kept.drop("_won").sort("result_line")
+    return kept.sort(["shard", "result_line"])
 
 
-def _join(
-    manifest: Manifest, units: pl.DataFrame, shards: dict[str, ShardRecord], outputs: pl.DataFrame
-) -> pl.DataFrame:
+def _reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame) -> pl.DataFrame:
     """Every unit with its outcome, by the rules in the module docstring."""
-    shard_rows = []
-    for number, info in enumerate(manifest.shards, 1):
-        record = shards.get(info.file)
-        shard_rows.append(
-            {
-                "shard": number,
-                "shard_file": info.file,
-                "batch_id": record.batch_id if record is not None else None,
-                "journal_state": record.state if record is not None else None,
-                "batch_status": record.status if record is not None else None,
-                "batch_message": record.message if record is not None else None,
-                "has_output": bool(record is not None and record.terminal and record.output_url),
-            }
-        )
-    shard_frame = pl.DataFrame(
-        shard_rows,
-        schema={
-            "shard": pl.Int32,
-            "shard_file": pl.String,
-            "batch_id": pl.String,
-            "journal_state": pl.String,
-            "batch_status": pl.String,
-            "batch_message": pl.String,
-            "has_output": pl.Boolean,
-        },
-    )
     joined = (
         units.with_row_index("_unit")
-        .join(shard_frame, on="shard", how="left")
+        .join(shards, on="shard", how="left", maintain_order="left")
         .join(
             outputs.rename({"error_code": "result_code", "error_message": "result_message"}),
             on=["request_id", "shard"],
             how="left",
+            maintain_order="left",
         )
-        .sort("_unit")
     )
+    state = pl.col("journal_state")
+    batch = pl.col("batch_status")
     status = pl.col("result_status")
+    has_line = pl.col("result_line").is_not_null()
+    line_outcome = (
+        pl.when(status == "COMPLETED")
+        .then(pl.lit("completed"))
+        .when(status == "REJECTED")
+        .then(pl.lit("rejected"))
+        .when(status.is_null() & pl.col("output_url").is_not_null())
+        .then(pl.lit("completed"))
+        .otherwise(pl.lit("failed"))
+    )
     outcome = (
-        pl.when(pl.col("status") == "invalid")
+        pl.when(pl.col("status") != "ok")
         .then(pl.lit("invalid"))
-        .when(pl.col("journal_state").is_null() | (pl.col("journal_state") != "submitted"))
+        .when(state.is_null() | state.is_in(["pending", "refused"]))
         .then(pl.lit("unsubmitted"))
-        .when(pl.col("batch_status").is_in(["COMPLETED", "FAILED"]).not_())
+        .when((state != "submitted") | batch.is_null() | ~batch.is_in(_TERMINAL))
         .then(pl.lit("pending"))
-        .when(status.is_not_null())
-        .then(status.replace_strict(_STATUS_OUTCOME, default="failed", return_dtype=pl.String))
-        .when(pl.col("has_output"))
+        .when(has_line)
+        .then(line_outcome)
+        .when(pl.col("downloaded"))
         .then(pl.lit("missing"))
-        .when(pl.col("batch_status") == "FAILED")
+        .when(pl.col("has_url"))
+        .then(pl.lit("pending"))
+        .when(batch == "FAILED")
         .then(pl.lit("failed"))
-        .otherwise(pl.lit("pending"))
+        .otherwise(pl.lit("missing"))
     )
     joined = joined.with_columns(outcome.alias("outcome"))
     o = pl.col("outcome")
+    refused = (o == "unsubmitted") & (state == "refused")
+    line_code = (
+        pl.when(status.is_null())
+        .then(pl.lit("result-without-status"))
+        .when(status.is_in(_UNFINISHED))
+        .then(pl.lit("result-not-finished"))
+        .otherwise(status.str.to_lowercase())
+    )
     error_code = (
         pl.when(o == "invalid")
-        .then(pl.col("code"))
-        .when((o == "unsubmitted") & (pl.col("journal_state") == "refused"))
+        .then(pl.coalesce(pl.col("code"), pl.lit("invalid")))
+        .when(refused)
         .then(pl.lit("shard-refused"))
         .when(o == "missing")
         .then(pl.lit("missing-result"))
-        .when((o == "failed") & status.is_null())
+        .when((o == "failed") & ~has_line)
         .then(pl.lit("batch-failed"))
         .when(o.is_in(["failed", "rejected"]))
-        .then(pl.coalesce(pl.col("result_code"), status.str.to_lowercase()))
+        .then(pl.coalesce(pl.col("result_code"), line_code))
         .otherwise(pl.lit(None, pl.String))
     )
+    shown_status = pl.coalesce(status, pl.lit("no status"))
     error_message = (
         pl.when(o == "invalid")
         .then(pl.col("message"))
-        .when((o == "unsubmitted") & (pl.col("journal_state") == "refused"))
-        .then(pl.col("batch_message"))
+        .when(refused)
+        .then(
+            pl.concat_str(pl.lit("the server refused its shard: "), pl.coalesce("batch_message", pl.lit("?")))
+        )
         .when(o == "unsubmitted")
-        .then(pl.lit("its shard has not been submitted"))
-        .when(o == "missing")
-        .then(pl.lit("the batch finished without a result line for this request"))
-        .when((o == "failed") & status.is_null())
-        .then(pl.lit("the whole batch failed without results"))
-        .when(o.is_in(["failed", "rejected"]))
-        .then(pl.col("result_message"))
+        .then(pl.lit("its shard has not been submitted (run `batchkit submit DIR`)"))
+        .when((o == "pending") & (state == "intent"))
+        .then(pl.lit("its shard's submission was interrupted; run `batchkit submit DIR` to settle it"))
+        .when((o == "pending") & pl.col("has_url") & ~pl.col("downloaded"))
+        .then(
+            pl.coalesce(
+                pl.concat_str(pl.lit("its results could not be downloaded: "), "download_error"),
+                pl.lit("its batch finished; its results are not downloaded yet (run `batchkit results DIR`)"),
+            )
+        )
         .when(o == "pending")
-        .then(pl.lit("its batch has not finished (or its results are not downloaded yet)"))
+        .then(pl.concat_str(pl.lit("its batch is "), pl.coalesce(batch, pl.lit("not reported yet"))))
+        .when((o == "missing") & pl.col("downloaded"))
+        .then(pl.lit("its batch finished without a result line for this request"))
+        .when(o == "missing")
+        .then(pl.lit("its batch finished without a results file (empty outputUrl)"))
+        .when((o == "failed") & ~has_line)
+        .then(
+            pl.concat_str(
+                pl.lit("the whole batch failed without results"),
+                pl.concat_str(pl.lit(": "), "batch_message"),
+                ignore_nulls=True,
+            )
+        )
+        .when(o.is_in(["failed", "rejected"]))
+        .then(pl.coalesce("result_message", pl.concat_str(pl.lit("the result line says "), shown_status)))
         .otherwise(pl.lit(None, pl.String))
     )
     completed = o == "completed"
@@ -367,69 +490,169 @@ def _join(
         pl.when(o.is_in(["completed", "failed", "rejected"]))
         .then(pl.col("generation_id"))
         .alias("generation_id"),
-        pl.col("shard_file").alias("shard_name"),
     )
 
 
-def _with_source(manifest: Manifest, folder: Path, joined: pl.DataFrame, override: Any) -> pl.DataFrame:
+def _outcome_findings(joined: pl.DataFrame, shards: pl.DataFrame, report: Report) -> None:
+    """One finding per shard for requests its batch did not account for, or a shard that never ran."""
+    codes = pl.col("error_code")
+    grouped = (
+        joined.filter(codes.is_in(["missing-result", "batch-failed", "shard-refused"]))
+        .group_by("shard", "error_code", maintain_order=True)
+        .agg(pl.len().alias("n"), pl.col("request_id").head(_SHOWN))
+        .join(shards.select("shard", "shard_file", "batch_id", "batch_message"), on="shard", how="left")
+        .sort("shard")
+    )
+    for _, code, n, ids, file, batch_id, note in grouped.iter_rows():
+        named = ", ".join(repr(i) for i in ids) + (" ..." if n > len(ids) else "")
+        if code == "missing-result":
+            message = (
+                f"batch {batch_id} finished without a result for {n:,} request(s) ({named}); they count as "
+                "missing (retry them)"
+            )
+        elif code == "batch-failed":
+            message = f"batch {batch_id} FAILED without a results file ({note or 'no reason given'}); its {n:,} request(s) count as failed"
+        else:
+            message = f"the server refused {file} ({note or 'no reason given'}); its {n:,} request(s) are unsubmitted"
+        report.add(Finding(code=code, severity="warning", file=file, message=message))
+
+
+# -- the source rows -----------------------------------------------------------------------------------------
+
+
+def _with_source(
+    manifest: Manifest, folder: Path, joined: pl.DataFrame, override: Any, report: Report
+) -> pl.DataFrame:
     """Prepend the source's own columns (as read, all strings) to every unit, by (source, row)."""
     frames: list[pl.DataFrame] = []
     columns: list[str] = []
+    each = list(manifest.each)
+    taken = {*RESULT_COLUMNS, *each, "row", "source", "_unit", "_source"}
+    assigned: dict[str, str] = {}
+    single = len(manifest.sources) == 1
     for index, info in enumerate(manifest.sources):
-        if override is not None and len(manifest.sources) == 1:
-            src = read_source(override, sheet=info.sheet)
-        elif info.format == "jsonl":  # built by `batchkit shard`: the lines are the rows; nothing to add
+        if info.format == "jsonl":  # built by `batchkit shard`: the lines are the rows; nothing to add
             continue
-        elif info.snapshot:
-            src = read_source(folder / info.snapshot)
-        elif info.path is None:
-            msg = f"{info.name} was built from memory without a snapshot; pass source= the same DataFrame"
-            raise ResultsError(msg)
-        else:
-            path = Path(info.path)
-            if not path.exists():
-                msg = f"the source {path} is gone; pass --source (source=) with its new place"
-                raise ResultsError(msg)
-            src = read_source(path, sheet=info.sheet)
-            if info.sha256 and src.sha256 and src.sha256 != info.sha256:
-                msg = (
-                    f"{path} changed since the build (sha256 differs), so its rows may no longer match "
-                    "the requests; restore it, or rebuild and resubmit"
-                )
-                raise ResultsError(msg)
-        names = {c: _source_name(c, manifest.each) for c in src.columns}
-        for name in names.values():
-            if name not in columns:
+        src, trusted = _open_source(info, folder, override if single else None)
+        rows = src.read_all().select(ROW, *src.columns)
+        if not trusted:
+            _check_identity(manifest, info, src, rows, joined.filter(pl.col("source") == index), report)
+        names: dict[str, str] = {}
+        for column in src.columns:
+            name = assigned.get(column)
+            if name is None:  # first seen: keep its name unless a column results add (or the join) needs it
+                name = column
+                while name in taken:
+                    name = f"source_{name}"
+                assigned[column] = name
+                taken.add(name)
                 columns.append(name)
-        for chunk in src.chunks():
-            part = chunk.select(ROW, *src.columns).rename(names)
-            frames.append(part.with_columns(pl.lit(index, pl.Int32).alias("_source")))
-    rows = (
+            names[column] = name
+        frames.append(
+            rows.rename({ROW: "row", **names}).with_columns(pl.lit(index, pl.Int32).alias("_source"))
+        )
+    rows_frame = (
         pl.concat(frames, how="diagonal_relaxed")
         if frames
-        else pl.DataFrame(schema={ROW: pl.Int64, "_source": pl.Int32})
+        else pl.DataFrame(schema={"row": pl.Int64, "_source": pl.Int32})
     )
-    each = list(manifest.each)
-    result = (
-        joined.join(
-            rows.rename({ROW: "row"}),
-            left_on=[pl.col("source").cast(pl.Int32), "row"],
-            right_on=["_source", "row"],
-            how="left",
-        )
-        .sort("_unit")
-        .select(
-            *[pl.col(c) for c in columns],
-            *[pl.col(c) for c in each],
-            pl.col("request_id"),
-            pl.col("shard_name").alias("shard"),
-            *[pl.col(c) for c in RESULT_COLUMNS[2:]],
-        )
+    return joined.join(
+        rows_frame,
+        left_on=["source", "row"],
+        right_on=["_source", "row"],
+        how="left",
+        maintain_order="left",
+    ).select(
+        *columns,
+        *each,
+        "request_id",
+        pl.col("shard_file").alias("shard"),
+        *RESULT_COLUMNS[2:],
     )
-    return result
 
 
-def _source_name(column: str, each: list[str]) -> str:
-    """A source column keeps its name unless it would clash with a column results add."""
-    clash = column in RESULT_COLUMNS or column in each or column in ("row", "source")
-    return f"source_{column}" if clash else column
+def _open_source(info: SourceInfo, folder: Path, override: Any) -> tuple[Source, bool]:
+    """The source's rows, and whether they are certainly the ones built from (same bytes)."""
+    if override is not None:
+        src = read_source(override, sheet=info.sheet)
+    elif info.snapshot:
+        src = read_source(folder / info.snapshot)
+    elif info.path is None:
+        msg = f"{info.name} was built from memory without a snapshot; pass source= the same DataFrame"
+        raise ResultsError(msg)
+    else:
+        path = Path(info.path)
+        if not path.exists():
+            msg = (
+                f"the source {path} is gone (moved or deleted); pass --source (source=) with where it is now"
+            )
+            raise ResultsError(msg)
+        src = read_source(path, sheet=info.sheet)
+    return src, bool(info.sha256 and src.sha256 == info.sha256)
+
+
+def _check_identity(
+    manifest: Manifest, info: SourceInfo, src: Source, rows: pl.DataFrame, units: pl.DataFrame, report: Report
+) -> None:
+    """Derive every request_id again from its row; refuse the join unless they all match the build's."""
+    problems: list[str] = []
+    present = rows.select(pl.col(ROW).alias("row"))
+    lost = units.select("row").unique().join(present, on="row", how="anti").sort("row")
+    if lost.height:
+        problems.append(f"{lost.height:,} row(s) the build used are not in it (first: row {lost['row'][0]})")
+    if manifest.mapping is None:
+        problems.append("the build has no mapping to check its rows against")
+    else:
+        problems.extend(_request_id_problems(manifest, rows, units))
+    if problems:
+        msg = (
+            f"{src.name} is not the source this build was made from: {'; '.join(problems)}. Joining it would "
+            "put results on the wrong rows; restore the original file or pass --source (source=) with it"
+        )
+        raise ResultsError(msg)
+    if info.sha256 is not None and src.sha256 is not None:
+        report.add(
+            Finding(
+                code="source-changed",
+                severity="warning",
+                source=src.name,
+                message=(
+                    f"{src.name} changed since the build (its sha256 differs), but every request_id still "
+                    "matches its row, so the results are joined to it"
+                ),
+            )
+        )
+
+
+def _request_id_problems(manifest: Manifest, rows: pl.DataFrame, units: pl.DataFrame) -> list[str]:
+    try:
+        plans = load_mapping(manifest.mapping or {}).compile(manifest.limits)
+    except BatchkitError as exc:
+        return [f"the build's mapping cannot be read ({exc})"]
+    ok = units.filter((pl.col("status") == "ok") & pl.col("request_id").is_not_null())
+    if _RETRY_OF in ok.columns:  # a `batchkit retry` directory: c020.r2 retries the request c020 of its row
+        ok = ok.with_columns(pl.col("request_id").str.replace(r"\.r[1-9][0-9]*$", ""))
+    for plan in plans:
+        node = plan.request_id
+        if isinstance(node, Const):
+            expected = pl.lit(str(node.value), pl.String)
+        else:
+            gone = [c for c in node.columns if c not in rows.columns]
+            if gone:
+                return [f"it has no column {gone[0]!r}, which request ids are made from"]
+            parts = [pl.col(p.name) if isinstance(p, Column) else pl.lit(p, pl.String) for p in node.parts]
+            expected = pl.concat_str(parts)
+        mine = ok
+        for name, value in plan.values.items():
+            mine = mine.filter(pl.col(name) == value)
+        check = mine.select("row", "request_id").join(
+            rows.select(pl.col(ROW).alias("row"), expected.alias("_expected")), on="row", how="left"
+        )
+        bad = check.filter(pl.col("_expected").is_null() | (pl.col("_expected") != pl.col("request_id")))
+        if bad.height:
+            row, sent, now = bad.sort("row").select("row", "request_id", "_expected").row(0)
+            return [
+                f"{bad.height:,} row(s) no longer give the request_id the build sent (row {row} gives "
+                f"{now!r}, the build sent {sent!r})"
+            ]
+    return []
