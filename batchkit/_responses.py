@@ -21,6 +21,7 @@ from pydantic import (
     WithJsonSchema,
     WrapValidator,
     field_validator,
+    model_validator,
 )
 
 __all__ = [
@@ -56,6 +57,15 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(
         extra="allow", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        """A null means "not given": without this, ``{"error_code": null, "errorCode": "x"}`` would lose "x",
+        because an alias choice takes the first key present."""
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
 
 
 def _text(value: Any) -> Any:

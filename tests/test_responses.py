@@ -216,3 +216,13 @@ def test_output_line_reads_any_error_shape(error: Any, status: str | None, when:
     )
     assert parsed.effective_error_message is None or isinstance(parsed.effective_error_message, str)
     assert parsed.effective_error_code is None or isinstance(parsed.effective_error_code, str)
+
+
+def test_a_null_alias_does_not_hide_the_other_casing() -> None:
+    """{"error_code": null, "errorCode": "x"}: the value given wins over the null, whatever the key order."""
+    from batchkit import Generation
+
+    g = Generation.model_validate(
+        {"error_code": None, "errorCode": "x", "outputUrl": None, "outputMediaUrl": "u"}
+    )
+    assert (g.error_code, g.output_url) == ("x", "u")
