@@ -10,7 +10,8 @@ import pytest
 
 from batchkit import AmbiguousSubmissionError, JournalError, Limits, WaitTimeoutError
 from batchkit._client import Client
-from batchkit._journal import Journal
+from batchkit._journal import Journal, ShardRecord
+from batchkit._manifest import load_manifest
 from batchkit._retry import PollPolicy, RetryPolicy
 from batchkit._shard import shard_file
 from batchkit._submit import SubmitEvent, refresh, resolve, submit, wait
@@ -133,10 +134,7 @@ def test_an_interrupted_run_is_reconciled_on_the_next(
     build_dir: Path, client: Client, sandbox: Sandbox
 ) -> None:
     """A crash between the create and the journal write: the next run adopts the batch instead of resending."""
-    with Journal.open(build_dir) as journal:
-        journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in _manifest_shards(build_dir)])
-        first = journal.shards()[0]
-        journal.record_intent(first.file, webhook_url=None)
+    first = _intent_without_answer(build_dir)
     orphan = client.batches.create(build_dir / first.file)  # the server got it; the journal never heard
     events = _submit(build_dir, client)
     assert (events[0].kind, events[0].file, events[0].batch_id) == ("reconciled", first.file, orphan.id)
@@ -147,10 +145,7 @@ def test_ambiguity_stops_and_can_be_resolved_by_hand(
     build_dir: Path, client: Client, sandbox: Sandbox
 ) -> None:
     """Two unknown batches could be the lost one: batchkit stops instead of guessing; --adopt settles it."""
-    with Journal.open(build_dir) as journal:
-        journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in _manifest_shards(build_dir)])
-        first = journal.shards()[0]
-        journal.record_intent(first.file, webhook_url=None)
+    first = _intent_without_answer(build_dir)
     one = client.batches.create(build_dir / first.file)
     client.batches.create(build_dir / first.file)
     with pytest.raises(AmbiguousSubmissionError, match="--adopt") as info:
@@ -168,10 +163,7 @@ def test_forget_settles_an_intent_that_made_nothing(
     build_dir: Path, client: Client, sandbox: Sandbox
 ) -> None:
     """--forget marks a lost create as not made; only an uncertain shard can be forgotten."""
-    with Journal.open(build_dir) as journal:
-        journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in _manifest_shards(build_dir)])
-        first = journal.shards()[0]
-        journal.record_intent(first.file, webhook_url=None)
+    first = _intent_without_answer(build_dir)
     resolve(build_dir, forget=[first.file], client=client)
     with Journal.open(build_dir) as journal:
         assert journal.shard(first.file).state == "pending"
@@ -268,10 +260,13 @@ def test_refresh_falls_back_to_get_for_unlisted_batches(
     assert all(s.status for s in shards)
 
 
-def _manifest_shards(directory: Path) -> list[object]:
-    from batchkit._manifest import load_manifest
-
-    return list(load_manifest(directory).shards)
+def _intent_without_answer(directory: Path) -> ShardRecord:
+    """The journal as a crash leaves it between "intent recorded" and "answer recorded", for the first shard."""
+    with Journal.open(directory) as journal:
+        journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in load_manifest(directory).shards])
+        first = journal.shards()[0]
+        journal.record_intent(first.file, webhook_url=None)
+    return first
 
 
 def test_a_429_storm_stops_with_nothing_created(build_dir: Path, client: Client, sandbox: Sandbox) -> None:
