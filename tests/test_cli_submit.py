@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -46,10 +47,13 @@ def test_submit_wait_status(build_dir: Path, sandbox_url: str) -> None:
     assert code == 0, err
     assert "submitted" in err
     assert "COMPLETED" in out
-    code, out, _ = _invoke(["status", str(build_dir)], sandbox_url)
+    code, out, _ = _invoke(["status", str(build_dir), "--format", "json"], sandbox_url)
     assert code == 0
-    assert "sample-batch-0001.jsonl" in out
-    assert "COMPLETED" in out
+    shards = orjson.loads(out)
+    assert [(s["file"], s["state"], s["status"]) for s in shards] == [
+        ("sample-batch-0001.jsonl", "submitted", "COMPLETED")
+    ]
+    assert shards[0]["metrics"]["success_count"] == 25
     code, out, _ = _invoke(["status", str(build_dir), "--offline"], None, key=None)
     assert code == 0
     assert "COMPLETED" in out

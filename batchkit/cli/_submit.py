@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -107,7 +109,9 @@ def shard_table(shards: Sequence[ShardRecord], title: str = "shards") -> Table:
         ("failed", "right"),
         ("pending", "right"),
     ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        # Narrow terminals fold long cells instead of cutting them: ids and statuses stay whole.
+        wide = name in ("state", "status")
+        table.add_column(name, justify=justify, overflow="fold", min_width=9 if wide else None)  # type: ignore[arg-type]
     for s in shards:
         m = s.metrics
         table.add_row(
@@ -242,16 +246,37 @@ def submit_command(
 @click.command("status")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option("--offline", is_flag=True, help="Show what the journal knows without asking the server.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: a table; json: one object per shard, for scripts.",
+)
 @api_options
 @handle_errors
-def status_command(directory: Path, offline: bool, api_key: str | None, base_url: str | None) -> None:
+def status_command(
+    directory: Path, offline: bool, fmt: str, api_key: str | None, base_url: str | None
+) -> None:  # fmt: skip
     """Show every shard's batch id, status and metrics."""
     if offline:
         shards = status(directory, offline=True)
     else:
         with make_client(api_key, base_url) as client:
             shards = status(directory, client=client)
-    out.print(shard_table(shards, title=str(directory)))
+    if fmt == "json":
+        click.echo(orjson.dumps([shard_json(s) for s in shards], option=orjson.OPT_INDENT_2).decode())
+    else:
+        out.print(shard_table(shards, title=str(directory)))
+
+
+def shard_json(shard: ShardRecord) -> dict[str, Any]:
+    """A shard as plain JSON: what the table shows, with times in ISO 8601."""
+    data = dataclasses.asdict(shard)
+    for key in ("intent_at", "submitted_at"):
+        data[key] = data[key].isoformat() if data[key] is not None else None
+    return data
 
 
 @click.command("wait")
