@@ -9,6 +9,10 @@ re-located to the source row and column. A line is written only when the validat
 Lines and provenance are spilled to disk as they are made, duplicates of ``request_id`` are found over the
 whole source from 64-bit hashes (confirmed on the ids themselves), and then :func:`batchkit._shard.finish`
 writes the shards, ``requests.parquet``, ``report.json`` and ``manifest.json``.
+
+``include_held`` adds the requests a ``batchkit retry --hold`` kept (see :mod:`batchkit._retry_failed`) after
+the source's own lines: validated like them, checked for request_id collisions with them, keeping their own
+source rows (their sources are appended to the manifest's), and their directories are marked consumed.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 import polars as pl
@@ -43,6 +47,9 @@ from ._shard import (
     write_report,
 )
 from ._sources import DEFAULT_CHUNK_ROWS, ISSUE, ISSUE_MESSAGE, ROW, SOURCE_LINE, Source, read_source
+
+if TYPE_CHECKING:
+    from ._retry_failed import HeldRequests
 
 __all__ = ["BuildResult", "build"]
 
@@ -75,6 +82,7 @@ def build(
     progress: Progress | None = None,
     force: bool = False,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    include_held: Sequence[str | Path] = (),
 ) -> BuildResult:
     """Turn a source (path, DataFrame, Table or :class:`Source`) into a build directory of shards.
 
@@ -83,10 +91,12 @@ def build(
     ``skip_invalid=True`` the valid rows are written and the rest reported. ``progress(rows_done,
     rows_total)`` is called after each chunk (``rows_total`` is estimated for CSV; None when unknown).
     A directory that was already submitted (it has ``journal.sqlite``) is refused unless ``force``.
+    ``include_held`` lists directories of held requests (``batchkit retry --hold``) to add to this build.
     """
     plan = load_mapping(mapping)
     src = read_source(source, sheet=sheet, format=format, delimiter=delimiter, encoding=encoding)
     folder = prepare_out_dir(out_dir, force=force)
+    held = _load_held(include_held, folder)
     stem = safe_name(name or (src.path.stem if src.path is not None else "batch"))
     report = Report(limits=limits)
     for finding in src.findings:
@@ -123,8 +133,11 @@ def build(
                 )
     maker = _LineMaker(src, units, limits, each)
     total = src.count_rows()
-    layout = expected_layout(total * len(units) if total is not None else None, limits)
-    with Spill(folder, each, name=stem, layout=layout) as spill:
+    layout = expected_layout(total * len(units) + held.count if total is not None else None, limits)
+    names = [src.name, *(info.name for info in held.sources)]
+    spilled_each = each + [v for v in held.each if v not in each]
+    extra = [_RETRY_OF] if held.parts else []
+    with Spill(folder, spilled_each, name=stem, layout=layout, extra=extra) as spill:
         rows = 0
         for chunk in src.chunks(chunk_rows, blank=True):
             blank = (chunk[ISSUE] == "blank-row").fill_null(False)
@@ -151,11 +164,12 @@ def build(
             if progress is not None:
                 done = int(chunk[ROW].max())  # type: ignore[arg-type]
                 progress(done, max(total, done) if total is not None else None)
+        held.add_to(spill, report, limits, names.__getitem__)
         spill.close()  # every line and provenance file is on disk from here on
         if rows == 0:
             msg = f"{src.name} has no data rows (a header only, or blank rows); add rows below the header"
             raise InputError(msg, path=src.path)
-        excluded, updates = _duplicates(spill, report, src, units, each)
+        excluded, updates = _duplicates(spill, report, names, units, spilled_each)
         report.findings.sort(key=lambda f: (f.row is not None, f.row or 0))
         valid = spill.spilled - len(excluded)
         report.stats.lines = rows
@@ -174,19 +188,34 @@ def build(
             bytes=src.bytes,
             rows=rows,
         )
-        return finish(
+        result = finish(
             spill,
             out_dir=folder,
             name=stem,
             limits=limits,
             report=report,
-            sources=[info],
+            sources=[info, *held.sources],
             mapping=plan.to_dict(),
             rows=rows,
             excluded=excluded,
             updates=updates,
             snapshot=src.snapshot(),
+            copies=held.copies,
         )
+    if held.parts:
+        from ._retry_failed import mark_consumed
+
+        mark_consumed(held, folder)
+    return result
+
+
+_RETRY_OF: Final = "retry_of"
+
+
+def _load_held(paths: Sequence[str | Path], folder: Path) -> HeldRequests:
+    from ._retry_failed import HeldRequests, load_held
+
+    return load_held(paths, out_dir=folder, first_source=1) if paths else HeldRequests()
 
 
 def _missing_column(src: Source, column: str) -> Finding:
@@ -392,9 +421,12 @@ class _LineMaker:
 
 
 def _duplicates(
-    spill: Spill, report: Report, src: Source, units: list[UnitPlan], each: list[str]
+    spill: Spill, report: Report, names: Sequence[str], units: list[UnitPlan], each: list[str]
 ) -> tuple[list[int], pl.DataFrame | None]:
-    """Later uses of a request_id: findings naming the first row, lines to leave out, provenance updates."""
+    """Later uses of a request_id: findings naming the first row, lines to leave out, provenance updates.
+
+    ``names`` are the source names by index: the build's source, then those of included held requests.
+    """
     # sorted 64-bit hashes: equal neighbours are candidates (memory: 8 bytes per unit, no hash table)
     ordered = spill.scan().select("rid_hash").drop_nulls().collect()["rid_hash"].sort()
     hashes = ordered.filter(ordered == ordered.shift(1)).unique()
@@ -404,7 +436,7 @@ def _duplicates(
     candidates = (
         spill.scan()
         .filter(pl.col("rid_hash").is_in(hashes.implode()))
-        .select("unit", "request_id", "row", "source_line", *each, "status", "spill")
+        .select("unit", "request_id", "source", "row", "source_line", *each, "status", "spill")
         .collect()
     )
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -420,24 +452,33 @@ def _duplicates(
         group.sort(key=lambda r: r["unit"])
         first = group[0]
         where = f"row {first['row']}"
+        if first["source"]:
+            where = f"{names[first['source']]} {where}"
         if first["source_line"] is not None:
             where += f" (line {first['source_line']})"
         if each:
-            where += " for " + ", ".join(f"{v}={first[v]}" for v in each)
+            where += " for " + ", ".join(f"{v}={first[v]}" for v in each if first[v] is not None)
         message = (
             f"request_id {rid!r} is already used by {where}; request_ids must be unique, so make the "
             "request_id template read a column that tells the rows apart"
         )
         for record in group[1:]:
+            held = bool(record["source"])
             report.add(
                 Finding(
                     code="duplicate-request-id",
                     severity="error",
-                    message=message,
-                    source=src.name,
+                    message=(
+                        f"the held request {rid!r} (from --include-held) has the request_id of {where}; "
+                        "request_ids must be unique in a build: leave that held directory out, or change "
+                        "the new source's request_ids"
+                        if held
+                        else message
+                    ),
+                    source=names[record["source"]],
                     row=record["row"],
                     source_line=record["source_line"],
-                    column=column,
+                    column=None if held else column,
                     request_id=rid,
                     pointer="/request_id",
                 )

@@ -8,6 +8,12 @@
       requests.parquet       one row per request unit, valid or not: where it came from and where it went
       source.parquet         the rows of an in-memory source, as read (only for DataFrame sources)
       <name>-0001.jsonl ...  the shards, canonical bytes
+      held.jsonl             instead of shards: requests kept for a later build (``retry --hold``)
+      realtime.jsonl         instead of shards: requests sent one by one (``retry --realtime``)
+
+A directory made by ``batchkit retry`` says so in the manifest's ``retry`` entry, and its
+``requests.parquet`` has one more column, ``retry_of`` (the request_id each unit retries). A directory
+without shards names its lines file in the manifest's ``unsharded`` entry.
 
 The manifest has no timestamps, so the same input gives byte-identical files. Every file is written to a
 temporary name, synced, and renamed into place, so a crash never leaves a half-written one behind.
@@ -28,7 +34,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, Literal
 
 import orjson
 import polars as pl
@@ -40,16 +46,20 @@ from ._report import Finding
 
 __all__ = [
     "FORMAT",
+    "HELD",
     "MANIFEST",
+    "REALTIME",
     "REPORT",
     "REQUESTS",
     "SNAPSHOT",
     "BuildCounts",
     "Manifest",
     "RequestsInfo",
+    "RetryInfo",
     "ShardInfo",
     "SourceInfo",
     "Spill",
+    "UnshardedInfo",
     "atomic_write",
     "file_sha256",
     "load_manifest",
@@ -62,6 +72,8 @@ MANIFEST: Final = "manifest.json"
 REPORT: Final = "report.json"
 REQUESTS: Final = "requests.parquet"
 SNAPSHOT: Final = "source.parquet"
+HELD: Final = "held.jsonl"
+REALTIME: Final = "realtime.jsonl"
 _BLOCK: Final = 4 << 20
 _SEED: Final = 0x5EED  # request_id hashes (duplicate search) are only compared within one build
 
@@ -111,6 +123,30 @@ class RequestsInfo(_Record):
     rows: int
 
 
+class UnshardedInfo(_Record):
+    """The lines of a directory without shards: ``held`` for a later build, or sent one by one (``realtime``).
+
+    ``consumed_by`` is set on a held directory once a build included it (``build --include-held``).
+    """
+
+    mode: Literal["held", "realtime"]
+    file: str
+    records: int
+    bytes: int
+    sha256: str
+    consumed_by: str | None = None
+
+
+class RetryInfo(_Record):
+    """Where a ``batchkit retry`` directory came from: the directory retried and what was selected."""
+
+    of: str
+    name: str
+    only: list[str]
+    mode: Literal["shards", "realtime", "held"]
+    fingerprint: str
+
+
 class Manifest(_Record):
     """``manifest.json`` of a build directory. :func:`load_manifest` reads one."""
 
@@ -124,6 +160,8 @@ class Manifest(_Record):
     counts: BuildCounts
     shards: list[ShardInfo]
     requests: RequestsInfo
+    unsharded: UnshardedInfo | None = None
+    retry: RetryInfo | None = None
     _directory: Path | None = PrivateAttr(default=None)
 
     @property
@@ -155,6 +193,9 @@ class Manifest(_Record):
         for source in data["sources"]:
             if source.get("snapshot") is None:
                 source.pop("snapshot", None)
+        for optional in ("unsharded", "retry"):
+            if data.get(optional) is None:
+                data.pop(optional, None)
         return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
 
     def _folder(self) -> Path:
@@ -319,8 +360,11 @@ class Spill:
     """A build's lines and provenance on disk, while the build reads its source.
 
     :meth:`add` takes one frame per chunk with columns ``request_id, row, source_line, <each...>, status,
-    code, message, line, usable`` (``line`` is only read where ``status == "ok"``). Files are written by a
-    background thread (at most two chunks behind), so disk writes overlap with reading the next chunk.
+    code, message, line, usable`` (``line`` is only read where ``status == "ok"``), and optionally ``source``
+    (the index of the unit's source in the manifest, 0 when absent) and the ``extra`` columns, which are
+    kept in the provenance and written to ``requests.parquet`` after the standard columns. An ``each`` or
+    ``extra`` column a frame does not have is null for its units. Files are written by a background thread
+    (at most two chunks behind), so disk writes overlap with reading the next chunk.
 
     ``layout`` is the shard plan expected when every unit turns out valid (record counts): lines are then
     written straight into provisional shard files in the output directory, and when the final plan is the
@@ -328,7 +372,13 @@ class Spill:
     """
 
     def __init__(
-        self, out_dir: Path, each: Sequence[str] = (), *, name: str = "batch", layout: Sequence[int] = ()
+        self,
+        out_dir: Path,
+        each: Sequence[str] = (),
+        *,
+        name: str = "batch",
+        layout: Sequence[int] = (),
+        extra: Sequence[str] = (),
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=".batchkit-build-", dir=out_dir))
         self.out_dir = out_dir
@@ -341,6 +391,7 @@ class Spill:
         self._sizes: list[pl.Series] = []
         self.prov_files: list[Path] = []
         self.each = list(each)
+        self.extra = list(extra)
         self.units = 0
         self.spilled = 0
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=2)
@@ -405,12 +456,21 @@ class Spill:
         if good.height:
             self._write(good, sizes)
         height = frame.height
+        columns = frame.columns
+
+        def text(name: str) -> pl.Expr:
+            return pl.col(name) if name in columns else pl.lit(None, dtype=pl.String).alias(name)
+
         prov = frame.select(
             pl.int_range(self.units, self.units + height, dtype=pl.Int64).alias("unit"),
             "request_id",
+            pl.col("source").cast(pl.Int32)
+            if "source" in columns
+            else pl.lit(0, dtype=pl.Int32).alias("source"),
             "row",
             "source_line",
-            *self.each,
+            *[text(name) for name in self.each],
+            *[text(name) for name in self.extra],
             "status",
             "code",
             "message",
@@ -528,14 +588,34 @@ def write_requests(
     path: Path,
     *,
     as_planned: bool,
+    unsharded_status: str | None = None,
 ) -> tuple[RequestsInfo, Path]:
     """``requests.parquet`` from the provenance files, streamed (memory does not grow with the source).
 
     When the shards are the provisional ones, the provenance already holds each unit's shard and line;
     otherwise every provenance file is re-labelled on its own (eagerly, one chunk at a time) first.
+    ``unsharded_status`` (a directory without shards) leaves every shard null and gives the written units
+    that status (``ok``: sent one by one; ``held``: kept for a later build).
     """
     files = spill.prov_files
-    if not as_planned or (updates is not None and updates.height):
+    if unsharded_status is not None:
+        files = []
+        for number, source in enumerate(spill.prov_files):
+            frame = pl.read_ipc(source)
+            if updates is not None and updates.height:
+                frame = frame.update(updates, on="unit", how="left")
+            frame = frame.with_columns(
+                pl.when(pl.col("status") == "ok")
+                .then(pl.lit(unsharded_status))
+                .otherwise(pl.col("status"))
+                .alias("status"),
+                pl.lit(None, dtype=pl.Int64).alias("shard"),
+                pl.lit(None, dtype=pl.Int64).alias("shard_line"),
+            )
+            target = spill.dir / f"requests-{number:06d}.arrow"
+            frame.write_ipc(target, compression="lz4")
+            files.append(target)
+    elif not as_planned or (updates is not None and updates.height):
         starts = pl.Series("starts", [start for start, _ in plan], dtype=pl.Int64)
         skipped = pl.Series("excluded", excluded, dtype=pl.Int64)
         files = []
@@ -557,7 +637,7 @@ def write_requests(
             files.append(target)
     lf = pl.scan_ipc(files).select(
         pl.col("request_id").cast(pl.String),
-        pl.lit(0, dtype=pl.Int32).alias("source"),
+        pl.col("source").cast(pl.Int32),
         pl.col("row").cast(pl.Int64),
         pl.col("source_line").cast(pl.Int64),
         *[pl.col(name).cast(pl.String) for name in spill.each],
@@ -566,6 +646,7 @@ def write_requests(
         pl.col("status").cast(pl.String),
         pl.col("code").cast(pl.String),
         pl.col("message").cast(pl.String),
+        *[pl.col(name).cast(pl.String) for name in spill.extra],
     )
     temp = path.with_name(f".{path.name}.tmp")
     lf.sink_parquet(temp, row_group_size=100_000, maintain_order=True)

@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 import polars as pl
@@ -30,14 +30,18 @@ import polars as pl
 from ._errors import InputError, ValidationFailed
 from ._limits import DEFAULT_LIMITS, Limits
 from ._manifest import (
+    HELD,
+    REALTIME,
     REPORT,
     REQUESTS,
     SNAPSHOT,
     BuildCounts,
     Manifest,
+    RetryInfo,
     ShardInfo,
     SourceInfo,
     Spill,
+    UnshardedInfo,
     atomic_write,
     file_sha256,
     make_durable,
@@ -225,8 +229,18 @@ def clear_previous(out_dir: Path, name: str, *, keep: Sequence[str] = ()) -> Non
     for path in out_dir.iterdir():
         if path.name in keep:
             continue
-        if pattern.match(path.name) or path.name in (REQUESTS, SNAPSHOT):
+        outputs = (REQUESTS, SNAPSHOT, HELD, REALTIME)
+        if pattern.match(path.name) or path.name in outputs or _EXTRA_SNAPSHOT.match(path.name):
             path.unlink(missing_ok=True)
+
+
+#: Snapshots of the second and later sources of a build (``source-2.parquet`` ...), see :func:`snapshot_name`.
+_EXTRA_SNAPSHOT: Final = re.compile(r"^source-\d+\.parquet$")
+
+
+def snapshot_name(index: int) -> str:
+    """File name of the snapshot of source number ``index`` (0-based) in a build directory."""
+    return SNAPSHOT if index == 0 else f"source-{index + 1}.parquet"
 
 
 def write_report(out_dir: Path, report: Report) -> None:
@@ -246,6 +260,9 @@ def finish(
     excluded: Sequence[int] = (),
     updates: pl.DataFrame | None = None,
     snapshot: pl.DataFrame | None = None,
+    unsharded: Literal["held", "realtime"] | None = None,
+    retry: RetryInfo | None = None,
+    copies: Sequence[tuple[Path, str]] = (),
 ) -> BuildResult:
     """Plan and write the shards, ``requests.parquet``, ``report.json``, then ``manifest.json``.
 
@@ -253,8 +270,29 @@ def finish(
     ``unit, status, code, message`` that replace those of the spilled provenance. ``snapshot`` (the rows
     of an in-memory source) is written as ``source.parquet`` and recorded in the first source's entry.
     Raises :class:`ValidationFailed` (after writing ``report.json``) when no shard plan exists.
+
+    ``unsharded`` writes no shard: every line goes, in order, to one file (``held.jsonl`` for a later
+    build, ``realtime.jsonl`` to send one by one), whatever the count; ``retry`` is recorded in the manifest.
+    ``copies`` are ``(file, name)`` pairs copied into the directory with the other files (the snapshots of
+    sources taken over from another build directory).
     """
     spill.close()
+    if unsharded is not None:
+        return _finish_unsharded(
+            spill,
+            out_dir=out_dir,
+            name=name,
+            limits=limits,
+            report=report,
+            sources=sources,
+            mapping=mapping,
+            rows=rows,
+            excluded=excluded,
+            updates=updates,
+            mode=unsharded,
+            retry=retry,
+            copies=copies,
+        )
     sizes = spill.sizes()
     if excluded:
         keep = ~pl.int_range(0, len(sizes), dtype=pl.Int64, eager=True).is_in(list(excluded))
@@ -274,6 +312,7 @@ def finish(
         info, temp = write_snapshot(snapshot, out_dir, sources[0])
         sources = [info, *sources[1:]]
         temps.append((temp, out_dir / SNAPSHOT))
+    temps.extend(_copy_files(copies, out_dir))
     direct = _as_planned(spill, plan, excluded)
     if direct:
         shards, shard_temps = _provisional_shards(spill, name)
@@ -316,6 +355,7 @@ def finish(
         counts=counts,
         shards=shards,
         requests=requests,
+        retry=retry,
     )
     write_manifest(out_dir, manifest)
     log.info("wrote %d shard(s) of %d request(s) to %s", len(shards), counts.requests, out_dir)
@@ -326,6 +366,96 @@ def finish(
         shards=[out_dir / s.file for s in shards],
         counts=counts,
     )
+
+
+def _finish_unsharded(
+    spill: Spill,
+    *,
+    out_dir: Path,
+    name: str,
+    limits: Limits,
+    report: Report,
+    sources: list[SourceInfo],
+    mapping: dict[str, Any] | None,
+    rows: int,
+    excluded: Sequence[int],
+    updates: pl.DataFrame | None,
+    mode: Literal["held", "realtime"],
+    retry: RetryInfo | None,
+    copies: Sequence[tuple[Path, str]],
+) -> BuildResult:
+    """:func:`finish` for a directory without shards: one lines file, ``requests.parquet``, the manifest."""
+    file = HELD if mode == "held" else REALTIME
+    clear_previous(out_dir, name, keep=spill.provisional)
+    temps = _copy_files(copies, out_dir)
+    count = len(spill.sizes()) - len(excluded)
+    temp = out_dir / f".{file}.tmp"
+    digest = hashlib.sha256()
+    size = 0
+    with temp.open("wb") as out:
+        for runs in _runs([(0, count)], sorted(excluded)):
+            for first, last in runs:
+                begin, end = _offsets(spill, first, last)
+                for block in spill.read(begin, end):
+                    digest.update(block)
+                    out.write(block)
+                    size += len(block)
+    requests, requests_temp = write_requests(
+        spill,
+        [],
+        sorted(excluded),
+        updates,
+        out_dir / REQUESTS,
+        as_planned=False,
+        unsharded_status="held" if mode == "held" else "ok",
+    )
+    spill.discard()
+    temps += [(temp, out_dir / file), (requests_temp, out_dir / REQUESTS)]
+    make_durable([t for t, _ in temps])
+    for t, final in temps:
+        os.replace(t, final)
+    counts = BuildCounts(
+        rows=rows, units=spill.units, requests=count, invalid=spill.units - count, shards=0, bytes=size
+    )
+    report.stats.files = 1
+    report.stats.bytes = size
+    write_report(out_dir, report)
+    manifest = Manifest(
+        batchkit_version=__version__,
+        name=name,
+        limits=limits,
+        sources=sources,
+        mapping=mapping,
+        each=spill.each,
+        counts=counts,
+        shards=[],
+        requests=requests,
+        unsharded=UnshardedInfo(mode=mode, file=file, records=count, bytes=size, sha256=digest.hexdigest()),
+        retry=retry,
+    )
+    write_manifest(out_dir, manifest)
+    log.info("wrote %d %s request(s) to %s", count, mode, out_dir / file)
+    return BuildResult(report=report, manifest=manifest, out_dir=out_dir, shards=[], counts=counts)
+
+
+def _copy_files(copies: Sequence[tuple[Path, str]], out_dir: Path) -> list[tuple[Path, Path]]:
+    """Copy each ``(file, name)`` to a temporary name in ``out_dir``; the ``(temp, final)`` pairs."""
+    temps: list[tuple[Path, Path]] = []
+    for source, name in copies:
+        temp = out_dir / f".{name}.tmp"
+        try:
+            shutil.copyfile(source, temp)
+        except OSError as exc:
+            msg = f"cannot copy {source} into {out_dir}: {exc.strerror or exc}"
+            raise InputError(msg, path=source) from exc
+        temps.append((temp, out_dir / name))
+    return temps
+
+
+def _offsets(spill: Spill, first: int, last: int) -> tuple[int, int]:
+    """Byte offsets of spilled lines ``first..last`` (end exclusive)."""
+    sizes = spill.sizes()
+    return int(sizes.head(first).sum()), int(sizes.head(last).sum())
 
 
 def _runs(plan: list[tuple[int, int]], excluded: list[int]) -> Iterator[list[tuple[int, int]]]:

@@ -63,6 +63,13 @@ _MAX_FINDINGS = click.option(
 @click.option("--delimiter", help="CSV delimiter (default: detected).")
 @click.option("--encoding", help="Text encoding of a CSV or NDJSON source (default: UTF-8, else detected).")
 @click.option("--force", is_flag=True, help="Rebuild a directory that was already submitted.")
+@click.option(
+    "--include-held",
+    "include_held",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Add the requests `batchkit retry --hold` kept in this directory (repeatable).",
+)
 @_FORMAT
 @_MAX_FINDINGS
 @limits_options
@@ -78,6 +85,7 @@ def build(
     delimiter: str | None,
     encoding: str | None,
     force: bool,
+    include_held: tuple[Path, ...],
     fmt: str,
     max_findings: int,
     min_records: int,
@@ -87,9 +95,10 @@ def build(
     """Build SOURCE (CSV, TSV, Parquet, Excel, NDJSON) into balanced batch shards in --out.
 
     Every row becomes one request (or one per [each] value), is checked like `batchkit validate`
-    checks a line, and lands in exactly one shard or in report.json. Exit status: 0 built,
-    1 invalid rows (nothing written but report.json; use --skip-invalid) or too few records,
-    2 usage or I/O error.
+    checks a line, and lands in exactly one shard or in report.json. --include-held adds the
+    requests a `batchkit retry --hold` kept (checked the same way, joined to their own rows).
+    Exit status: 0 built, 1 invalid rows (nothing written but report.json; use --skip-invalid)
+    or too few records, 2 usage or I/O error.
     """
     limits = make_limits(min_records, max_records, max_bytes)
     with _progress("rows") as progress:
@@ -107,6 +116,7 @@ def build(
                 encoding=encoding,
                 progress=progress,
                 force=force,
+                include_held=include_held,
             )
         except ValidationFailed as exc:
             result = None
@@ -114,6 +124,13 @@ def build(
     if result is None:
         _failed(failure, out_dir, fmt, max_findings, hint="fix them or pass --skip-invalid")
     else:
+        if include_held and fmt == "text":
+            held = result.counts.units - _units_of_first_source(result)
+            out.print(
+                f"[green]included[/] {held:,} held request(s) from {', '.join(map(str, include_held))} "
+                "(marked as included, so no later build takes them again)",
+                highlight=False,
+            )
         _succeeded(result, fmt, max_findings, unit="rows")
 
 
@@ -239,6 +256,12 @@ def _failed(report: Report, out_dir: Path, fmt: str, max_findings: int, *, hint:
         listed = ", ".join(f"{code} × {n:,}" for code, n in report.error_counts.items())
         err.print(f"[bold red]not built:[/] {listed}; see {out_dir / 'report.json'}", highlight=False)
     raise SystemExit(EXIT_FINDINGS)
+
+
+def _units_of_first_source(result: BuildResult) -> int:
+    return int(
+        result.manifest.scan_requests().filter(pl.col("source") == 0).select(pl.len()).collect().item()
+    )
 
 
 def _invalid_units(result: BuildResult) -> dict[str, int]:
