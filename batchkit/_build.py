@@ -49,7 +49,7 @@ from ._shard import (
 from ._sources import DEFAULT_CHUNK_ROWS, ISSUE, ISSUE_MESSAGE, ROW, SOURCE_LINE, Source, read_source
 
 if TYPE_CHECKING:
-    from ._retry_failed import HeldRequests
+    from ._held import HeldRequests
 
 __all__ = ["BuildResult", "build"]
 
@@ -203,7 +203,7 @@ def build(
             copies=held.copies,
         )
     if held.parts:
-        from ._retry_failed import mark_consumed
+        from ._held import mark_consumed
 
         mark_consumed(held, folder)
     return result
@@ -213,7 +213,7 @@ _RETRY_OF: Final = "retry_of"
 
 
 def _load_held(paths: Sequence[str | Path], folder: Path) -> HeldRequests:
-    from ._retry_failed import HeldRequests, load_held
+    from ._held import HeldRequests, load_held
 
     return load_held(paths, out_dir=folder, first_source=1) if paths else HeldRequests()
 

@@ -26,7 +26,7 @@ import functools
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -36,20 +36,19 @@ import polars as pl
 
 from ._checks import request_id_problem
 from ._client import Client
-from ._errors import BatchkitError, InputError, ResultsError, ValidationFailed
+from ._errors import InputError, ResultsError, ValidationFailed
+from ._held import RETRY_OF, checked_line, take_sources
 from ._journal import JOURNAL_FILE
 from ._limits import Limits
 from ._manifest import (
     MANIFEST,
     Manifest,
     RetryInfo,
-    SourceInfo,
     Spill,
     atomic_write,
     file_sha256,
     load_manifest,
     verify_shards,
-    write_manifest,
 )
 from ._realtime import (
     OnEvent,
@@ -62,17 +61,14 @@ from ._realtime import (
 from ._report import Finding, Report
 from ._results import OUTCOMES, collect_results
 from ._retry import PollPolicy, RetryPolicy
-from ._shard import BuildResult, expected_layout, finish, prepare_out_dir, safe_name, snapshot_name
+from ._shard import BuildResult, expected_layout, finish, prepare_out_dir, safe_name
 from ._validate import validate_lines
 
 __all__ = [
     "DEFAULT_ONLY",
     "RETRYABLE",
     "RETRY_OF",
-    "HeldRequests",
     "RetryResult",
-    "load_held",
-    "mark_consumed",
     "next_request_id",
     "retry_failed",
     "retry_name",
@@ -84,7 +80,6 @@ log = logging.getLogger("batchkit")
 RETRYABLE: Final = ("failed", "missing", "rejected", "unsubmitted")
 DEFAULT_ONLY: Final = ("failed", "missing", "rejected")
 #: The column of ``requests.parquet`` that links a retried unit to the request_id it retries.
-RETRY_OF: Final = "retry_of"
 #: ``DIR/retries.json``: the directories ``DIR`` was retried into (to refuse retrying a unit twice).
 RETRIES: Final = "retries.json"
 
@@ -225,7 +220,7 @@ def retry_failed(
         return RetryResult(folder, out, mode, chosen, outcomes, selected, built, sent, True, report.findings)
     _check_earlier_retries(folder, out, frame, force=force)
     prepare_out_dir(out, force=False)
-    sources, copies = _take_sources(manifest.sources, folder, first_index=0)
+    sources, copies = take_sources(manifest.sources, folder, first_index=0)
     stem = safe_name(name or retry_name(manifest.name))
     info = RetryInfo(
         of=str(folder.resolve()), name=manifest.name, only=list(chosen), mode=mode, fingerprint=fingerprint
@@ -386,7 +381,7 @@ def _original_lines(folder: Path, manifest: Manifest, picked: pl.DataFrame) -> l
         lines = path.read_bytes().split(b"\n")
         for i, request_id, _, shard_line in group.iter_rows():
             line = lines[shard_line - 1] if shard_line is not None and 1 <= shard_line < len(lines) else b""
-            found[i] = _checked(line, request_id, path, shard_line or 0, ResultsError)
+            found[i] = checked_line(line, request_id, path, shard_line or 0, ResultsError)
     loose = rows.filter(pl.col("shard").is_null())
     if not loose.is_empty():
         by_id = dict(read_realtime_lines(folder, manifest)) if manifest.unsharded is not None else {}
@@ -397,18 +392,6 @@ def _original_lines(folder: Path, manifest: Manifest, picked: pl.DataFrame) -> l
                 raise ResultsError(msg)
             found[i] = line
     return [found[i] for i in range(picked.height)]
-
-
-def _checked(line: bytes, request_id: str, path: Path, number: int, error: type[BatchkitError]) -> bytes:
-    """``line``, after making sure it holds ``request_id`` (else the directory was edited: ``error``)."""
-    try:
-        found = orjson.loads(line).get("request_id")
-    except (orjson.JSONDecodeError, AttributeError):
-        found = None
-    if found != request_id:
-        msg = f"{path}:{number} holds request_id {found!r}, but requests.parquet says {request_id!r}; was it edited?"
-        raise error(msg)
-    return line
 
 
 def _too_few(n: int, selected: dict[str, int], limits: Limits, out: Path) -> Finding:
@@ -507,162 +490,3 @@ def _note_retry(folder: Path, out: Path) -> None:
         atomic_write(
             folder / RETRIES, orjson.dumps({"retried_into": known}, option=orjson.OPT_INDENT_2) + b"\n"
         )
-
-
-def _take_sources(
-    sources: Sequence[SourceInfo], folder: Path, *, first_index: int
-) -> tuple[list[SourceInfo], list[tuple[Path, str]]]:
-    """The sources of another build directory as sources ``first_index…`` here, with their snapshots to copy."""
-    taken: list[SourceInfo] = []
-    copies: list[tuple[Path, str]] = []
-    for offset, info in enumerate(sources):
-        if info.snapshot:
-            name = snapshot_name(first_index + offset)
-            copies.append((folder / info.snapshot, name))
-            info = info.model_copy(update={"snapshot": name})
-        taken.append(info)
-    return taken, copies
-
-
-# -- held requests: included by the next build --------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class HeldRequests:
-    """The held requests a build includes (``build(..., include_held=[...])``), read and checked."""
-
-    directories: list[Path] = field(default_factory=list)
-    #: Their sources, to append to the build's own (their ``source`` indexes are already remapped).
-    sources: list[SourceInfo] = field(default_factory=list)
-    #: Snapshot files to copy into the build directory, as ``(file, name)``.
-    copies: list[tuple[Path, str]] = field(default_factory=list)
-    #: ``each`` variables of the held units.
-    each: list[str] = field(default_factory=list)
-    #: Per directory: the held file and its units (``request_id, source, row, source_line, <each>,
-    #: retry_of, line``), in file order.
-    parts: list[tuple[Path, pl.DataFrame]] = field(default_factory=list)
-
-    @property
-    def count(self) -> int:
-        return sum(frame.height for _, frame in self.parts)
-
-    def add_to(self, spill: Spill, report: Report, limits: Limits, names: Callable[[int], str]) -> None:
-        """Validate the held lines against ``limits`` and spill them after the build's own lines.
-
-        A held line that no longer passes is an invalid unit with findings (its file and line, and its
-        source row); collisions with other request_ids are left to the build's duplicate search.
-        """
-        for path, frame in self.parts:
-            checked = validate_lines(
-                (line.encode() for line in frame.get_column("line").to_list()),
-                file=str(path),
-                limits=limits,
-                file_checks=False,
-            )
-            first: dict[int, Finding] = {}
-            for finding in checked.findings:
-                unit = frame.row((finding.line or 1) - 1, named=True)
-                located = finding.model_copy(
-                    update={
-                        "source": names(unit["source"]),
-                        "row": unit["row"],
-                        "source_line": unit["source_line"],
-                    }
-                )
-                report.add(located)
-                if finding.severity == "error" and finding.line is not None:
-                    first.setdefault(finding.line - 1, located)
-            codes = [first[i].code if i in first else None for i in range(frame.height)]
-            messages = [first[i].message if i in first else None for i in range(frame.height)]
-            spill.add(
-                frame.with_columns(
-                    pl.Series("code", codes, dtype=pl.String),
-                    pl.Series("message", messages, dtype=pl.String),
-                )
-                .with_columns(
-                    pl.when(pl.col("code").is_null())
-                    .then(pl.lit("ok"))
-                    .otherwise(pl.lit("invalid"))
-                    .alias("status"),
-                    pl.lit(True).alias("usable"),
-                )
-                .with_columns(pl.when(pl.col("status") == "ok").then(pl.col("line")).alias("line"))
-            )
-
-
-def load_held(paths: Sequence[str | Path], *, out_dir: Path, first_source: int) -> HeldRequests:
-    """Read the held directories a build includes, refusing consumed, changed or foreign ones.
-
-    Their sources become sources ``first_source, first_source + 1, …`` of the build into ``out_dir``.
-    """
-    held = HeldRequests()
-    target = out_dir.resolve()
-    for raw in paths:
-        folder = Path(raw)
-        if folder.resolve() == target:
-            msg = f"--include-held {folder} is the build's own --out; build into a new directory"
-            raise InputError(msg, path=folder)
-        if folder.resolve() in (d.resolve() for d in held.directories):
-            msg = f"--include-held {folder} is given twice"
-            raise InputError(msg, path=folder)
-        manifest = load_manifest(folder)
-        info = manifest.unsharded
-        if info is None or info.mode != "held":
-            msg = (
-                f"{folder} holds no requests for a later build; `batchkit retry DIR --out {folder} --hold` "
-                "makes such a directory"
-            )
-            raise InputError(msg, path=folder)
-        if info.consumed_by and Path(info.consumed_by) != target:
-            msg = (
-                f"{folder}'s held requests were already included in {info.consumed_by}; including them "
-                "again would send them twice. Retry what fails there instead"
-            )
-            raise InputError(msg, path=folder)
-        path = folder / info.file
-        digest, _, _ = file_sha256(path) if path.is_file() else ("", 0, 0)
-        if digest != info.sha256:
-            msg = f"{path} is missing or changed since `batchkit retry --hold` wrote it; retry again into a new directory"
-            raise InputError(msg, path=path)
-        units = manifest.requests_frame().filter(pl.col("status") == "held")
-        lines = path.read_bytes().splitlines()
-        if len(lines) != units.height:
-            msg = f"{path} has {len(lines):,} lines, but requests.parquet lists {units.height:,} held units"
-            raise InputError(msg, path=path)
-        for number, (line, request_id) in enumerate(
-            zip(lines, units.get_column("request_id"), strict=True), 1
-        ):
-            _checked(line, request_id, path, number, InputError)
-        offset = first_source + len(held.sources)
-        sources, copies = _take_sources(manifest.sources, folder, first_index=offset)
-        held.sources.extend(sources)
-        held.copies.extend(copies)
-        held.each.extend(v for v in manifest.each if v not in held.each)
-        retry_of = (
-            pl.col(RETRY_OF) if RETRY_OF in units.columns else pl.lit(None, dtype=pl.String).alias(RETRY_OF)
-        )
-        frame = units.select(
-            "request_id",
-            (pl.col("source") + offset).cast(pl.Int32).alias("source"),
-            "row",
-            "source_line",
-            *manifest.each,
-            retry_of,
-            pl.Series("line", [line.decode() for line in lines], dtype=pl.String),
-        )
-        held.parts.append((path, frame))
-        held.directories.append(folder)
-    return held
-
-
-def mark_consumed(held: HeldRequests, out_dir: Path) -> None:
-    """Note in each held directory's manifest that the build in ``out_dir`` included its requests."""
-    target = str(out_dir.resolve())
-    for folder in held.directories:
-        manifest = load_manifest(folder)
-        assert manifest.unsharded is not None
-        if manifest.unsharded.consumed_by == target:
-            continue
-        unsharded = manifest.unsharded.model_copy(update={"consumed_by": target})
-        write_manifest(folder, manifest.model_copy(update={"unsharded": unsharded}))
-        log.info("marked the held requests of %s as included in %s", folder, out_dir)
