@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
+import polars.selectors as cs
 
 from ._client import Client
 from ._errors import BatchkitError, ResultsError
@@ -140,6 +141,10 @@ def collect_results(
     shards = _shard_frame(folder, manifest, records, failures, report)
     outputs = _read_outputs(shards, units, report)
     joined = _reconcile(units, shards, outputs)
+    if manifest.unsharded is not None and manifest.unsharded.mode == "realtime":
+        joined = _realtime_overlay(joined, folder, manifest.unsharded.file)
+    elif manifest.unsharded is not None:
+        joined = _held_overlay(joined, folder, manifest.unsharded.file, manifest.unsharded.consumed_by)
     _outcome_findings(joined, shards, report)
     frame = _with_source(manifest, folder, joined, source, report)
     return Results(frame=frame, report=report)
@@ -177,7 +182,10 @@ def _load_units(folder: Path, manifest: Manifest, report: Report) -> pl.DataFram
         )
     ok = pl.col("status") == "ok"
     count = len(manifest.shards)
-    stray = units.filter(ok & (pl.col("shard").is_null() | ~pl.col("shard").is_between(1, count)))
+    unsharded = manifest.unsharded is not None  # held or realtime: no unit has a shard, by design
+    stray = units.filter(
+        ok & ~pl.lit(unsharded) & (pl.col("shard").is_null() | ~pl.col("shard").is_between(1, count))
+    )
     if stray.height:
         changed(
             f"{stray.height:,} request(s) of {name} name no shard of the manifest (first: "
@@ -329,7 +337,8 @@ def _read_outputs(shards: pl.DataFrame, units: pl.DataFrame, report: Report) -> 
         for request_id, number, line, where in stray.select(
             "request_id", "shard", "result_line", "home"
         ).iter_rows():
-            why = "the build never sent it" if where is None else f"it was sent in {names[where]}"
+            sent_in = names.get(where, f"shard {where}, which the manifest does not list")
+            why = "the build never sent it" if where is None else f"it was sent in {sent_in}"
             report.add(
                 Finding(
                     code="unexpected-result",
@@ -490,6 +499,76 @@ def _reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame)
         pl.when(o.is_in(["completed", "failed", "rejected"]))
         .then(pl.col("generation_id"))
         .alias("generation_id"),
+    )
+
+
+def _realtime_overlay(joined: pl.DataFrame, folder: Path, file: str) -> pl.DataFrame:
+    """A ``retry --realtime`` directory: outcomes come from its journal of generations, not from batches."""
+    from ._realtime import realtime_outcomes, realtime_results
+
+    outcomes = realtime_outcomes(folder)
+    finished = pl.DataFrame(realtime_results(folder), schema=_OUTPUT_SCHEMA).select(
+        "request_id", *[pl.col(c).alias(f"_rt_{c}") for c in _OUTPUT_SCHEMA if c != "request_id"]
+    )
+    frame = joined.join(finished, on="request_id", how="left", maintain_order="left").with_columns(
+        pl.col("request_id")
+        .replace_strict(outcomes, default=None, return_dtype=pl.String)
+        .alias("_rt_outcome")
+    )
+    sent = (pl.col("status") == "ok") & pl.col("_rt_outcome").is_not_null()
+    rt = pl.col("_rt_outcome")
+    status = pl.col("_rt_result_status")
+    ended = rt.is_in(["failed", "rejected"])
+    return frame.with_columns(
+        pl.when(sent).then(rt).otherwise(pl.col("outcome")).alias("outcome"),
+        pl.when(sent & ended)
+        .then(pl.coalesce("_rt_error_code", status.str.to_lowercase()))
+        .when(sent)
+        .then(pl.lit(None, pl.String))
+        .otherwise(pl.col("error_code"))
+        .alias("error_code"),
+        pl.when(sent & ended)
+        .then(pl.col("_rt_error_message"))
+        .when(sent & (rt == "pending"))
+        .then(pl.lit("sent one by one and not finished yet: run the same `batchkit retry --realtime` again"))
+        .when(sent)
+        .then(pl.lit(None, pl.String))
+        .when((pl.col("status") == "ok") & (pl.col("outcome") == "unsubmitted"))
+        .then(pl.lit("not sent yet: run the same `batchkit retry --realtime` again"))
+        .otherwise(pl.col("error_message"))
+        .alias("error_message"),
+        pl.when(sent & (rt == "completed"))
+        .then(pl.col("_rt_output_url"))
+        .otherwise(pl.col("output_url"))
+        .alias("output_url"),
+        pl.when(sent & (rt == "completed"))
+        .then(pl.col("_rt_output_duration"))
+        .otherwise(pl.col("output_duration"))
+        .alias("output_duration"),
+        pl.when(sent)
+        .then(pl.col("_rt_generation_id"))
+        .otherwise(pl.col("generation_id"))
+        .alias("generation_id"),
+        pl.when(pl.col("status") == "ok")
+        .then(pl.lit(file))
+        .otherwise(pl.col("shard_file"))
+        .alias("shard_file"),
+    ).drop(cs.starts_with("_rt_"))
+
+
+def _held_overlay(joined: pl.DataFrame, folder: Path, file: str, consumed_by: str | None) -> pl.DataFrame:
+    """A ``retry --hold`` directory: its units wait for (or went into) a later build; none was sent from here."""
+    held = pl.col("status") == "held"
+    where = (
+        f"included in {consumed_by}: its results are there"
+        if consumed_by
+        else f"held for a later build: `batchkit build SOURCE --mapping M --out DIR --include-held {folder}`"
+    )
+    return joined.with_columns(
+        pl.when(held).then(pl.lit("unsubmitted")).otherwise(pl.col("outcome")).alias("outcome"),
+        pl.when(held).then(pl.lit("held")).otherwise(pl.col("error_code")).alias("error_code"),
+        pl.when(held).then(pl.lit(where)).otherwise(pl.col("error_message")).alias("error_message"),
+        pl.when(held).then(pl.lit(file)).otherwise(pl.col("shard_file")).alias("shard_file"),
     )
 
 

@@ -378,6 +378,25 @@ def test_a_request_dropped_from_requests_parquet_is_never_silent(done: Path) -> 
     assert [f.request_id for f in results.report.findings if f.code == "unexpected-result"] == [dropped]
 
 
+def test_a_unit_moved_to_a_shard_the_manifest_lacks_is_reported(done: Path) -> None:
+    """A hand edit pointing a unit at shard 8 of a 1-shard build: findings, no crash, every unit once."""
+    path = done / "requests.parquet"
+    units = pl.read_parquet(path)
+    units.with_columns(
+        pl.when(pl.col("request_id") == "c010")
+        .then(pl.col("shard") + 7)
+        .otherwise(pl.col("shard"))
+        .alias("shard")
+    ).write_parquet(path)
+    results = collect_results(done, download=False)
+    _check_units(results, done)
+    assert results.frame.height == 60
+    assert "manifest-changed" in _codes(results)
+    unexpected = [f for f in results.report.findings if f.code == "unexpected-result"]
+    assert [f.request_id for f in unexpected] == ["c010"]
+    assert "does not list" in unexpected[0].message
+
+
 def test_a_requests_file_without_its_columns_is_an_error(done: Path) -> None:
     pl.read_parquet(done / "requests.parquet").drop("shard").write_parquet(done / "requests.parquet")
     with pytest.raises(ResultsError, match="no column 'shard'"):
