@@ -44,7 +44,7 @@ if TYPE_CHECKING:
         WaitTimeoutError,
         WebhookVerificationError,
     )
-    from ._journal import ShardRecord
+    from ._journal import GenerationRecord, ShardRecord
     from ._limits import DEFAULT_LIMITS, KNOWN_MODELS, Limits
     from ._manifest import (
         BuildCounts,
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
         VideoInput,
     )
     from ._policy import Policy, load_policy
+    from ._realtime import RealtimeEvent, RealtimeResult, realtime_results, send_realtime
     from ._report import (
         CODES,
         Finding,
@@ -101,6 +102,7 @@ if TYPE_CHECKING:
         PollPolicy,
         RetryPolicy,
     )
+    from ._retry_failed import RetryResult, retry_failed
     from ._run import RunResult, run, run_pipeline
     from ._schemas import json_schema, write_schemas
     from ._shard import BuildResult, plan_shards, shard_file
@@ -232,7 +234,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "PollPolicy",
         "RetryPolicy",
     ),
-    "_journal": ("ShardRecord",),
+    "_journal": ("GenerationRecord", "ShardRecord"),
     "_submit": (
         "DryRunVerdict",
         "SubmitEvent",
@@ -248,6 +250,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "collect_results",
         "download_results",
     ),
+    "_realtime": ("RealtimeEvent", "RealtimeResult", "realtime_results", "send_realtime"),
+    "_retry_failed": ("RetryResult", "retry_failed"),
     "_run": (
         "RunResult",
         "run",
@@ -304,6 +308,7 @@ __all__ = [
     "GeneratePayload",
     "Generation",
     "GenerationOptions",
+    "GenerationRecord",
     "GenerationWebhook",
     "Generations",
     "InputError",
@@ -318,10 +323,13 @@ __all__ = [
     "Policy",
     "PollPolicy",
     "RateLimitError",
+    "RealtimeEvent",
+    "RealtimeResult",
     "Report",
     "Results",
     "ResultsError",
     "RetryPolicy",
+    "RetryResult",
     "RunResult",
     "Segment",
     "SegmentAudioInput",
@@ -350,9 +358,12 @@ __all__ = [
     "parse_generation_webhook",
     "plan_shards",
     "read_source",
+    "realtime_results",
     "resolve",
+    "retry_failed",
     "run",
     "run_pipeline",
+    "send_realtime",
     "shard_file",
     "sign_payload",
     "status",

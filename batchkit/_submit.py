@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ._client import Client
 from ._errors import (
@@ -34,6 +34,9 @@ from ._journal import Journal, ShardRecord
 from ._manifest import Manifest, load_manifest, verify_shards
 from ._responses import Batch, DryRunResult
 from ._retry import PollPolicy
+
+if TYPE_CHECKING:
+    from ._realtime import RealtimeResult
 
 __all__ = ["DryRunVerdict", "SubmitEvent", "SubmitResult", "refresh", "resolve", "status", "submit", "wait"]
 
@@ -69,6 +72,8 @@ class SubmitResult:
 
     shards: list[ShardRecord] = field(default_factory=list)
     dry_runs: list[DryRunVerdict] = field(default_factory=list)
+    #: For a ``retry --realtime`` directory: its requests, sent one by one instead of in batches.
+    realtime: RealtimeResult | None = None
 
     @property
     def refused(self) -> list[ShardRecord]:
@@ -117,6 +122,8 @@ def submit(
     manifest = _manifest_shards(folder)
     api = _client(client)
     emit = on_event or (lambda _event: None)
+    if manifest.unsharded is not None:
+        return _unsharded(folder, manifest, api, dry_run=dry_run, poll=poll)
     if dry_run:
         return _dry_run(folder, manifest, api, webhook_url, emit)
     with Journal.open(folder) as journal:
@@ -145,6 +152,25 @@ def submit(
                 sleep,
             )
         return SubmitResult(shards=journal.shards())
+
+
+def _unsharded(
+    folder: Path, manifest: Manifest, api: Client, *, dry_run: bool, poll: PollPolicy | None
+) -> SubmitResult:
+    """A directory without shards: held requests are refused here; realtime ones are sent one by one."""
+    assert manifest.unsharded is not None
+    if manifest.unsharded.mode == "held":
+        msg = (
+            f"{folder} holds requests kept for a later build, not batch files; include them with "
+            f"`batchkit build SOURCE --mapping MAPPING --out DIR --include-held {folder}`"
+        )
+        raise InputError(msg, path=folder)
+    if dry_run:
+        msg = f"{folder} is sent one request at a time (retry --realtime); there is no batch file to dry-run"
+        raise InputError(msg, path=folder)
+    from ._realtime import send_realtime
+
+    return SubmitResult(realtime=send_realtime(folder, client=api, poll=poll))
 
 
 def _dry_run(

@@ -11,6 +11,7 @@ from test_retry import LIMITS, MAPPING, write_source
 
 from batchkit._build import build
 from batchkit._client import Client
+from batchkit._errors import InputError
 from batchkit._realtime import realtime_outcomes
 from batchkit._results import collect_results
 from batchkit._retry import PollPolicy, RetryPolicy
@@ -77,3 +78,19 @@ def test_held_directory_results_say_where_the_units_are(
     build(source, {**MAPPING, "request_id": "n{id}"}, nxt, limits=LIMITS, include_held=[held])
     after = collect_results(held, download=False).frame
     assert all(m.startswith("included in") and str(nxt.resolve()) in m for m in after["error_message"])
+
+
+def test_submit_sends_a_realtime_directory_and_refuses_a_held_one(
+    tmp_path: Path, finished: Path, client: Client
+) -> None:
+    """`submit` on a realtime directory resumes sending it (nothing left here); on a held one it says what to do."""
+    out = tmp_path / "rt"
+    retry_failed(finished, out, only=["failed"], realtime=True, client=client, poll=FAST_POLL)
+    again = submit(out, client=client, poll=FAST_POLL)
+    assert again.realtime is not None
+    assert again.realtime.done
+    assert len(again.realtime.generations) == 2
+    held = tmp_path / "held"
+    retry_failed(finished, held, only=["missing", "rejected"], hold=True, client=client)
+    with pytest.raises(InputError, match="--include-held"):
+        submit(held, client=client)

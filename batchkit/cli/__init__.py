@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("._submit", "status_command"),
     "wait": ("._submit", "wait_command"),
     "results": ("._results", "results_command"),
+    "retry": ("._retry", "retry_command"),
     "sandbox": ("._sandbox", "sandbox"),
     "schema": ("._validate", "schema"),
 }

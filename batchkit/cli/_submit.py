@@ -16,7 +16,7 @@ from .._client import Client
 from .._journal import ShardRecord
 from .._retry import PollPolicy
 from .._submit import SubmitEvent, resolve, status, submit, wait
-from ._common import EXIT_FINDINGS, err, handle_errors, out
+from ._common import EXIT_FINDINGS, EXIT_USAGE, err, handle_errors, out
 
 _EVENT_STYLE = {
     "submitted": "green",
@@ -221,6 +221,15 @@ def submit_command(
             on_event=_print_event,
             poll=poll,
         )
+        if result.realtime is not None:
+            sent = result.realtime
+            err.print(
+                f"sent one by one: {len(sent.finished):,} of {len(sent.generations):,} request(s) finished "
+                f"{sent.statuses}; `batchkit results {directory}` joins them to their rows"
+            )
+            if not sent.done:
+                raise SystemExit(EXIT_USAGE)
+            return
         if dry_run:
             table = Table(title="dry run", title_justify="left")
             table.add_column("shard")
