@@ -38,6 +38,7 @@ import polars.selectors as cs
 
 from ._client import Client
 from ._errors import BatchkitError, ResultsError
+from ._held import RETRY_OF
 from ._journal import JOURNAL_FILE, Journal, ShardRecord
 from ._manifest import Manifest, SourceInfo, file_sha256, load_manifest, verify_shards
 from ._mapping import Column, Const, load_mapping
@@ -65,7 +66,6 @@ RESULT_COLUMNS: Final = (
 _TERMINAL: Final = ("COMPLETED", "FAILED")
 _UNFINISHED: Final = ("PENDING", "PROCESSING", "JOBS_CREATED", "QUEUED")
 _SHOWN: Final = 5  # request ids named in a per-shard finding
-_RETRY_OF: Final = "retry_of"  # the column a `batchkit retry` directory adds to requests.parquet
 
 
 @dataclass(slots=True)
@@ -645,6 +645,7 @@ def _with_source(
         *columns,
         *each,
         "request_id",
+        *([RETRY_OF] if RETRY_OF in joined.columns else []),  # a retry directory: the request_id it retries
         pl.col("shard_file").alias("shard"),
         *RESULT_COLUMNS[2:],
     )
@@ -709,7 +710,7 @@ def _request_id_problems(manifest: Manifest, rows: pl.DataFrame, units: pl.DataF
     except BatchkitError as exc:
         return [f"the build's mapping cannot be read ({exc})"]
     ok = units.filter((pl.col("status") == "ok") & pl.col("request_id").is_not_null())
-    if _RETRY_OF in ok.columns:  # a `batchkit retry` directory: c020.r2 retries the request c020 of its row
+    if RETRY_OF in ok.columns:  # a `batchkit retry` directory: c020.r2 retries the request c020 of its row
         ok = ok.with_columns(pl.col("request_id").str.replace(r"\.r[1-9][0-9]*$", ""))
     for plan in plans:
         node = plan.request_id

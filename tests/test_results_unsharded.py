@@ -94,3 +94,14 @@ def test_submit_sends_a_realtime_directory_and_refuses_a_held_one(
     retry_failed(finished, held, only=["missing", "rejected"], hold=True, client=client)
     with pytest.raises(InputError, match="--include-held"):
         submit(held, client=client)
+
+
+def test_a_retry_directory_links_each_row_to_the_request_it_retries(
+    tmp_path: Path, finished: Path, client: Client
+) -> None:
+    """The results of a retry carry retry_of right after request_id."""
+    out = tmp_path / "rt"
+    retry_failed(finished, out, only=["failed"], realtime=True, client=client, poll=FAST_POLL)
+    frame = collect_results(out, download=False).frame
+    assert frame.columns[frame.columns.index("request_id") + 1] == "retry_of"
+    assert dict(frame.select("request_id", "retry_of").iter_rows()) == {"u002.r1": "u002", "u005.r1": "u005"}
