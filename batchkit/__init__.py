@@ -67,6 +67,7 @@ if TYPE_CHECKING:
         TextInput,
         VideoInput,
     )
+    from ._plan import plan_shards
     from ._policy import Policy, load_policy
     from ._realtime import RealtimeEvent, RealtimeResult, realtime_results, send_realtime
     from ._report import (
@@ -105,7 +106,7 @@ if TYPE_CHECKING:
     from ._retry_failed import RetryResult, retry_failed
     from ._run import RunResult, run, run_pipeline
     from ._schemas import json_schema, write_schemas
-    from ._shard import BuildResult, plan_shards, shard_file
+    from ._shard import BuildResult, shard_file
     from ._sources import Source, read_source
     from ._submit import (
         DryRunVerdict,
@@ -208,9 +209,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "load_mapping",
     ),
     "_build": ("build",),
+    "_plan": ("plan_shards",),
     "_shard": (
         "BuildResult",
-        "plan_shards",
         "shard_file",
     ),
     "_manifest": (

@@ -19,9 +19,10 @@ import polars as pl
 
 from ._errors import BatchkitError, InputError
 from ._limits import Limits
-from ._manifest import SourceInfo, Spill, file_sha256, load_manifest, write_manifest
+from ._manifest import SourceInfo, file_sha256, load_manifest, write_manifest
 from ._report import Finding, Report
 from ._shard import snapshot_name
+from ._spill import Spill
 from ._validate import validate_lines
 
 __all__ = ["RETRY_OF", "HeldRequests", "checked_line", "load_held", "mark_consumed", "take_sources"]

@@ -44,12 +44,12 @@ from ._manifest import (
     MANIFEST,
     Manifest,
     RetryInfo,
-    Spill,
     atomic_write,
     file_sha256,
     load_manifest,
     verify_shards,
 )
+from ._plan import expected_layout
 from ._realtime import (
     OnEvent,
     OnProgress,
@@ -61,7 +61,8 @@ from ._realtime import (
 from ._report import Finding, Report
 from ._results import OUTCOMES, collect_results
 from ._retry import PollPolicy, RetryPolicy
-from ._shard import BuildResult, expected_layout, finish, prepare_out_dir, safe_name
+from ._shard import BuildResult, finish, prepare_out_dir, safe_name
+from ._spill import Spill
 from ._validate import validate_lines
 
 __all__ = [

@@ -11,25 +11,26 @@ Each chunk holds the source's columns plus four position columns (named by the c
 * :data:`SOURCE_LINE`: the physical line where the row starts (CSV/TSV and NDJSON), null elsewhere,
 * :data:`ISSUE` and :data:`ISSUE_MESSAGE`: a finding code and message when the row itself could not be read
   as the header says (``ragged-row``: more fields than the header; ``invalid-json``, ``not-an-object``).
+
+CSV/TSV parsing (header, delimiter, record-aligned blocks) is in :mod:`batchkit._csv`; reading a text file
+that is not UTF-8 is in :mod:`batchkit._encoding`.
 """
 
 from __future__ import annotations
 
 import codecs
-import csv
 import hashlib
-import io
 import logging
 import os
-import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 import orjson
 import polars as pl
 
+from ._csv import EXTRA, csv_parts, first_line, read_header, show_delimiter
+from ._encoding import BLOCK, encoding_note, guess_encoding, utf8_copy
 from ._errors import InputError
 from ._report import Finding
 
@@ -71,10 +72,6 @@ FORMATS: Final[dict[str, str]] = {
 }
 _EXCEL: Final = frozenset({"xlsx", "xls", "xlsb", "ods"})
 _TEXT: Final = frozenset({"csv", "tsv", "ndjson"})
-_EXTRA: Final = "\x00extra"  # catches fields beyond the header's width
-_BLOCK: Final = 1 << 20
-_SNIFF_BYTES: Final = 64 * 1024
-_DELIMITERS: Final = ",;\t|"
 
 
 class Source:
@@ -144,7 +141,7 @@ class Source:
                 if chunk.height:
                     yield chunk
         except pl.exceptions.PolarsError as exc:
-            msg = f"cannot read {self.name}: {_first_line(exc)}"
+            msg = f"cannot read {self.name}: {first_line(exc)}"
             raise InputError(msg, path=self.path) from exc
 
     def count_rows(self) -> int | None:
@@ -199,72 +196,29 @@ class Source:
             )
 
     def _csv_chunks(self, size: int) -> Iterator[pl.DataFrame]:
-        """Blocks of whole records (cut where the quote count is even), each parsed by polars on its own.
-
-        Reading block by block keeps memory flat however large the file is; polars' own streaming
-        reader holds on to the whole file.
-        """
+        """The records of a CSV/TSV file (see :func:`batchkit._csv.csv_parts`) with their positions."""
         assert self.path is not None
         assert self.delimiter is not None
-        schema: dict[str, Any] = dict.fromkeys(self.columns, pl.String)
-        schema[_EXTRA] = pl.String
         width = len(self.columns)
         ragged = (
             f"the row has more fields than the header's {width}; quote values that contain "
-            f"{_show_delimiter(self.delimiter)} or remove the extra fields"
+            f"{show_delimiter(self.delimiter)} or remove the extra fields"
         )
-        line = self._header_lines + 1
         row = 0
-        with _utf8_copy(self.path, self.encoding) as path, path.open("rb") as handle:
-            for number, block in enumerate(_record_blocks(handle, max(_BLOCK, size * 256))):
-                try:
-                    frame = pl.scan_csv(
-                        block,
-                        has_header=False,
-                        skip_rows=1 if number == 0 else 0,
-                        separator=self.delimiter,
-                        schema=schema,
-                        missing_columns="insert",
-                        truncate_ragged_lines=True,
-                        encoding="utf8",
-                        raise_if_empty=False,
-                    ).collect()
-                except pl.exceptions.PolarsError as exc:
-                    first = 1 if number == 0 else line
-                    where, detail = _malformed(block, first, self.delimiter, exc)
-                    msg = (
-                        f"{self.name}:{where}: malformed CSV ({detail}); quote values that hold "
-                        f'{_show_delimiter(self.delimiter)}, quotes or newlines, and double quotes inside them ("")'
-                    )
-                    raise InputError(msg, path=self.path, line=where) from exc
-                if frame.width != len(schema):  # an empty block
-                    continue
-                # values hold newlines only if the block has more newlines than records
-                newlines = block.count(b"\n") - (self._header_lines if number == 0 else 0)
-                simple = newlines <= frame.height
-                for start in range(0, frame.height, size):
-                    part = frame.slice(start, size)
-                    if simple:
-                        starts = pl.int_range(line, line + part.height, dtype=pl.Int64, eager=True)
-                        line += part.height
-                        yield self._csv_part(part, row, starts, ragged)
-                        row += part.height
-                        continue
-                    spans = part.select(
-                        (
-                            1
-                            + pl.sum_horizontal(
-                                pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in schema
-                            )
-                        ).alias("span")
-                    )["span"]
-                    starts = spans.cum_sum() - spans + line
-                    line += int(spans.sum())
-                    yield self._csv_part(part, row, starts, ragged)
-                    row += part.height
+        for part, starts in csv_parts(
+            self.path,
+            name=self.name,
+            columns=self.columns,
+            delimiter=self.delimiter,
+            encoding=self.encoding,
+            header_lines=self._header_lines,
+            size=size,
+        ):
+            yield self._csv_part(part, row, starts, ragged)
+            row += part.height
 
     def _csv_part(self, part: pl.DataFrame, row: int, starts: pl.Series, ragged: str) -> pl.DataFrame:
-        extra = pl.col(_EXTRA).is_not_null()
+        extra = pl.col(EXTRA).is_not_null()
         return part.select(
             *self.columns,
             pl.int_range(row + 1, row + 1 + part.height, dtype=pl.Int64).alias(ROW),
@@ -276,7 +230,7 @@ class Source:
     def _ndjson_chunks(self, size: int) -> Iterator[pl.DataFrame]:
         assert self.path is not None
         columns = self.columns
-        with _utf8_copy(self.path, self.encoding) as path, path.open("rb") as handle:
+        with utf8_copy(self.path, self.encoding) as path, path.open("rb") as handle:
             batch: list[tuple[int, dict[str, str | None] | None, str | None, str | None]] = []
             row = 0
             for row, raw in enumerate(handle, 1):
@@ -343,8 +297,8 @@ def read_source(
     if encoding is None:
         encoding = "utf-8"
         if bad is not None:
-            encoding = _guess_encoding(path, bad)
-            findings.append(_encoding_note(path.name, bad, encoding))
+            encoding = guess_encoding(path, bad)
+            findings.append(encoding_note(path.name, bad, encoding))
     if fmt == "ndjson":
         return _open_ndjson(path, encoding, findings, common)
     return _open_csv(path, fmt, delimiter, encoding, findings, common)
@@ -384,7 +338,7 @@ def _fingerprint(path: Path, *, check_utf8: bool) -> tuple[str, int, tuple[int, 
     bad: tuple[int, int] | None = None
     try:
         with path.open("rb") as handle:
-            while block := handle.read(_BLOCK):
+            while block := handle.read(BLOCK):
                 digest.update(block)
                 if check_utf8:
                     lines += block.count(b"\n")
@@ -407,32 +361,6 @@ def _fingerprint(path: Path, *, check_utf8: bool) -> tuple[str, int, tuple[int, 
     return digest.hexdigest(), size, bad, lines + (last != b"\n")
 
 
-def _guess_encoding(path: Path, bad: tuple[int, int]) -> str:
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    undefined = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")  # bytes cp1252 leaves unassigned
-    with path.open("rb") as handle:
-        while block := handle.read(_BLOCK):
-            if any(b in block for b in undefined):
-                return "latin-1"
-    return "cp1252"
-
-
-def _encoding_note(name: str, bad: tuple[int, int], encoding: str) -> Finding:
-    offset, value = bad
-    return Finding(
-        code="source-encoding",
-        severity="warning",
-        source=name,
-        message=(
-            f"{name} is not UTF-8 (byte 0x{value:02x} at offset {offset}); it was read as {encoding}. "
-            "Check accented text in the output, save the file as UTF-8, or pass --encoding"
-        ),
-    )
-
-
 def _open_csv(
     path: Path,
     fmt: str,
@@ -441,44 +369,16 @@ def _open_csv(
     findings: list[Finding],
     common: dict[str, Any],
 ) -> Source:
-    with path.open("rb") as handle:
-        head = handle.read(_SNIFF_BYTES)
-    text = head.decode(encoding, errors="replace")
-    if len(head) == _SNIFF_BYTES:
-        text = text[:-4]  # a character may be cut at the end of the sample
-    text = text.removeprefix("\ufeff")
-    if delimiter is None:
-        delimiter = "\t" if fmt == "tsv" else _sniff_delimiter(text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
-        header = []
-    except csv.Error as exc:
-        msg = f"cannot read the header of {path.name}: {exc}"
-        raise InputError(msg, path=path, line=1) from exc
-    if not any(cell.strip() for cell in header):
-        msg = f"{path.name} has no header row: its first line is blank; the first line must name the columns"
-        raise InputError(msg, path=path, line=1)
+    delimiter, header, header_lines = read_header(path, fmt, delimiter, encoding)
     columns = _column_names(header, path)
     return Source(
         columns=columns,
         delimiter=delimiter,
         encoding=encoding,
-        header_lines=reader.line_num,
+        header_lines=header_lines,
         findings=findings,
         **common,
     )
-
-
-def _sniff_delimiter(text: str) -> str:
-    first = text.split("\n", 1)[0]
-    try:
-        return csv.Sniffer().sniff(text[:16_384], delimiters=_DELIMITERS).delimiter
-    except csv.Error:
-        counts = {d: first.count(d) for d in _DELIMITERS}
-        best = max(counts, key=lambda d: counts[d])
-        return best if counts[best] else ","
 
 
 def _column_names(header: list[str], path: Path | None) -> list[str]:
@@ -503,7 +403,7 @@ def _column_names(header: list[str], path: Path | None) -> list[str]:
 def _open_ndjson(path: Path, encoding: str, findings: list[Finding], common: dict[str, Any]) -> Source:
     columns: dict[str, None] = {}
     rows = 0
-    with _utf8_copy(path, encoding) as utf8, utf8.open("rb") as handle:
+    with utf8_copy(path, encoding) as utf8, utf8.open("rb") as handle:
         for raw in handle:
             rows += 1
             record, _, _ = _ndjson_record(raw)
@@ -519,7 +419,7 @@ def _open_excel(path: Path, sheet: str | None, common: dict[str, Any]) -> Source
     try:
         reader = fastexcel.read_excel(path)
     except Exception as exc:  # fastexcel raises its own hierarchy; any failure means "not a workbook"
-        msg = f"cannot open {path.name} as a workbook: {_first_line(exc)}"
+        msg = f"cannot open {path.name} as a workbook: {first_line(exc)}"
         raise InputError(msg, path=path) from exc
     names: list[str] = list(reader.sheet_names)
     if not names:
@@ -534,7 +434,7 @@ def _open_excel(path: Path, sheet: str | None, common: dict[str, Any]) -> Source
     try:
         frame = reader.load_sheet(sheet, dtypes="string").to_polars()
     except Exception as exc:
-        msg = f"cannot read sheet {sheet!r} of {path.name}: {_first_line(exc)}"
+        msg = f"cannot read sheet {sheet!r} of {path.name}: {first_line(exc)}"
         raise InputError(msg, path=path) from exc
     columns = _column_names([str(c) for c in frame.columns], path)
     frame = frame.rename(dict(zip(frame.columns, columns, strict=True))).select(
@@ -549,7 +449,7 @@ def _open_parquet(path: Path, common: dict[str, Any]) -> Source:
         schema = lf.collect_schema()
         rows = lf.select(pl.len()).collect().item()
     except pl.exceptions.PolarsError as exc:
-        msg = f"cannot read {path.name} as Parquet: {_first_line(exc)}"
+        msg = f"cannot read {path.name} as Parquet: {first_line(exc)}"
         raise InputError(msg, path=path) from exc
     _as_strings(schema, path.name)  # refuse nested columns up front
     columns = _column_names(list(schema), path)
@@ -566,7 +466,7 @@ def _from_memory(obj: Any) -> Source:
         try:
             frame = pl.from_pandas(obj.rename(columns=str))
         except Exception as exc:
-            msg = f"cannot convert the pandas DataFrame: {_first_line(exc)}"
+            msg = f"cannot convert the pandas DataFrame: {first_line(exc)}"
             raise InputError(msg) from exc
     elif kind.startswith("pyarrow."):
         converted = pl.from_arrow(obj)
@@ -600,48 +500,6 @@ def _as_strings(schema: pl.Schema, name: str) -> list[pl.Expr]:
             raise InputError(msg, column=column)
         exprs.append(pl.col(column) if dtype == pl.String else pl.col(column).cast(pl.String))
     return exprs
-
-
-def _malformed(block: bytes, first: int, delimiter: str, exc: Exception) -> tuple[int, str]:
-    """The line (counted from ``first``) and nature of a CSV error polars found somewhere in ``block``."""
-    text = block.decode("utf-8", errors="replace")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    start = 1
-    try:
-        for _ in reader:
-            start = reader.line_num + 1
-    except csv.Error as error:
-        return first + start - 1, str(error)
-    stray = re.search(rf'[^\n\r{re.escape(delimiter)}"]"[^\n\r{re.escape(delimiter)}"]', text)
-    if stray is not None:
-        return first + text.count("\n", 0, stray.start()), "a quote inside a value that is not quoted"
-    return first, _first_line(exc)
-
-
-def _record_blocks(handle: BinaryIO, size: int) -> Iterator[bytes]:
-    """The file in blocks of about ``size`` bytes, each ending after a record (a newline outside quotes).
-
-    A newline ends a record when the number of ``"`` before it is even (quoted quotes come in pairs).
-    """
-    pending = b""
-    while True:
-        data = handle.read(size)
-        buffer = pending + data if pending else data
-        if not data:
-            if buffer:
-                yield buffer
-            return
-        cut = buffer.rfind(b"\n")
-        quotes = buffer.count(b'"', 0, cut) if cut >= 0 else 0
-        while cut >= 0 and quotes % 2:
-            previous = buffer.rfind(b"\n", 0, cut)
-            quotes -= buffer.count(b'"', max(previous, 0), cut)
-            cut = previous
-        if cut < 0:
-            pending = buffer  # one record longer than the block: read on
-            continue
-        yield buffer[: cut + 1]
-        pending = buffer[cut + 1 :]
 
 
 def _blank_rows(part: pl.DataFrame, columns: list[str], *, keep: bool) -> pl.DataFrame:
@@ -715,43 +573,3 @@ def _ndjson_frame(
         pl.Series(ISSUE, issues, dtype=pl.String),
         pl.Series(ISSUE_MESSAGE, messages, dtype=pl.String),
     )
-
-
-class _utf8_copy:
-    """The path itself for UTF-8 files; otherwise a temporary UTF-8 copy, removed on exit."""
-
-    def __init__(self, path: Path, encoding: str) -> None:
-        self.path = path
-        self.encoding = encoding
-        self.temp: Path | None = None
-
-    def __enter__(self) -> Path:
-        if self.encoding in ("utf-8", "utf-8-sig"):
-            return self.path
-        fd, name = tempfile.mkstemp(prefix="batchkit-", suffix=self.path.suffix)
-        self.temp = Path(name)
-        try:
-            with (
-                os.fdopen(fd, "wb") as out,
-                self.path.open("r", encoding=self.encoding, newline="") as handle,
-            ):
-                while text := handle.read(_BLOCK):
-                    out.write(text.encode("utf-8"))
-        except (UnicodeDecodeError, UnicodeError) as exc:
-            self.temp.unlink(missing_ok=True)
-            msg = f"cannot decode {self.path.name} as {self.encoding}: {exc}; pass another --encoding"
-            raise InputError(msg, path=self.path) from exc
-        return self.temp
-
-    def __exit__(self, *exc: object) -> None:
-        if self.temp is not None:
-            self.temp.unlink(missing_ok=True)
-
-
-def _show_delimiter(delimiter: str) -> str:
-    return {"\t": "tabs", ",": "commas", ";": "semicolons", "|": "pipes"}.get(delimiter, repr(delimiter))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -463,7 +463,7 @@ def test_a_changed_source_is_joined_only_when_its_rows_still_match(done: Path, t
 
 def test_a_retry_directory_matches_its_rows_by_the_original_request_id(done: Path) -> None:
     """In a `batchkit retry` directory (a retry_of column), c020.r1 is the retry of row c020's request."""
-    from batchkit._results import _request_id_problems
+    from batchkit._join import _request_id_problems
 
     manifest = load_manifest(done)
     rows = pl.read_csv(done.parent / "campaign.csv", infer_schema=False).with_row_index("__row", offset=1)

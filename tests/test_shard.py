@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from batchkit._errors import InputError, ValidationFailed
 from batchkit._limits import Limits
 from batchkit._manifest import load_manifest, verify_shards
-from batchkit._shard import plan_shards, shard_file
+from batchkit._plan import plan_shards
+from batchkit._shard import shard_file
 from batchkit._validate import validate_files
 
 LINE = (
