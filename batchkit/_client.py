@@ -37,6 +37,7 @@ from ._errors import (
     ResultsError,
     WaitTimeoutError,
 )
+from ._files import sync_dir
 from ._http_errors import API_KEY_ENV, error_from_response, redact, transport_error
 from ._models import GeneratePayload
 from ._responses import Batch, DryRunResult, Generation
@@ -176,19 +177,6 @@ def _read_upload(file: FileInput) -> tuple[str, bytes]:
         return (os.path.basename(name) if isinstance(name, str) and name else "input.jsonl"), bytes(content)
     msg = f"cannot upload a {type(file).__name__}: pass a path, bytes or a file opened with open(path, 'rb')"
     raise InputError(msg)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------- client
@@ -553,7 +541,7 @@ def _stream_to(response: httpx.Response, target: Path, shown: str) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
+    sync_dir(target.parent)
     return target
 
 

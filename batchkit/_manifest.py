@@ -34,6 +34,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from ._errors import InputError
+from ._files import sync_dir
 from ._limits import Limits
 from ._report import Finding
 from ._spill import Spill
@@ -271,7 +272,7 @@ def write_manifest(out_dir: Path, manifest: Manifest) -> Path:
     path = out_dir / MANIFEST
     atomic_write(path, manifest.to_bytes())
     manifest._bind(out_dir)
-    _sync_dir(out_dir)
+    sync_dir(out_dir)
     return path
 
 
@@ -296,19 +297,6 @@ def file_sha256(path: Path, *, count_lines: bool = False) -> tuple[str, int, int
             if count_lines:
                 lines += block.count(b"\n")
     return digest.hexdigest(), size, lines
-
-
-def _sync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover (platforms without directory handles)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- writing a build ----------------------------------------------------------------------------------------

@@ -227,22 +227,23 @@ def finish(
         shards=len(shards),
         bytes=total,
     )
-    report.stats.files = len(shards)
-    report.stats.bytes = total
-    write_report(out_dir, report)
-    manifest = Manifest(
-        batchkit_version=__version__,
-        name=name,
-        limits=limits,
-        sources=sources,
-        mapping=mapping,
-        each=spill.each,
-        counts=counts,
-        shards=shards,
-        requests=requests,
-        retry=retry,
+    manifest = _conclude(
+        out_dir,
+        report,
+        files=len(shards),
+        manifest=Manifest(
+            batchkit_version=__version__,
+            name=name,
+            limits=limits,
+            sources=sources,
+            mapping=mapping,
+            each=spill.each,
+            counts=counts,
+            shards=shards,
+            requests=requests,
+            retry=retry,
+        ),
     )
-    write_manifest(out_dir, manifest)
     log.info("wrote %d shard(s) of %d request(s) to %s", len(shards), counts.requests, out_dir)
     return BuildResult(
         report=report,
@@ -302,25 +303,37 @@ def _finish_unsharded(
     counts = BuildCounts(
         rows=rows, units=spill.units, requests=count, invalid=spill.units - count, shards=0, bytes=size
     )
-    report.stats.files = 1
-    report.stats.bytes = size
-    write_report(out_dir, report)
-    manifest = Manifest(
-        batchkit_version=__version__,
-        name=name,
-        limits=limits,
-        sources=sources,
-        mapping=mapping,
-        each=spill.each,
-        counts=counts,
-        shards=[],
-        requests=requests,
-        unsharded=UnshardedInfo(mode=mode, file=file, records=count, bytes=size, sha256=digest.hexdigest()),
-        retry=retry,
+    manifest = _conclude(
+        out_dir,
+        report,
+        files=1,
+        manifest=Manifest(
+            batchkit_version=__version__,
+            name=name,
+            limits=limits,
+            sources=sources,
+            mapping=mapping,
+            each=spill.each,
+            counts=counts,
+            shards=[],
+            requests=requests,
+            unsharded=UnshardedInfo(
+                mode=mode, file=file, records=count, bytes=size, sha256=digest.hexdigest()
+            ),
+            retry=retry,
+        ),
     )
-    write_manifest(out_dir, manifest)
     log.info("wrote %d %s request(s) to %s", count, mode, out_dir / file)
     return BuildResult(report=report, manifest=manifest, out_dir=out_dir, shards=[], counts=counts)
+
+
+def _conclude(out_dir: Path, report: Report, *, files: int, manifest: Manifest) -> Manifest:
+    """The last steps of every build: ``report.json``, then ``manifest.json`` (which marks it finished)."""
+    report.stats.files = files
+    report.stats.bytes = manifest.counts.bytes
+    write_report(out_dir, report)
+    write_manifest(out_dir, manifest)
+    return manifest
 
 
 def _copy_files(copies: Sequence[tuple[Path, str]], out_dir: Path) -> list[tuple[Path, Path]]:
