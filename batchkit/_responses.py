@@ -131,11 +131,6 @@ class Batch(_Lenient):
     webhook_url: str | None = Field(default=None, validation_alias=AliasChoices("webhookUrl", "webhook_url"))
     output_url: str | None = Field(default=None, validation_alias=AliasChoices("outputUrl", "output_url"))
 
-    @field_validator("metrics", mode="before")
-    @classmethod
-    def _null_metrics(cls, value: Any) -> Any:
-        return {} if value is None else value
-
     @property
     def is_terminal(self) -> bool:
         return self.status in BATCH_TERMINAL

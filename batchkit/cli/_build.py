@@ -102,8 +102,8 @@ def build(
     """
     limits = make_limits(min_records, max_records, max_bytes)
     with _progress("rows") as progress:
-        try:
-            result = build_source(
+        result = _attempt(
+            lambda: build_source(
                 source,
                 mapping,
                 out_dir,
@@ -117,13 +117,12 @@ def build(
                 progress=progress,
                 force=force,
                 include_held=include_held,
-            )
-        except ValidationFailed as exc:
-            result = None
-            failure = exc.report
-    if result is None:
-        _failed(failure, out_dir, fmt, max_findings, hint="fix them or pass --skip-invalid")
-    else:
+            ),
+            out_dir,
+            fmt,
+            max_findings,
+        )
+    if result is not None:
         if include_held and fmt == "text":
             held = result.counts.units - _units_of_first_source(result)
             out.print(
@@ -164,8 +163,8 @@ def shard(
     """
     limits = make_limits(min_records, max_records, max_bytes)
     with _progress("lines") as progress:
-        try:
-            result = shard_file(
+        result = _attempt(
+            lambda: shard_file(
                 jsonl,
                 out_dir,
                 name=name,
@@ -173,14 +172,24 @@ def shard(
                 skip_invalid=skip_invalid,
                 force=force,
                 progress=progress,
-            )
-        except ValidationFailed as exc:
-            result = None
-            failure = exc.report
-    if result is None:
-        _failed(failure, out_dir, fmt, max_findings, hint="fix them or pass --skip-invalid")
-    else:
+            ),
+            out_dir,
+            fmt,
+            max_findings,
+        )
+    if result is not None:
         _succeeded(result, fmt, max_findings, unit="lines")
+
+
+def _attempt(
+    make: Callable[[], BuildResult], out_dir: Path, fmt: str, max_findings: int
+) -> BuildResult | None:
+    """Run a build; on invalid input render its report (and exit 1 there), else return the result."""
+    try:
+        return make()
+    except ValidationFailed as exc:
+        _failed(exc.report, out_dir, fmt, max_findings, hint="fix them or pass --skip-invalid")
+        return None
 
 
 @contextmanager
