@@ -94,7 +94,10 @@ class _Line(Struct, forbid_unknown_fields=True, gc=False):
 # (so one refId at most), and no option that only react-1 reads.
 
 
-class _UrlVideo(Struct, tag_field="type", tag="video", forbid_unknown_fields=True, gc=False):
+class _UrlVideo(Struct, forbid_unknown_fields=True, gc=False):
+    # Not a tagged struct: msgspec requires a tag only inside a union, and this one stands alone in a tuple,
+    # so "type" is an ordinary required field here (an item without it must not pass as a video).
+    type: Literal["video"]
     url: str
     assetId: _NonEmpty | None = None
 

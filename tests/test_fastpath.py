@@ -201,3 +201,17 @@ def test_gate_on_any_json_value(value: Any) -> None:
     """Any JSON value at all: cleared only if clean."""
     raw = orjson.dumps(value)
     assert_sound(raw, fast_request_id(raw, ENDPOINT, MODELS))
+
+
+def test_a_first_input_without_type_is_not_taken_for_a_video() -> None:
+    """Found by hypothesis: a lone (non-union) msgspec tagged struct does not require its tag, so an input
+    item with no "type" once passed the gate as the video. The rules report it; the gate must not clear it."""
+    raw = (
+        b'{"request_id":"0","endpoint":"/v2/generate","payload":{"model":"lipsync-2","input":'
+        b'[{"url":"https://0.example.com/"},{"type":"text","provider":{"voiceId":"0","script":"0"}}]}}'
+    )
+    assert fast_request_id(raw, ENDPOINT, MODELS) is None
+    assert fast_request_ids([raw], ENDPOINT, MODELS) == [None]
+    assert "missing-field" in slow_findings(raw)
+    fixed = raw.replace(b'[{"url"', b'[{"type":"video","url"')
+    assert fast_request_id(fixed, ENDPOINT, MODELS) == "0"
