@@ -1,8 +1,25 @@
 """batchkit: turn tabular data into Sync Labs lipsync Batch API files and back.
 
-The pipeline, one stage per module: sources → mapping → build → validate → shard → submit → results.
-The public API is what ``__all__`` lists; every module whose name starts with ``_`` is private.
+The package is laid out by stage, bottom layer first; a module imports only its own layer and earlier ones
+(``tests/test_layers.py`` checks it, late imports included)::
 
+    _errors.py  _files.py           the exception tree; durable file steps
+    _wire/                          the wire contract: limits, models, rules, responses, schemas
+    _report.py                      findings, Report, CODES
+    _api/                           the HTTP client, error mapping, backoff, webhooks
+    _validate/                      lines or files → Report
+    _sources/                       tables read as text, every row keeping its position
+    _mapping/                       a mapping of templates over columns → generate payloads
+    _shard/                         balanced shards and the build directory's layout
+    _build/                         source → lines → validated → sharded: the offline half
+    _submit/                        shards → batches through a crash-safe journal
+    _results/                       every unit back with one outcome, joined to its row
+    _retry/                         what failed becomes the next batch
+    sandbox/                        a local emulator of the API
+    _run.py                         the whole pipeline in one call
+    cli/                            the thin command line
+
+The public API is what ``__all__`` lists; every module whose name starts with ``_`` is private.
 Names are imported on first use, so ``import batchkit`` (and every CLI command) loads only what it needs:
 validating a file never imports polars or httpx.
 """
@@ -15,13 +32,27 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._build import build
-    from ._client import (
+    from ._api.backoff import (
+        DEFAULT_POLL,
+        DEFAULT_RETRY,
+        NO_RETRY,
+        PollPolicy,
+        RetryPolicy,
+    )
+    from ._api.client import (
         DEFAULT_BASE_URL,
         Batches,
         Client,
         Generations,
     )
+    from ._api.webhooks import (
+        SIGNATURE_HEADER,
+        parse_batch_webhook,
+        parse_generation_webhook,
+        sign_payload,
+        verify_signature,
+    )
+    from ._build.build import build
     from ._errors import (
         AmbiguousSubmissionError,
         APIConnectionError,
@@ -40,13 +71,27 @@ if TYPE_CHECKING:
         RateLimitError,
         ResultsError,
         ServerError,
-        ValidationFailed,
         WaitTimeoutError,
         WebhookVerificationError,
     )
-    from ._journal import GenerationRecord, ShardRecord
-    from ._limits import DEFAULT_LIMITS, KNOWN_MODELS, Limits
-    from ._manifest import (
+    from ._mapping.mapping import Mapping, load_mapping
+    from ._report import (
+        CODES,
+        Finding,
+        Report,
+        Stats,
+        ValidationFailed,
+    )
+    from ._results.realtime import realtime_results
+    from ._results.results import (
+        OUTCOMES,
+        Results,
+        collect_results,
+        download_results,
+    )
+    from ._retry.retry import RetryResult, retry_failed
+    from ._run import RunResult, run, run_pipeline
+    from ._shard.builddir import (
         BuildCounts,
         Manifest,
         ShardInfo,
@@ -54,8 +99,24 @@ if TYPE_CHECKING:
         load_manifest,
         verify_shards,
     )
-    from ._mapping import Mapping, load_mapping
-    from ._models import (
+    from ._shard.plan import plan_shards
+    from ._shard.write import BuildResult, shard_file
+    from ._sources.source import Source, read_source
+    from ._submit.journal import GenerationRecord, ShardRecord
+    from ._submit.realtime import RealtimeEvent, RealtimeResult, send_realtime
+    from ._submit.submit import (
+        DryRunVerdict,
+        SubmitEvent,
+        SubmitResult,
+        resolve,
+        status,
+        submit,
+        wait,
+    )
+    from ._validate.policy import Policy, load_policy
+    from ._validate.validate import validate_file, validate_files, validate_lines
+    from ._wire.limits import DEFAULT_LIMITS, KNOWN_MODELS, Limits
+    from ._wire.models import (
         ActiveSpeakerDetection,
         AudioInput,
         BatchLine,
@@ -67,16 +128,7 @@ if TYPE_CHECKING:
         TextInput,
         VideoInput,
     )
-    from ._plan import plan_shards
-    from ._policy import Policy, load_policy
-    from ._realtime import RealtimeEvent, RealtimeResult, realtime_results, send_realtime
-    from ._report import (
-        CODES,
-        Finding,
-        Report,
-        Stats,
-    )
-    from ._responses import (
+    from ._wire.responses import (
         BATCH_STATUSES,
         BATCH_TERMINAL,
         GENERATION_STATUSES,
@@ -90,41 +142,7 @@ if TYPE_CHECKING:
         OutputError,
         OutputLine,
     )
-    from ._results import (
-        OUTCOMES,
-        Results,
-        collect_results,
-        download_results,
-    )
-    from ._retry import (
-        DEFAULT_POLL,
-        DEFAULT_RETRY,
-        NO_RETRY,
-        PollPolicy,
-        RetryPolicy,
-    )
-    from ._retry_failed import RetryResult, retry_failed
-    from ._run import RunResult, run, run_pipeline
-    from ._schemas import json_schema, write_schemas
-    from ._shard import BuildResult, shard_file
-    from ._sources import Source, read_source
-    from ._submit import (
-        DryRunVerdict,
-        SubmitEvent,
-        SubmitResult,
-        resolve,
-        status,
-        submit,
-        wait,
-    )
-    from ._validate import validate_file, validate_files, validate_lines
-    from ._webhooks import (
-        SIGNATURE_HEADER,
-        parse_batch_webhook,
-        parse_generation_webhook,
-        sign_payload,
-        verify_signature,
-    )
+    from ._wire.schemas import json_schema, write_schemas
 
 #: Private module → the public names it defines.
 _EXPORTS: dict[str, tuple[str, ...]] = {
@@ -146,16 +164,15 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "RateLimitError",
         "ResultsError",
         "ServerError",
-        "ValidationFailed",
         "WaitTimeoutError",
         "WebhookVerificationError",
     ),
-    "_limits": (
+    "_wire.limits": (
         "DEFAULT_LIMITS",
         "KNOWN_MODELS",
         "Limits",
     ),
-    "_models": (
+    "_wire.models": (
         "ActiveSpeakerDetection",
         "AudioInput",
         "BatchLine",
@@ -172,21 +189,22 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "Finding",
         "Report",
         "Stats",
+        "ValidationFailed",
     ),
-    "_validate": (
+    "_validate.validate": (
         "validate_file",
         "validate_files",
         "validate_lines",
     ),
-    "_policy": (
+    "_validate.policy": (
         "Policy",
         "load_policy",
     ),
-    "_schemas": (
+    "_wire.schemas": (
         "json_schema",
         "write_schemas",
     ),
-    "_responses": (
+    "_wire.responses": (
         "BATCH_STATUSES",
         "BATCH_TERMINAL",
         "GENERATION_STATUSES",
@@ -200,21 +218,21 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "OutputError",
         "OutputLine",
     ),
-    "_sources": (
+    "_sources.source": (
         "Source",
         "read_source",
     ),
-    "_mapping": (
+    "_mapping.mapping": (
         "Mapping",
         "load_mapping",
     ),
-    "_build": ("build",),
-    "_plan": ("plan_shards",),
-    "_shard": (
+    "_build.build": ("build",),
+    "_shard.plan": ("plan_shards",),
+    "_shard.write": (
         "BuildResult",
         "shard_file",
     ),
-    "_manifest": (
+    "_shard.builddir": (
         "BuildCounts",
         "Manifest",
         "ShardInfo",
@@ -222,21 +240,21 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "load_manifest",
         "verify_shards",
     ),
-    "_client": (
+    "_api.client": (
         "DEFAULT_BASE_URL",
         "Batches",
         "Client",
         "Generations",
     ),
-    "_retry": (
+    "_api.backoff": (
         "DEFAULT_POLL",
         "DEFAULT_RETRY",
         "NO_RETRY",
         "PollPolicy",
         "RetryPolicy",
     ),
-    "_journal": ("GenerationRecord", "ShardRecord"),
-    "_submit": (
+    "_submit.journal": ("GenerationRecord", "ShardRecord"),
+    "_submit.submit": (
         "DryRunVerdict",
         "SubmitEvent",
         "SubmitResult",
@@ -245,20 +263,21 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "submit",
         "wait",
     ),
-    "_results": (
+    "_results.results": (
         "OUTCOMES",
         "Results",
         "collect_results",
         "download_results",
     ),
-    "_realtime": ("RealtimeEvent", "RealtimeResult", "realtime_results", "send_realtime"),
-    "_retry_failed": ("RetryResult", "retry_failed"),
+    "_results.realtime": ("realtime_results",),
+    "_submit.realtime": ("RealtimeEvent", "RealtimeResult", "send_realtime"),
+    "_retry.retry": ("RetryResult", "retry_failed"),
     "_run": (
         "RunResult",
         "run",
         "run_pipeline",
     ),
-    "_webhooks": (
+    "_api.webhooks": (
         "SIGNATURE_HEADER",
         "parse_batch_webhook",
         "parse_generation_webhook",

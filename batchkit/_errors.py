@@ -4,7 +4,7 @@
 
     BatchkitError
     ├── InputError                 a path, source, mapping or option cannot be used (.path .line .row .column)
-    ├── ValidationFailed           findings of severity error (.report)
+    ├── ValidationFailed           findings of severity error (.report); defined in _report
     ├── JournalError               the submission journal cannot go on safely (.shard)
     │   └── AmbiguousSubmissionError   a create may have reached the server and no single batch matches it
     ├── ResultsError               results cannot be joined (changed shards, edited manifest)
@@ -30,10 +30,7 @@ No exception ever carries the API key: messages name hosts and paths, never head
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ._report import Report
+from typing import Any
 
 __all__ = [
     "APIConnectionError",
@@ -53,7 +50,6 @@ __all__ = [
     "RateLimitError",
     "ResultsError",
     "ServerError",
-    "ValidationFailed",
     "WaitTimeoutError",
     "WebhookVerificationError",
 ]
@@ -81,14 +77,6 @@ class InputError(BatchkitError):
         self.row = row
         self.column = column
 
-
-class ValidationFailed(BatchkitError):
-    """Raised by :meth:`Report.raise_for_errors` when a report holds findings of severity error."""
-
-    def __init__(self, report: Report) -> None:
-        self.report = report
-        counts = ", ".join(f"{code} × {n}" for code, n in sorted(report.error_counts.items()))
-        super().__init__(f"{report.stats.errors} error finding(s): {counts}")
 
 
 class JournalError(BatchkitError):

@@ -14,10 +14,10 @@ from typing import Literal, Self
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from ._errors import ValidationFailed
-from ._limits import DEFAULT_LIMITS, Limits
+from ._errors import BatchkitError
+from ._wire.limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["CODES", "Finding", "Report", "Stats"]
+__all__ = ["CODES", "Finding", "Report", "Stats", "ValidationFailed"]
 
 Severity = Literal["error", "warning"]
 
@@ -211,3 +211,12 @@ class Report(BaseModel):
                 f"{code.ljust(width)}  {severity[code].ljust(8)}  {n:>5}" for code, n in self.counts.items()
             )
         return "\n".join(lines)
+
+
+class ValidationFailed(BatchkitError):
+    """Raised by :meth:`Report.raise_for_errors` when a report holds findings of severity error."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        counts = ", ".join(f"{code} × {n}" for code, n in sorted(report.error_counts.items()))
+        super().__init__(f"{report.stats.errors} error finding(s): {counts}")

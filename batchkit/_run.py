@@ -17,17 +17,17 @@ from typing import Any, Literal
 
 import polars as pl
 
-from ._build import build
-from ._client import Client
+from ._api.backoff import PollPolicy
+from ._api.client import Client
+from ._build.build import build
 from ._errors import InputError, JournalError
-from ._journal import JOURNAL_FILE, Journal
-from ._limits import DEFAULT_LIMITS, Limits
-from ._manifest import MANIFEST, Manifest, load_manifest
-from ._mapping import Mapping, load_mapping
-from ._results import RESULTS_DIR, Results, collect_results
-from ._retry import PollPolicy
-from ._sources import read_source
-from ._submit import OnEvent, OnProgress, SubmitResult, submit, wait
+from ._mapping.mapping import Mapping, load_mapping
+from ._results.results import RESULTS_DIR, Results, collect_results
+from ._shard.builddir import MANIFEST, Manifest, load_manifest
+from ._sources.source import read_source
+from ._submit.journal import JOURNAL_FILE, Journal
+from ._submit.submit import OnEvent, OnProgress, SubmitResult, submit, wait
+from ._wire.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["RunResult", "Stage", "run", "run_pipeline"]
 

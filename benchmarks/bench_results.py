@@ -41,10 +41,10 @@ import polars as pl
 from bench_build import DATA, MAPPING, make_csv
 
 from batchkit import Limits
-from batchkit._build import build
-from batchkit._journal import Journal
-from batchkit._manifest import load_manifest
-from batchkit._results import RESULTS_DIR, collect_results
+from batchkit._build.build import build
+from batchkit._results.results import RESULTS_DIR, collect_results
+from batchkit._shard.builddir import load_manifest
+from batchkit._submit.journal import Journal
 
 TARGET = 3.0
 FAILED, REJECTED, MISSING = 0.02, 0.01, 0.005

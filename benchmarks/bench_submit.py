@@ -26,8 +26,8 @@ import httpx
 import orjson
 
 from batchkit import Client, Limits, PollPolicy
-from batchkit._shard import shard_file
-from batchkit._submit import submit, wait
+from batchkit._shard.write import shard_file
+from batchkit._submit.submit import submit, wait
 
 
 def _free_port() -> int:

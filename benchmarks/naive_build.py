@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jsonschema
 
-from batchkit._schemas import json_schema
+from batchkit._wire.schemas import json_schema
 
 
 def main(source: str, out_dir: str) -> int:

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batchkit._build import build
-from batchkit._errors import InputError, ValidationFailed
-from batchkit._limits import Limits
-from batchkit._manifest import load_manifest, verify_shards
-from batchkit._models import BatchLine
-from batchkit._report import CODES
-from batchkit._validate import validate_files, validate_lines
+from batchkit._build.build import build
+from batchkit._errors import InputError
+from batchkit._report import CODES, ValidationFailed
+from batchkit._shard.builddir import load_manifest, verify_shards
+from batchkit._validate.validate import validate_files, validate_lines
+from batchkit._wire.limits import Limits
+from batchkit._wire.models import BatchLine
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 MAPPING: dict[str, Any] = {
@@ -612,7 +612,7 @@ def test_provisional_and_copied_shards_are_identical(tmp_path: Path, monkeypatch
     """Lines written straight into provisional shards, or copied after planning, give the same files."""
     source = write_csv(tmp_path / "t.csv", table(130))
     limits = Limits(min_records=5, max_records=40)
-    import batchkit._shard as shard_module
+    import batchkit._shard.write as shard_module
 
     adopted: list[int] = []
     original = shard_module._provisional_shards
@@ -624,7 +624,7 @@ def test_provisional_and_copied_shards_are_identical(tmp_path: Path, monkeypatch
     monkeypatch.setattr(shard_module, "_provisional_shards", spy)
     build(source, MAPPING, tmp_path / "direct", limits=limits, chunk_rows=9)
     assert adopted == [4]  # 130 rows → 33, 33, 32, 32, written in place
-    monkeypatch.setattr("batchkit._sources.Source.count_rows", lambda self: None)
+    monkeypatch.setattr("batchkit._sources.source.Source.count_rows", lambda self: None)
     build(source, MAPPING, tmp_path / "copied", limits=limits, chunk_rows=9)
     assert adopted == [4]  # no layout: planned afterwards, copied
     direct, copied = files_of(tmp_path / "direct"), files_of(tmp_path / "copied")

@@ -13,11 +13,11 @@ from click.testing import CliRunner, Result
 from conftest import FIXTURES
 
 from batchkit import Limits
-from batchkit._build import build
-from batchkit._client import Client
-from batchkit._results import RESULT_COLUMNS
-from batchkit._retry import PollPolicy, RetryPolicy
-from batchkit._submit import submit, wait
+from batchkit._api.backoff import PollPolicy, RetryPolicy
+from batchkit._api.client import Client
+from batchkit._build.build import build
+from batchkit._results.results import RESULT_COLUMNS
+from batchkit._submit.submit import submit, wait
 from batchkit.cli import main
 from batchkit.sandbox import Sandbox, serve
 

@@ -10,13 +10,13 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
-from batchkit._build import build
-from batchkit._client import Client
-from batchkit._limits import Limits
-from batchkit._manifest import load_manifest
-from batchkit._realtime import realtime_outcomes
-from batchkit._retry import PollPolicy, RetryPolicy
-from batchkit._submit import submit, wait
+from batchkit._api.backoff import PollPolicy, RetryPolicy
+from batchkit._api.client import Client
+from batchkit._build.build import build
+from batchkit._results.realtime import realtime_outcomes
+from batchkit._shard.builddir import load_manifest
+from batchkit._submit.submit import submit, wait
+from batchkit._wire.limits import Limits
 from batchkit.cli._build import build as build_command
 from batchkit.cli._retry import retry_command
 from batchkit.sandbox import Sandbox, serve

@@ -38,9 +38,9 @@ from batchkit import (
     ResultsError,
     ServerError,
 )
-from batchkit._client import Client, error_from_response
+from batchkit._api.backoff import PollPolicy, RetryPolicy, call_with_retries, is_retryable, parse_retry_after
+from batchkit._api.client import Client, error_from_response
 from batchkit._errors import WaitTimeoutError
-from batchkit._retry import PollPolicy, RetryPolicy, call_with_retries, is_retryable, parse_retry_after
 
 KEY = "sk-live-TOPSECRET-0123456789"
 BASE = "https://api.sync.test"

@@ -37,9 +37,9 @@ from batchkit import (
     ResultsError,
     ServerError,
 )
-from batchkit._client import Client
-from batchkit._retry import NO_RETRY, PollPolicy, RetryPolicy
-from batchkit._webhooks import SIGNATURE_HEADER, parse_batch_webhook, verify_signature
+from batchkit._api.backoff import NO_RETRY, PollPolicy, RetryPolicy
+from batchkit._api.client import Client
+from batchkit._api.webhooks import SIGNATURE_HEADER, parse_batch_webhook, verify_signature
 from batchkit.sandbox import Fault, ManualClock, Sandbox, serve
 
 KEY = "sk-sandbox-SECRET-abcdef0123456789"

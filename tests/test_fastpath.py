@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchkit import DEFAULT_LIMITS, Limits
-from batchkit._fastpath import fast_request_id, fast_request_ids
-from batchkit._rules import line_problems
+from batchkit._validate.fastpath import fast_request_id, fast_request_ids
+from batchkit._wire.rules import line_problems
 
 MODELS = frozenset(DEFAULT_LIMITS.known_models)
 ENDPOINT = DEFAULT_LIMITS.endpoint

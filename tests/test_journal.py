@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from batchkit import JournalError
-from batchkit._journal import JOURNAL_FILE, Journal
+from batchkit._submit.journal import JOURNAL_FILE, Journal
 
 SHARDS = [("c-0001.jsonl", "a" * 64, 29, 1000), ("c-0002.jsonl", "b" * 64, 29, 1001)]
 

@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from batchkit._errors import InputError
-from batchkit._mapping import Mapping, load_mapping
-from batchkit._templates import Column, Const, Leaf, parse_template, parse_typed
+from batchkit._mapping.mapping import Mapping, load_mapping
+from batchkit._mapping.templates import Column, Const, Leaf, parse_template, parse_typed
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 BASE: dict[str, Any] = {

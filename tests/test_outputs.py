@@ -11,9 +11,9 @@ from conftest import fixture_path, json_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batchkit._outputs import COLUMNS, _columns, _decoder, _fast_columns, normalise_line, read_output
 from batchkit._report import CODES
-from batchkit._responses import OutputLine
+from batchkit._results.outputs import COLUMNS, _columns, _decoder, _fast_columns, normalise_line, read_output
+from batchkit._wire.responses import OutputLine
 
 
 def _rows(path: Path) -> tuple[list[dict[str, Any]], list[tuple[str, int | None]]]:

@@ -12,24 +12,23 @@ import orjson
 import polars as pl
 import pytest
 
-from batchkit._build import build
-from batchkit._client import Client
+from batchkit._api.backoff import PollPolicy, RetryPolicy
+from batchkit._api.client import Client
+from batchkit._build.build import build
 from batchkit._errors import InputError
-from batchkit._journal import Journal, idempotency_key
-from batchkit._limits import Limits
-from batchkit._manifest import load_manifest
-from batchkit._outputs import COLUMNS
-from batchkit._realtime import (
+from batchkit._results.outputs import COLUMNS
+from batchkit._results.realtime import realtime_outcomes, realtime_results
+from batchkit._results.results import collect_results
+from batchkit._retry.retry import retry_failed
+from batchkit._shard.builddir import load_manifest
+from batchkit._submit.journal import Journal, idempotency_key
+from batchkit._submit.realtime import (
     RealtimeEvent,
     read_realtime_lines,
-    realtime_outcomes,
-    realtime_results,
     send_realtime,
 )
-from batchkit._results import collect_results
-from batchkit._retry import PollPolicy, RetryPolicy
-from batchkit._retry_failed import retry_failed
-from batchkit._submit import submit, wait
+from batchkit._submit.submit import submit, wait
+from batchkit._wire.limits import Limits
 from batchkit.sandbox import Fault, ManualClock, Sandbox, serve
 
 FAST_POLL = PollPolicy(initial=0.02, factor=1.5, maximum=0.1)

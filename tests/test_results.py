@@ -20,14 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchkit import InputError, Limits, ResultsError
-from batchkit._build import build
-from batchkit._client import Client
-from batchkit._journal import Journal
-from batchkit._manifest import load_manifest
+from batchkit._api.backoff import PollPolicy, RetryPolicy
+from batchkit._api.client import Client
+from batchkit._build.build import build
 from batchkit._report import CODES
-from batchkit._results import OUTCOMES, RESULT_COLUMNS, RESULTS_DIR, Results, collect_results
-from batchkit._retry import PollPolicy, RetryPolicy
-from batchkit._submit import submit, wait
+from batchkit._results.results import OUTCOMES, RESULT_COLUMNS, RESULTS_DIR, Results, collect_results
+from batchkit._shard.builddir import load_manifest
+from batchkit._submit.journal import Journal
+from batchkit._submit.submit import submit, wait
 from batchkit.sandbox import Fault, Sandbox, serve
 
 FAST_POLL = PollPolicy(initial=0.02, factor=1.5, maximum=0.1)
@@ -223,7 +223,7 @@ def test_a_vanished_link_is_asked_for_again(tmp_path: Path, client: Client, sand
 
 def test_unreadable_batch_ids_get_safe_file_names(done: Path) -> None:
     """Results files are named after the batch id only when it is a plain name."""
-    from batchkit._outputs import output_path
+    from batchkit._results.outputs import output_path
 
     with Journal.open(done, create=False) as journal:
         shard = journal.shards()[0]
@@ -463,7 +463,7 @@ def test_a_changed_source_is_joined_only_when_its_rows_still_match(done: Path, t
 
 def test_a_retry_directory_matches_its_rows_by_the_original_request_id(done: Path) -> None:
     """In a `batchkit retry` directory (a retry_of column), c020.r1 is the retry of row c020's request."""
-    from batchkit._join import _request_id_problems
+    from batchkit._results.join import _request_id_problems
 
     manifest = load_manifest(done)
     rows = pl.read_csv(done.parent / "campaign.csv", infer_schema=False).with_row_index("__row", offset=1)
@@ -530,7 +530,7 @@ def test_a_localization_build_has_one_row_per_language(tmp_path: Path, client: C
 
 def test_a_shard_build_has_no_source_columns(tmp_path: Path, client: Client) -> None:
     """A build made by `batchkit shard` from JSONL: the lines are the rows, results start at request_id."""
-    from batchkit._shard import shard_file
+    from batchkit._shard.write import shard_file
 
     directory = tmp_path / "sharded"
     shard_file(FIXTURES / "sample-batch.jsonl", directory, limits=LIMITS, skip_invalid=True)

@@ -9,14 +9,14 @@ import polars as pl
 import pytest
 from test_retry import LIMITS, MAPPING, write_source
 
-from batchkit._build import build
-from batchkit._client import Client
+from batchkit._api.backoff import PollPolicy, RetryPolicy
+from batchkit._api.client import Client
+from batchkit._build.build import build
 from batchkit._errors import InputError
-from batchkit._realtime import realtime_outcomes
-from batchkit._results import collect_results
-from batchkit._retry import PollPolicy, RetryPolicy
-from batchkit._retry_failed import retry_failed
-from batchkit._submit import submit, wait
+from batchkit._results.realtime import realtime_outcomes
+from batchkit._results.results import collect_results
+from batchkit._retry.retry import retry_failed
+from batchkit._submit.submit import submit, wait
 from batchkit.sandbox import Sandbox, serve
 
 FAST_POLL = PollPolicy(initial=0.02, factor=1.5, maximum=0.1)

@@ -15,18 +15,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batchkit._build import build
-from batchkit._client import Client
-from batchkit._errors import InputError, ResultsError, ValidationFailed
-from batchkit._journal import Journal
-from batchkit._limits import Limits
-from batchkit._manifest import load_manifest, verify_shards
-from batchkit._outputs import output_path
-from batchkit._results import collect_results
-from batchkit._retry import PollPolicy, RetryPolicy
-from batchkit._retry_failed import next_request_id, retry_failed, retry_name
-from batchkit._submit import submit, wait
-from batchkit._validate import validate_files
+from batchkit._api.backoff import PollPolicy, RetryPolicy
+from batchkit._api.client import Client
+from batchkit._build.build import build
+from batchkit._errors import InputError, ResultsError
+from batchkit._report import ValidationFailed
+from batchkit._results.outputs import output_path
+from batchkit._results.results import collect_results
+from batchkit._retry.retry import next_request_id, retry_failed, retry_name
+from batchkit._shard.builddir import load_manifest, verify_shards
+from batchkit._submit.journal import Journal
+from batchkit._submit.submit import submit, wait
+from batchkit._validate.validate import validate_files
+from batchkit._wire.limits import Limits
 from batchkit.sandbox import Sandbox, serve
 
 FAST_POLL = PollPolicy(initial=0.02, factor=1.5, maximum=0.1)

@@ -11,7 +11,8 @@ from conftest import json_values, mutated_lines
 from hypothesis import given, settings
 
 from batchkit import DEFAULT_LIMITS, Limits
-from batchkit._rules import Problem, line_problems, payload_problems, pointer
+from batchkit._wire.crossfield import Problem, payload_problems, pointer
+from batchkit._wire.rules import line_problems
 
 
 def line(**payload: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from batchkit import BatchLine, GeneratePayload, validate_lines
-from batchkit._schemas import SCHEMA_MODELS, json_schema, schema_bytes
+from batchkit._wire.schemas import SCHEMA_MODELS, json_schema, schema_bytes
 from batchkit.cli import main
 
 SCHEMAS = ROOT / "schemas"

@@ -11,12 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchkit._errors import InputError, ValidationFailed
-from batchkit._limits import Limits
-from batchkit._manifest import load_manifest, verify_shards
-from batchkit._plan import plan_shards
-from batchkit._shard import shard_file
-from batchkit._validate import validate_files
+from batchkit._errors import InputError
+from batchkit._report import ValidationFailed
+from batchkit._shard.builddir import load_manifest, verify_shards
+from batchkit._shard.plan import plan_shards
+from batchkit._shard.write import shard_file
+from batchkit._validate.validate import validate_files
+from batchkit._wire.limits import Limits
 
 LINE = (
     '{{"request_id":"{rid}","endpoint":"/v2/generate","payload":{{"model":"lipsync-2","input":['

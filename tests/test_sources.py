@@ -14,9 +14,9 @@ import xlsxwriter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchkit._csv import _record_blocks
 from batchkit._errors import InputError
-from batchkit._sources import ISSUE, ROW, SOURCE_LINE, read_source
+from batchkit._sources.csv import _record_blocks
+from batchkit._sources.source import ISSUE, ROW, SOURCE_LINE, read_source
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -9,12 +9,12 @@ import orjson
 import pytest
 
 from batchkit import AmbiguousSubmissionError, JournalError, Limits, WaitTimeoutError
-from batchkit._client import Client
-from batchkit._journal import Journal, ShardRecord
-from batchkit._manifest import load_manifest
-from batchkit._retry import PollPolicy, RetryPolicy
-from batchkit._shard import shard_file
-from batchkit._submit import SubmitEvent, refresh, resolve, submit, wait
+from batchkit._api.backoff import PollPolicy, RetryPolicy
+from batchkit._api.client import Client
+from batchkit._shard.builddir import load_manifest
+from batchkit._shard.write import shard_file
+from batchkit._submit.journal import Journal, ShardRecord
+from batchkit._submit.submit import SubmitEvent, refresh, resolve, submit, wait
 from batchkit.sandbox import Fault, Sandbox, serve
 
 FAST_POLL = PollPolicy(initial=0.02, factor=1.5, maximum=0.1)

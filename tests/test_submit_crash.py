@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from batchkit import Limits
-from batchkit._journal import Journal
-from batchkit._shard import shard_file
+from batchkit._shard.write import shard_file
+from batchkit._submit.journal import Journal
 from batchkit.sandbox import Sandbox, serve
 
 SHARDS = 8

@@ -25,7 +25,7 @@ from batchkit import (
     validate_files,
     validate_lines,
 )
-from batchkit._validate import expand_paths
+from batchkit._validate.validate import expand_paths
 
 SAMPLE = FIXTURES / "sample-batch.jsonl"
 
@@ -169,7 +169,7 @@ def test_unusable_paths_raise_input_error(tmp_path: Path, make: Any, message: st
 def test_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int) -> None:
     """Findings keep exact line numbers across the validator's internal chunks (whatever their size), and
     duplicates are caught across them in either direction."""
-    monkeypatch.setattr("batchkit._validate._CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr("batchkit._validate.validate._CHUNK_BYTES", chunk_bytes)
     lines: list[Any] = [make_line(i) for i in range(2500)]
     lines[1499] = b'{"request_id": "oops"'  # line 1500
     lines[2048] = make_line(9)  # line 2049 repeats line 10
@@ -338,7 +338,7 @@ def test_generated_valid_lines_have_no_errors(lines: list[dict[str, Any]]) -> No
 
 def test_utf16_file_is_one_finding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A UTF-16 file (PowerShell's default) is reported once, however long, with every byte counted."""
-    monkeypatch.setattr("batchkit._validate._CHUNK_BYTES", 4096)
+    monkeypatch.setattr("batchkit._validate.validate._CHUNK_BYTES", 4096)
     path = tmp_path / "utf16.jsonl"
     path.write_bytes("".join(orjson.dumps(make_line(i)).decode() + "\n" for i in range(300)).encode("utf-16"))
     report = validate_file(path)

@@ -13,14 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchkit import BatchWebhook, ConfigurationError, GenerationWebhook
-from batchkit._errors import WebhookVerificationError
-from batchkit._webhooks import (
+from batchkit._api.webhooks import (
     SIGNATURE_HEADER,
     parse_batch_webhook,
     parse_generation_webhook,
     sign_payload,
     verify_signature,
 )
+from batchkit._errors import WebhookVerificationError
 
 SECRET = "whsec_test_0123456789abcdef"
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z

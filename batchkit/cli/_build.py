@@ -12,11 +12,10 @@ import orjson
 import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .._build import build as build_source
-from .._errors import ValidationFailed
-from .._report import Report
-from .._shard import BuildResult, shard_file
-from .._sources import FORMATS
+from .._build.build import build as build_source
+from .._report import Report, ValidationFailed
+from .._shard.write import BuildResult, shard_file
+from .._sources.source import FORMATS
 from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, limits_options, make_limits, out
 from ._validate import render_report
 

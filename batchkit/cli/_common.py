@@ -13,8 +13,9 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from .._errors import BatchkitError, ValidationFailed
-from .._limits import DEFAULT_LIMITS, Limits
+from .._errors import BatchkitError
+from .._report import ValidationFailed
+from .._wire.limits import DEFAULT_LIMITS, Limits
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -9,7 +9,7 @@ import orjson
 from rich.markup import escape
 from rich.table import Table
 
-from .._results import Results, collect_results
+from .._results.results import Results, collect_results
 from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, out
 from ._submit import api_options, make_client
 

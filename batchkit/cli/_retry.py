@@ -11,12 +11,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .._errors import ValidationFailed
-from .._limits import Limits
-from .._manifest import load_manifest
-from .._realtime import RealtimeEvent, RealtimeResult
-from .._report import Report
-from .._retry_failed import DEFAULT_ONLY, RETRYABLE, RetryResult, retry_failed
+from .._report import Report, ValidationFailed
+from .._retry.retry import DEFAULT_ONLY, RETRYABLE, RetryResult, retry_failed
+from .._shard.builddir import load_manifest
+from .._submit.realtime import RealtimeEvent, RealtimeResult
+from .._wire.limits import Limits
 from ._common import EXIT_FINDINGS, EXIT_USAGE, err, fail, handle_errors, out
 from ._submit import api_options, make_client, make_poll, poll_options
 from ._validate import render_report

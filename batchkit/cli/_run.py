@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from .._journal import ShardRecord
 from .._run import Stage, run_pipeline
+from .._submit.journal import ShardRecord
 from ._common import EXIT_FINDINGS, err, handle_errors, limits_options, make_limits
 from ._results import print_results
 from ._submit import _print_event, api_options, make_client, make_poll, poll_options, progress_printer

@@ -12,10 +12,10 @@ import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .._client import Client
-from .._journal import ShardRecord
-from .._retry import PollPolicy
-from .._submit import SubmitEvent, resolve, status, submit, wait
+from .._api.backoff import PollPolicy
+from .._api.client import Client
+from .._submit.journal import ShardRecord
+from .._submit.submit import SubmitEvent, resolve, status, submit, wait
 from ._common import EXIT_FINDINGS, EXIT_USAGE, err, handle_errors, out
 
 _EVENT_STYLE = {

@@ -9,8 +9,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .._report import Report
-from .._schemas import write_schemas
-from .._validate import validate_files
+from .._validate.validate import validate_files
+from .._wire.schemas import write_schemas
 from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, limits_options, make_limits, out
 
 

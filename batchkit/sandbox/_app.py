@@ -32,8 +32,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._checks import is_http_url
-from .._responses import BATCH_STATUSES
+from .._wire.checks import is_http_url
+from .._wire.responses import BATCH_STATUSES
 from ._config import ROUTES, Fault
 from ._notify import Notifier
 from ._sandbox import ConcurrencyLimitReached, IdempotencyConflict, KeyLeak, Sandbox

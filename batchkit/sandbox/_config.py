@@ -12,7 +12,7 @@ from typing import Any, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .._limits import DEFAULT_LIMITS, Limits
+from .._wire.limits import DEFAULT_LIMITS, Limits
 
 __all__ = [
     "DEMO_RULES",

@@ -15,7 +15,7 @@ from typing import Final
 import httpx
 import orjson
 
-from .._webhooks import SIGNATURE_HEADER, sign_payload
+from .._api.webhooks import SIGNATURE_HEADER, sign_payload
 from ._sandbox import Notification, Sandbox, WebhookDelivery
 
 __all__ = ["Notifier", "is_loopback_url"]

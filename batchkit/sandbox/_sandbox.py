@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._errors import ConfigurationError
 from ._config import Fault, SandboxConfig
 from ._state import Clock, Result, SandboxBatch, SandboxGeneration, SystemClock, line_result
 from ._upload import UploadLine
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp
+    pass
 
 __all__ = ["KeyLeak", "Sandbox", "WebhookDelivery"]
 
@@ -116,7 +115,6 @@ class Sandbox:
         self._awaiting_webhook: dict[str, Literal["batch", "generation"]] = {}
         self._leaks: list[KeyLeak] = []
         self._dry_runs = 0
-        self._app: ASGIApp | None = None
 
     def __repr__(self) -> str:
         return f"<Sandbox url={self.url!r} batches={len(self._batches)} generations={len(self._generations)}>"
@@ -137,17 +135,6 @@ class Sandbox:
             if "seed" in changes:
                 self._shares = random.Random(self._config.seed)
             return self._config
-
-    @property
-    def app(self) -> ASGIApp:
-        """The ASGI application (built on first use; needs the ``sandbox`` extra)."""
-        if self._app is None:
-            try:
-                from ._app import build_app
-            except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-                raise ConfigurationError(MISSING_EXTRA) from exc
-            self._app = build_app(self)
-        return self._app
 
     # -- inspection --------------------------------------------------------------------------------------
 

@@ -45,9 +45,13 @@ def serve(
     elif config_overrides:
         msg = "pass either a Sandbox or config overrides to serve(), not both (use sandbox.configure(...))"
         raise TypeError(msg)
+    try:
+        from ._app import build_app
+    except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+        raise ConfigurationError(MISSING_EXTRA) from exc
     if importlib.util.find_spec("uvicorn") is None:
         raise ConfigurationError(MISSING_EXTRA)
-    app = sandbox.app
+    app = build_app(sandbox)
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
     server = _make_server(app, host)

@@ -22,9 +22,9 @@ from typing import Any, Final, Literal, Protocol
 
 import orjson
 
-from .._fastpath import fast_request_id
-from .._limits import Limits
-from .._rules import line_problems
+from .._validate.fastpath import fast_request_id
+from .._wire.limits import Limits
+from .._wire.rules import line_problems
 from ._config import Rule
 from ._upload import UploadLine, split_lines
 

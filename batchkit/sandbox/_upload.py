@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import orjson
 
-from .._limits import Limits
+from .._wire.limits import Limits
 
 __all__ = ["UploadLine", "UploadRefused", "parse_upload"]
 

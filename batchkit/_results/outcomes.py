@@ -1,0 +1,258 @@
+"""Outcome rules: each request unit of a build gets exactly one outcome, from its batch and its result line.
+
+=============== ==========================================================================================
+``completed``   the generation finished; ``output_url`` is the video
+``failed``      it failed (``batch-failed``: the whole batch FAILED without a results file)
+``rejected``    Sync refused the request
+``missing``     its batch finished, but no result line names it (``missing-result``)
+``invalid``     it never became a request: ``error_code`` is the build finding that says why
+``pending``     not settled yet: its batch is still running, its results are not downloaded yet, or its
+                shard's create was interrupted and needs ``batchkit submit`` to reconcile it
+``unsubmitted`` its shard was never sent, or the server refused the shard (``shard-refused``)
+=============== ==========================================================================================
+
+Outcomes never come from the batch-level status alone (a COMPLETED batch can hold failed rows). A line
+without any status counts as completed when it has an output URL, else as failed (``result-without-status``);
+a line whose status is not terminal in a finished batch counts as failed (``result-not-finished``).
+
+A directory without shards overlays its own outcomes: a ``retry --realtime`` one takes them from its journal
+of generations, a ``retry --hold`` one counts its held units as ``unsubmitted`` (error code ``held``).
+:func:`outcome_findings` then reports, per shard, the requests its batch did not account for.
+:func:`batchkit._results.results.collect_results` runs these steps in that order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+import polars.selectors as cs
+
+from .._report import Finding, Report
+
+__all__ = ["OUTPUT_SCHEMA", "held_overlay", "outcome_findings", "realtime_overlay", "reconcile"]
+
+_TERMINAL: Final = ("COMPLETED", "FAILED")
+_UNFINISHED: Final = ("PENDING", "PROCESSING", "JOBS_CREATED", "QUEUED")
+_SHOWN: Final = 5  # request ids named in a per-shard finding
+
+#: One downloaded result line, as :func:`reconcile` reads it (the results add the ``shard`` it came from).
+OUTPUT_SCHEMA: Final = {
+    "request_id": pl.String,
+    "result_status": pl.String,
+    "error_code": pl.String,
+    "error_message": pl.String,
+    "output_url": pl.String,
+    "output_duration": pl.Float64,
+    "generation_id": pl.String,
+    "result_line": pl.Int64,
+}
+
+
+def reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame) -> pl.DataFrame:
+    """Every unit with its outcome, by the rules in the module docstring."""
+    joined = (
+        units.with_row_index("_unit")
+        .join(shards, on="shard", how="left", maintain_order="left")
+        .join(
+            outputs.rename({"error_code": "result_code", "error_message": "result_message"}),
+            on=["request_id", "shard"],
+            how="left",
+            maintain_order="left",
+        )
+    )
+    state = pl.col("journal_state")
+    batch = pl.col("batch_status")
+    status = pl.col("result_status")
+    has_line = pl.col("result_line").is_not_null()
+    line_outcome = (
+        pl.when(status == "COMPLETED")
+        .then(pl.lit("completed"))
+        .when(status == "REJECTED")
+        .then(pl.lit("rejected"))
+        .when(status.is_null() & pl.col("output_url").is_not_null())
+        .then(pl.lit("completed"))
+        .otherwise(pl.lit("failed"))
+    )
+    outcome = (
+        pl.when(pl.col("status") != "ok")
+        .then(pl.lit("invalid"))
+        .when(state.is_null() | state.is_in(["pending", "refused"]))
+        .then(pl.lit("unsubmitted"))
+        .when((state != "submitted") | batch.is_null() | ~batch.is_in(_TERMINAL))
+        .then(pl.lit("pending"))
+        .when(has_line)
+        .then(line_outcome)
+        .when(pl.col("downloaded"))
+        .then(pl.lit("missing"))
+        .when(pl.col("has_url"))
+        .then(pl.lit("pending"))
+        .when(batch == "FAILED")
+        .then(pl.lit("failed"))
+        .otherwise(pl.lit("missing"))
+    )
+    joined = joined.with_columns(outcome.alias("outcome"))
+    o = pl.col("outcome")
+    refused = (o == "unsubmitted") & (state == "refused")
+    line_code = (
+        pl.when(status.is_null())
+        .then(pl.lit("result-without-status"))
+        .when(status.is_in(_UNFINISHED))
+        .then(pl.lit("result-not-finished"))
+        .otherwise(status.str.to_lowercase())
+    )
+    error_code = (
+        pl.when(o == "invalid")
+        .then(pl.coalesce(pl.col("code"), pl.lit("invalid")))
+        .when(refused)
+        .then(pl.lit("shard-refused"))
+        .when(o == "missing")
+        .then(pl.lit("missing-result"))
+        .when((o == "failed") & ~has_line)
+        .then(pl.lit("batch-failed"))
+        .when(o.is_in(["failed", "rejected"]))
+        .then(pl.coalesce(pl.col("result_code"), line_code))
+        .otherwise(pl.lit(None, pl.String))
+    )
+    shown_status = pl.coalesce(status, pl.lit("no status"))
+    error_message = (
+        pl.when(o == "invalid")
+        .then(pl.col("message"))
+        .when(refused)
+        .then(
+            pl.concat_str(pl.lit("the server refused its shard: "), pl.coalesce("batch_message", pl.lit("?")))
+        )
+        .when(o == "unsubmitted")
+        .then(pl.lit("its shard has not been submitted (run `batchkit submit DIR`)"))
+        .when((o == "pending") & (state == "intent"))
+        .then(pl.lit("its shard's submission was interrupted; run `batchkit submit DIR` to settle it"))
+        .when((o == "pending") & pl.col("has_url") & ~pl.col("downloaded"))
+        .then(
+            pl.coalesce(
+                pl.concat_str(pl.lit("its results could not be downloaded: "), "download_error"),
+                pl.lit("its batch finished; its results are not downloaded yet (run `batchkit results DIR`)"),
+            )
+        )
+        .when(o == "pending")
+        .then(pl.concat_str(pl.lit("its batch is "), pl.coalesce(batch, pl.lit("not reported yet"))))
+        .when((o == "missing") & pl.col("downloaded"))
+        .then(pl.lit("its batch finished without a result line for this request"))
+        .when(o == "missing")
+        .then(pl.lit("its batch finished without a results file (empty outputUrl)"))
+        .when((o == "failed") & ~has_line)
+        .then(
+            pl.concat_str(
+                pl.lit("the whole batch failed without results"),
+                pl.concat_str(pl.lit(": "), "batch_message"),
+                ignore_nulls=True,
+            )
+        )
+        .when(o.is_in(["failed", "rejected"]))
+        .then(pl.coalesce("result_message", pl.concat_str(pl.lit("the result line says "), shown_status)))
+        .otherwise(pl.lit(None, pl.String))
+    )
+    completed = o == "completed"
+    return joined.with_columns(
+        error_code.alias("error_code"),
+        error_message.alias("error_message"),
+        pl.when(completed).then(pl.col("output_url")).alias("output_url"),
+        pl.when(completed).then(pl.col("output_duration")).alias("output_duration"),
+        pl.when(o.is_in(["completed", "failed", "rejected"]))
+        .then(pl.col("generation_id"))
+        .alias("generation_id"),
+    )
+
+
+def realtime_overlay(joined: pl.DataFrame, folder: Path, file: str) -> pl.DataFrame:
+    """A ``retry --realtime`` directory: outcomes come from its journal of generations, not from batches."""
+    from .realtime import realtime_outcomes, realtime_results
+
+    outcomes = realtime_outcomes(folder)
+    finished = pl.DataFrame(realtime_results(folder), schema=OUTPUT_SCHEMA).select(
+        "request_id", *[pl.col(c).alias(f"_rt_{c}") for c in OUTPUT_SCHEMA if c != "request_id"]
+    )
+    frame = joined.join(finished, on="request_id", how="left", maintain_order="left").with_columns(
+        pl.col("request_id")
+        .replace_strict(outcomes, default=None, return_dtype=pl.String)
+        .alias("_rt_outcome")
+    )
+    sent = (pl.col("status") == "ok") & pl.col("_rt_outcome").is_not_null()
+    rt = pl.col("_rt_outcome")
+    status = pl.col("_rt_result_status")
+    ended = rt.is_in(["failed", "rejected"])
+    return frame.with_columns(
+        pl.when(sent).then(rt).otherwise(pl.col("outcome")).alias("outcome"),
+        pl.when(sent & ended)
+        .then(pl.coalesce("_rt_error_code", status.str.to_lowercase()))
+        .when(sent)
+        .then(pl.lit(None, pl.String))
+        .otherwise(pl.col("error_code"))
+        .alias("error_code"),
+        pl.when(sent & ended)
+        .then(pl.col("_rt_error_message"))
+        .when(sent & (rt == "pending"))
+        .then(pl.lit("sent one by one and not finished yet: run the same `batchkit retry --realtime` again"))
+        .when(sent)
+        .then(pl.lit(None, pl.String))
+        .when((pl.col("status") == "ok") & (pl.col("outcome") == "unsubmitted"))
+        .then(pl.lit("not sent yet: run the same `batchkit retry --realtime` again"))
+        .otherwise(pl.col("error_message"))
+        .alias("error_message"),
+        pl.when(sent & (rt == "completed"))
+        .then(pl.col("_rt_output_url"))
+        .otherwise(pl.col("output_url"))
+        .alias("output_url"),
+        pl.when(sent & (rt == "completed"))
+        .then(pl.col("_rt_output_duration"))
+        .otherwise(pl.col("output_duration"))
+        .alias("output_duration"),
+        pl.when(sent)
+        .then(pl.col("_rt_generation_id"))
+        .otherwise(pl.col("generation_id"))
+        .alias("generation_id"),
+        pl.when(pl.col("status") == "ok")
+        .then(pl.lit(file))
+        .otherwise(pl.col("shard_file"))
+        .alias("shard_file"),
+    ).drop(cs.starts_with("_rt_"))
+
+
+def held_overlay(joined: pl.DataFrame, folder: Path, file: str, consumed_by: str | None) -> pl.DataFrame:
+    """A ``retry --hold`` directory: its units wait for (or went into) a later build; none was sent from here."""
+    held = pl.col("status") == "held"
+    where = (
+        f"included in {consumed_by}: its results are there"
+        if consumed_by
+        else f"held for a later build: `batchkit build SOURCE --mapping M --out DIR --include-held {folder}`"
+    )
+    return joined.with_columns(
+        pl.when(held).then(pl.lit("unsubmitted")).otherwise(pl.col("outcome")).alias("outcome"),
+        pl.when(held).then(pl.lit("held")).otherwise(pl.col("error_code")).alias("error_code"),
+        pl.when(held).then(pl.lit(where)).otherwise(pl.col("error_message")).alias("error_message"),
+        pl.when(held).then(pl.lit(file)).otherwise(pl.col("shard_file")).alias("shard_file"),
+    )
+
+
+def outcome_findings(joined: pl.DataFrame, shards: pl.DataFrame, report: Report) -> None:
+    """One finding per shard for requests its batch did not account for, or a shard that never ran."""
+    codes = pl.col("error_code")
+    grouped = (
+        joined.filter(codes.is_in(["missing-result", "batch-failed", "shard-refused"]))
+        .group_by("shard", "error_code", maintain_order=True)
+        .agg(pl.len().alias("n"), pl.col("request_id").head(_SHOWN))
+        .join(shards.select("shard", "shard_file", "batch_id", "batch_message"), on="shard", how="left")
+        .sort("shard")
+    )
+    for _, code, n, ids, file, batch_id, note in grouped.iter_rows():
+        named = ", ".join(repr(i) for i in ids) + (" ..." if n > len(ids) else "")
+        if code == "missing-result":
+            message = (
+                f"batch {batch_id} finished without a result for {n:,} request(s) ({named}); they count as "
+                "missing (retry them)"
+            )
+        elif code == "batch-failed":
+            message = f"batch {batch_id} FAILED without a results file ({note or 'no reason given'}); its {n:,} request(s) count as failed"
+        else:
+            message = f"the server refused {file} ({note or 'no reason given'}); its {n:,} request(s) are unsubmitted"
+        report.add(Finding(code=code, severity="warning", file=file, message=message))

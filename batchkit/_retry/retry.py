@@ -1,0 +1,493 @@
+"""Retry: the units of a build directory that failed, went missing or were rejected, as a new build directory.
+
+:func:`retry_failed` takes every unit's outcome from :func:`batchkit._results.results.collect_results` (from the
+journal for a directory sent one by one), keeps the units whose outcome was asked for, reads their lines back
+from the shards they were sent in, gives each a new ``request_id`` linked to the original (``c020`` →
+``c020.r1``, ``c020.r1`` → ``c020.r2``; everything else byte-identical), and writes a new build directory
+(format v1, same sources, mapping and ``each``, so its results join back to the same source rows; its
+``requests.parquet`` adds the column ``retry_of``). Three ways to write it:
+
+- balanced shards, like ``build`` (the default), ready for ``batchkit submit``; fewer units than a batch's
+  minimum is refused with a ``too-few-records`` finding that names the two ways out:
+- ``realtime``: ``realtime.jsonl``, then every request is sent one by one (:mod:`batchkit._submit.realtime`);
+- ``hold``: ``held.jsonl``, for the next ``build(..., include_held=[DIR])`` (``build --include-held DIR``),
+  which validates the held lines with the new ones, keeps their provenance, and marks the directory consumed.
+
+Running the same retry again is idempotent: when the output directory already holds exactly this selection
+(same units, lines, mode and limits), nothing is rewritten (a realtime one resumes sending). A directory that
+holds anything else is replaced only with ``force``, and never when it was already submitted or consumed.
+Units already retried into another directory that still exists are refused too (``force`` overrides), so a
+unit is never paid for twice by mistake.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import orjson
+import polars as pl
+
+from .._api.backoff import PollPolicy, RetryPolicy
+from .._api.client import Client
+from .._build.held import RETRY_OF, checked_line, take_sources
+from .._errors import InputError, ResultsError
+from .._report import Finding, Report, ValidationFailed
+from .._results.realtime import realtime_outcomes
+from .._results.results import OUTCOMES, collect_results
+from .._shard.builddir import (
+    MANIFEST,
+    Manifest,
+    RetryInfo,
+    atomic_write,
+    file_sha256,
+    load_manifest,
+    verify_shards,
+)
+from .._shard.plan import expected_layout
+from .._shard.spill import Spill
+from .._shard.write import BuildResult, finish, prepare_out_dir, safe_name
+from .._submit.journal import JOURNAL_FILE
+from .._submit.realtime import (
+    OnEvent,
+    OnProgress,
+    RealtimeResult,
+    read_realtime_lines,
+    send_realtime,
+)
+from .._validate.validate import validate_lines
+from .._wire.checks import request_id_problem
+from .._wire.limits import Limits
+
+__all__ = [
+    "DEFAULT_ONLY",
+    "RETRYABLE",
+    "RETRY_OF",
+    "RetryResult",
+    "next_request_id",
+    "retry_failed",
+    "retry_name",
+]
+
+log = logging.getLogger("batchkit")
+
+#: Outcomes a retry may select; ``DEFAULT_ONLY`` is what it selects unless told otherwise.
+RETRYABLE: Final = ("failed", "missing", "rejected", "unsubmitted")
+DEFAULT_ONLY: Final = ("failed", "missing", "rejected")
+#: The column of ``requests.parquet`` that links a retried unit to the request_id it retries.
+#: ``DIR/retries.json``: the directories ``DIR`` was retried into (to refuse retrying a unit twice).
+RETRIES: Final = "retries.json"
+
+Mode = Literal["shards", "realtime", "held"]
+
+_ID_ROUND: Final = re.compile(r"^(.+)\.r([1-9][0-9]*)$")
+_NAME_ROUND: Final = re.compile(r"^(.+)-retry([1-9][0-9]*)$")
+_NOT_RETRYABLE: Final = {
+    "invalid": "invalid units never became requests: fix them in the source and build again",
+    "completed": "completed units already have their video",
+    "pending": "pending units are still running: wait for them (`batchkit wait DIR`), then retry what fails",
+}
+
+
+def next_request_id(request_id: str) -> str:
+    """The request_id of the next try: ``c020`` → ``c020.r1``, ``c020.r1`` → ``c020.r2``.
+
+    A suffix ``.r<N>`` (N ≥ 1, no leading zero) counts the tries, so no two request_ids get the same next one.
+
+    >>> next_request_id("c020"), next_request_id("c020.r1"), next_request_id("v.r0")
+    ('c020.r1', 'c020.r2', 'v.r0.r1')
+    """
+    found = _ID_ROUND.match(request_id)
+    if found is None:
+        return f"{request_id}.r1"
+    return f"{found.group(1)}.r{int(found.group(2)) + 1}"
+
+
+def retry_name(name: str) -> str:
+    """The shard-name stem of a retry: ``campaign`` → ``campaign-retry1``, ``campaign-retry1`` → ``…-retry2``."""
+    found = _NAME_ROUND.match(name)
+    if found is None:
+        return f"{name}-retry1"
+    return f"{found.group(1)}-retry{int(found.group(2)) + 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryResult:
+    """What :func:`retry_failed` selected and wrote."""
+
+    directory: Path
+    out_dir: Path
+    mode: Mode
+    #: The outcomes asked for.
+    only: tuple[str, ...]
+    #: Units of the retried directory per outcome (every outcome listed).
+    outcomes: dict[str, int]
+    #: Units selected per outcome (only the selected outcomes listed).
+    selected: dict[str, int]
+    #: What was written (None when nothing was selected).
+    build: BuildResult | None = None
+    #: The requests sent one by one (``realtime`` only).
+    realtime: RealtimeResult | None = None
+    #: The output directory already held exactly this retry: nothing was rewritten.
+    reused: bool = False
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def units(self) -> int:
+        return sum(self.selected.values())
+
+
+def retry_failed(
+    directory: str | Path,
+    out_dir: str | Path,
+    *,
+    only: Sequence[str] = DEFAULT_ONLY,
+    realtime: bool = False,
+    hold: bool = False,
+    client: Client | None = None,
+    limits: Limits | None = None,
+    force: bool = False,
+    download: bool = True,
+    source: Any = None,
+    name: str | None = None,
+    concurrency: int = 3,
+    poll: PollPolicy | None = None,
+    deadline: float | None = None,
+    backoff: RetryPolicy | None = None,
+    on_event: OnEvent | None = None,
+    on_progress: OnProgress | None = None,
+) -> RetryResult:
+    """Build a new directory ``out_dir`` from the units of ``directory`` whose outcome is in ``only``.
+
+    ``limits`` default to the retried directory's. ``download``, ``source`` and ``client`` are passed to
+    :func:`batchkit._results.results.collect_results` (``client`` also sends realtime requests, with ``concurrency``,
+    ``poll``, ``deadline``, ``backoff``, ``on_event`` and ``on_progress`` as in
+    :func:`batchkit._submit.realtime.send_realtime`). Raises :class:`ValidationFailed` (``too-few-records``) when
+    fewer units than a batch's minimum are left and neither ``realtime`` nor ``hold`` is given.
+    """
+    folder, out = Path(directory), Path(out_dir)
+    chosen = _check_only(only)
+    if realtime and hold:
+        msg = "choose one of realtime (send them one by one now) and hold (keep them for the next build)"
+        raise InputError(msg)
+    mode: Mode = "realtime" if realtime else "held" if hold else "shards"
+    if out.resolve() == folder.resolve():
+        msg = f"--out {out} is the directory being retried; choose a new directory for the retry"
+        raise InputError(msg, path=out)
+    manifest = load_manifest(folder)
+    if manifest.unsharded is not None and manifest.unsharded.mode == "held":
+        msg = (
+            f"{folder} holds requests kept for a later build, not results; include it with "
+            f"`batchkit build SOURCE --mapping M --out DIR --include-held {folder}`"
+        )
+        raise InputError(msg, path=folder)
+    limits = limits or manifest.limits
+    units, outcomes = _outcomes(folder, manifest, client=client, download=download, source=source)
+    picked = units.filter(pl.col("outcome").is_in(list(chosen)))
+    selected = {o: int((picked["outcome"] == o).sum()) for o in chosen}
+    selected = {o: n for o, n in selected.items() if n}
+    if picked.is_empty():
+        log.info("nothing to retry in %s: no unit is %s", folder, " or ".join(chosen))
+        return RetryResult(folder, out, mode, chosen, outcomes, selected)
+    frame, report = _retry_frame(folder, manifest, picked, limits)
+    n = frame.height
+    if mode == "shards" and n < limits.min_records:
+        report.add(_too_few(n, selected, limits, out))
+        raise ValidationFailed(report)
+    fingerprint = _fingerprint(frame, mode, limits)
+    send = functools.partial(
+        send_realtime,
+        client=client,
+        concurrency=concurrency,
+        poll=poll,
+        deadline=deadline,
+        backoff=backoff,
+        on_event=on_event,
+        on_progress=on_progress,
+    )
+    if _reusable(out, folder, fingerprint, mode, force=force):
+        log.info("%s already holds this retry of %s; nothing rewritten", out, folder)
+        manifest = load_manifest(out)
+        built = BuildResult(
+            Report(limits=manifest.limits), manifest, out, manifest.shard_paths(), manifest.counts
+        )
+        sent = send(out) if mode == "realtime" else None
+        return RetryResult(folder, out, mode, chosen, outcomes, selected, built, sent, True, report.findings)
+    _check_earlier_retries(folder, out, frame, force=force)
+    prepare_out_dir(out, force=False)
+    sources, copies = take_sources(manifest.sources, folder, first_index=0)
+    stem = safe_name(name or retry_name(manifest.name))
+    info = RetryInfo(
+        of=str(folder.resolve()), name=manifest.name, only=list(chosen), mode=mode, fingerprint=fingerprint
+    )
+    layout = expected_layout(n, limits) if mode == "shards" else []
+    with Spill(out, manifest.each, name=stem, layout=layout, extra=[RETRY_OF]) as spill:
+        spill.add(frame)
+        spill.close()
+        built = finish(
+            spill,
+            out_dir=out,
+            name=stem,
+            limits=limits,
+            report=report,
+            sources=sources,
+            mapping=manifest.mapping,
+            rows=frame.select("source", "row").n_unique(),
+            unsharded=None if mode == "shards" else mode,
+            retry=info,
+            copies=copies,
+        )
+    _note_retry(folder, out)
+    sent = send(out) if mode == "realtime" else None
+    return RetryResult(folder, out, mode, chosen, outcomes, selected, built, sent, False, report.findings)
+
+
+def _check_only(only: Sequence[str]) -> tuple[str, ...]:
+    names = [o.strip().lower() for o in ([only] if isinstance(only, str) else only) if o.strip()]
+    if not names:
+        msg = f"choose at least one outcome to retry: {', '.join(RETRYABLE)}"
+        raise InputError(msg)
+    for outcome in names:
+        if outcome in _NOT_RETRYABLE:
+            msg = f"cannot retry {outcome!r} units: {_NOT_RETRYABLE[outcome]}"
+            raise InputError(msg)
+        if outcome not in RETRYABLE:
+            msg = f"unknown outcome {outcome!r}; choose from {', '.join(RETRYABLE)}"
+            raise InputError(msg)
+    return tuple(dict.fromkeys(names))
+
+
+def _outcomes(
+    folder: Path, manifest: Manifest, *, client: Client | None, download: bool, source: Any
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """``requests.parquet`` in order, with every unit's ``outcome``, and the units per outcome."""
+    units = manifest.requests_frame().with_row_index("_unit")
+    ok = pl.col("status") != "invalid"
+    if manifest.unsharded is not None:  # sent one by one: the journal knows every outcome
+        known = realtime_outcomes(folder)
+        outcome = pl.col("request_id").replace_strict(known, default="unsubmitted", return_dtype=pl.String)
+        units = units.with_columns(pl.when(ok).then(outcome).otherwise(pl.lit("invalid")).alias("outcome"))
+    else:
+        results = collect_results(folder, client=client, download=download, source=source)
+        found = results.frame.filter(pl.col("outcome") != "invalid").select("request_id", "outcome")
+        if found.get_column("request_id").is_duplicated().any():
+            msg = (
+                f"{folder}/requests.parquet lists a request_id twice among its valid units (edited by hand?); "
+                "rebuild the directory before retrying"
+            )
+            raise ResultsError(msg)
+        units = units.join(found, on="request_id", how="left").sort("_unit")
+        units = units.with_columns(
+            pl.when(ok)
+            .then(pl.col("outcome").fill_null("pending"))
+            .otherwise(pl.lit("invalid"))
+            .alias("outcome")
+        )
+    counts = dict(units.group_by("outcome").len().iter_rows())
+    return units, {o: int(counts.get(o, 0)) for o in OUTCOMES}
+
+
+def _retry_frame(
+    folder: Path, manifest: Manifest, picked: pl.DataFrame, limits: Limits
+) -> tuple[pl.DataFrame, Report]:
+    """The Spill frame of the retried units (new ids, original lines), and a report of their checks."""
+    originals = picked.get_column("request_id").to_list()
+    lines = _original_lines(folder, manifest, picked)
+    new_ids: list[str] = []
+    new_lines: list[str] = []
+    report = Report(limits=limits)
+    names = [s.name for s in manifest.sources]
+
+    def where(index: int) -> dict[str, Any]:
+        unit = picked.row(index, named=True)
+        name = names[unit["source"]] if 0 <= unit["source"] < len(names) else None
+        return {"source": name, "row": unit["row"], "source_line": unit["source_line"]}
+
+    bad: set[int] = set()
+    for index, (original, line) in enumerate(zip(originals, lines, strict=True)):
+        new = next_request_id(original)
+        problem = request_id_problem(new)
+        if problem is not None:
+            bad.add(index)
+            message = (
+                f"the retry's request_id {new!r} {problem}; shorten {original!r} in the source and rebuild"
+            )
+            report.add(
+                Finding(
+                    code="invalid-request-id",
+                    severity="error",
+                    message=message,
+                    request_id=original,
+                    pointer="/request_id",
+                    **where(index),
+                )
+            )
+        obj = orjson.loads(line)
+        obj["request_id"] = new
+        new_ids.append(new)
+        new_lines.append(orjson.dumps(obj).decode())
+    checked = validate_lines((text.encode() for text in new_lines), limits=limits, file_checks=False)
+    for finding in checked.findings:
+        index = (finding.line or 1) - 1
+        if finding.code == "invalid-request-id" and index in bad:
+            continue  # already said, with the original request_id
+        if finding.severity == "error":
+            bad.add(index)
+        report.add(finding.model_copy(update={"line": None, **where(index)}))
+    report.stats.lines = report.stats.records = len(new_lines)
+    report.stats.valid_records = len(new_lines) - len(bad)
+    if bad:
+        raise ValidationFailed(report)
+    frame = picked.select(
+        pl.Series("request_id", new_ids, dtype=pl.String),
+        "source",
+        "row",
+        "source_line",
+        *manifest.each,
+        pl.lit("ok").alias("status"),
+        pl.lit(None, dtype=pl.String).alias("code"),
+        pl.lit(None, dtype=pl.String).alias("message"),
+        pl.Series("line", new_lines, dtype=pl.String),
+        pl.lit(True).alias("usable"),
+        pl.col("request_id").alias(RETRY_OF),
+    )
+    return frame, report
+
+
+def _original_lines(folder: Path, manifest: Manifest, picked: pl.DataFrame) -> list[bytes]:
+    """The line each picked unit was sent as, read from its shard (or from ``realtime.jsonl``)."""
+    found: dict[int, bytes] = {}
+    rows = picked.select(pl.int_range(pl.len()).alias("i"), "request_id", "shard", "shard_line")
+    for (number,), group in rows.filter(pl.col("shard").is_not_null()).group_by("shard"):
+        if not 1 <= int(number) <= len(manifest.shards):
+            msg = (
+                f"requests.parquet names shard {number}, which manifest.json does not list; rebuild {folder}"
+            )
+            raise ResultsError(msg)
+        info = manifest.shards[int(number) - 1]
+        path = folder / info.file
+        digest, _, _ = file_sha256(path) if path.is_file() else ("", 0, 0)
+        if digest != info.sha256:
+            msg = (
+                f"{path} is missing or changed since the build (sha256 differs), so the lines it sent cannot "
+                "be read back; restore it (`batchkit results` lists what changed)"
+            )
+            raise ResultsError(msg)
+        lines = path.read_bytes().split(b"\n")
+        for i, request_id, _, shard_line in group.iter_rows():
+            line = lines[shard_line - 1] if shard_line is not None and 1 <= shard_line < len(lines) else b""
+            found[i] = checked_line(line, request_id, path, shard_line or 0, ResultsError)
+    loose = rows.filter(pl.col("shard").is_null())
+    if not loose.is_empty():
+        by_id = dict(read_realtime_lines(folder, manifest)) if manifest.unsharded is not None else {}
+        for i, request_id, _, _ in loose.iter_rows():
+            line = by_id.get(request_id)
+            if line is None:
+                msg = f"{folder} has no line for request_id {request_id!r} (no shard, no realtime.jsonl line)"
+                raise ResultsError(msg)
+            found[i] = line
+    return [found[i] for i in range(picked.height)]
+
+
+def _too_few(n: int, selected: dict[str, int], limits: Limits, out: Path) -> Finding:
+    what = ", ".join(f"{count} {outcome}" for outcome, count in selected.items())
+    noun = "unit" if n == 1 else "units"
+    return Finding(
+        code="too-few-records",
+        severity="error",
+        message=(
+            f"{n} {noun} to retry ({what}); a batch needs at least {limits.min_records} "
+            f"({limits.min_records - n} more). Send them one by one now with --realtime (POST /v2/generate, "
+            f"journaled), or keep them with --hold and add them to your next build with "
+            f"`batchkit build SOURCE --mapping M --out DIR --include-held {out}`"
+        ),
+    )
+
+
+def _fingerprint(frame: pl.DataFrame, mode: Mode, limits: Limits) -> str:
+    digest = hashlib.sha256(orjson.dumps([mode, limits.as_dict()]))
+    for record in frame.drop("status", "code", "message", "usable").iter_rows():
+        digest.update(orjson.dumps(record) + b"\n")
+    return digest.hexdigest()
+
+
+def _reusable(out: Path, folder: Path, fingerprint: str, mode: Mode, *, force: bool) -> bool:
+    """True when ``out`` already holds exactly this retry; raises when it holds something not to replace."""
+    submitted = (out / JOURNAL_FILE).exists()
+    try:
+        existing = load_manifest(out) if (out / MANIFEST).exists() else None
+    except InputError:
+        existing = None
+    if existing is not None and existing.retry is not None:
+        retry = existing.retry
+        same = retry.fingerprint == fingerprint and retry.mode == mode and Path(retry.of) == folder.resolve()
+        if same and (submitted or not verify_shards(out, existing)):
+            return True  # (damaged shards of an unsubmitted copy are simply written again)
+        if same:
+            return False
+    if submitted:
+        msg = (
+            f"{out} was already submitted (it has {JOURNAL_FILE}) and holds another selection than this retry; "
+            "retry into a new directory"
+        )
+        raise InputError(msg, path=out)
+    held = existing.unsharded if existing is not None else None
+    if held is not None and held.consumed_by:
+        msg = f"{out}'s held requests were already included in {held.consumed_by}; retry into a new directory"
+        raise InputError(msg, path=out)
+    if existing is not None and not force:
+        msg = (
+            f"{out} already holds a build ({existing.name}, {existing.counts.units:,} units) that is not this "
+            "retry; pass --force to replace it, or choose another --out"
+        )
+        raise InputError(msg, path=out)
+    return False
+
+
+def _check_earlier_retries(folder: Path, out: Path, frame: pl.DataFrame, *, force: bool) -> None:
+    """Refuse units already retried into another directory that still exists (unless ``force``)."""
+    if force:
+        return
+    wanted = set(frame.get_column(RETRY_OF).to_list())
+    for other in _retried_into(folder):
+        if other.resolve() == out.resolve():
+            continue
+        try:
+            manifest = load_manifest(other)
+            earlier = set(manifest.scan_requests().select(RETRY_OF).collect().get_column(RETRY_OF).to_list())
+        except (InputError, pl.exceptions.PolarsError, OSError):
+            continue  # gone or unreadable: nothing there can be sent
+        both = wanted & earlier
+        if both:
+            example = sorted(both)[0]
+            msg = (
+                f"{len(both):,} of these units (such as {example!r}) were already retried into {other}; "
+                f"retrying them again would send them twice. Retry what still fails there "
+                f"(`batchkit retry {other} --out NEW`), or pass --force to retry them from {folder} anyway"
+            )
+            raise InputError(msg, path=other)
+
+
+def _retried_into(folder: Path) -> list[Path]:
+    try:
+        data = orjson.loads((folder / RETRIES).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return []
+    return [Path(entry) for entry in data.get("retried_into", [])] if isinstance(data, dict) else []
+
+
+def _note_retry(folder: Path, out: Path) -> None:
+    """Remember in ``DIR/retries.json`` that ``DIR`` was retried into ``out``."""
+    known = [str(p) for p in _retried_into(folder)]
+    target = str(out.resolve())
+    if target not in known:
+        known.append(target)
+        atomic_write(
+            folder / RETRIES, orjson.dumps({"retried_into": known}, option=orjson.OPT_INDENT_2) + b"\n"
+        )

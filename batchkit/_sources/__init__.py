@@ -1,0 +1,7 @@
+"""Sources: tabular files and frames read as text, in chunks, every row keeping its position.
+
+``source`` (:class:`Source`, :func:`read_source`: CSV/TSV, Parquet, Excel, NDJSON, polars/pandas/pyarrow),
+``csv`` (header, delimiter, record blocks) and ``encoding`` (non-UTF-8 files).
+
+Imports: ``_errors``, ``_report``.
+"""
