@@ -22,10 +22,10 @@ from ._api.client import Client
 from ._build.build import build
 from ._errors import InputError, JournalError
 from ._mapping.mapping import Mapping, load_mapping
-from ._results.results import RESULTS_DIR, Results, collect_results
-from ._shard.builddir import MANIFEST, Manifest, load_manifest
+from ._results.results import Results, collect_results
+from ._shard.builddir import JOURNAL, MANIFEST, RESULTS_DIR, RESULTS_TABLE, Manifest, load_manifest
 from ._sources.source import read_source
-from ._submit.journal import JOURNAL_FILE, Journal
+from ._submit.journal import Journal
 from ._submit.submit import OnEvent, OnProgress, SubmitResult, submit, wait
 from ._wire.limits import DEFAULT_LIMITS, Limits
 
@@ -98,7 +98,7 @@ def run_pipeline(
         )
         stage("results", "downloading and joining results")
         results = collect_results(folder, client=api, source=_memory(source))
-    target = Path(results_path) if results_path is not None else folder / "results.csv"
+    target = Path(results_path) if results_path is not None else folder / RESULTS_TABLE
     written = results.write(target)
     return RunResult(folder, manifest, submission, results, written, built)
 
@@ -146,7 +146,7 @@ def _build_or_reuse(
     stage: OnStage,
 ) -> tuple[Manifest, bool]:
     """Reuse the directory's build when it came from this very input; build otherwise (if still allowed)."""
-    submitted = (folder / JOURNAL_FILE).exists()
+    submitted = (folder / JOURNAL).exists()
     if (folder / MANIFEST).exists():
         manifest = load_manifest(folder)
         same = _same_input(manifest, source, plan, limits, sheet)
@@ -215,7 +215,7 @@ def _mark_sandbox(folder: Path, sandboxed: bool) -> None:
 
 def _forget_old_sandbox(folder: Path) -> None:
     """A sandbox lives only as long as its run, so a journal of an earlier sandbox run is void: start over."""
-    path = folder / JOURNAL_FILE
+    path = folder / JOURNAL
     if not path.exists():
         return
     with Journal.open(folder) as journal:

@@ -42,8 +42,8 @@ from bench_build import DATA, MAPPING, make_csv
 
 from batchkit import Limits
 from batchkit._build.build import build
-from batchkit._results.results import RESULTS_DIR, collect_results
-from batchkit._shard.builddir import load_manifest
+from batchkit._results.results import collect_results
+from batchkit._shard.builddir import RESULTS_DIR, load_manifest
 from batchkit._submit.journal import Journal
 
 TARGET = 3.0

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from batchkit import InputError, Limits
 from batchkit._build.build import build
 from batchkit._results.export import EXCEL_MAX_ROWS, export_frame, neutralise_formulas
-from batchkit._results.results import RESULTS_DIR, collect_results
-from batchkit._shard.builddir import load_manifest
+from batchkit._results.results import collect_results
+from batchkit._shard.builddir import RESULTS_DIR, load_manifest
 from batchkit._submit.journal import Journal
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from batchkit import JournalError
-from batchkit._submit.journal import JOURNAL_FILE, Journal
+from batchkit._shard.builddir import JOURNAL
+from batchkit._submit.journal import Journal
 
 SHARDS = [("c-0001.jsonl", "a" * 64, 29, 1000), ("c-0002.jsonl", "b" * 64, 29, 1001)]
 
@@ -110,7 +111,7 @@ def test_the_journal_holds_no_secret(journal: Journal, tmp_path: Path) -> None:
     journal.record_intent("c-0001.jsonl", webhook_url=None)
     journal.record_submitted("c-0001.jsonl", "batch_1", status="PENDING", metrics={})
     journal.close()
-    db = sqlite3.connect(tmp_path / JOURNAL_FILE)
+    db = sqlite3.connect(tmp_path / JOURNAL)
     columns = {
         row[1]
         for table in ("shards", "events", "dry_runs")
@@ -122,7 +123,7 @@ def test_the_journal_holds_no_secret(journal: Journal, tmp_path: Path) -> None:
 
 def test_a_corrupt_journal_is_a_clear_error(tmp_path: Path) -> None:
     """A journal that is not SQLite stops everything with a message, not a traceback."""
-    (tmp_path / JOURNAL_FILE).write_bytes(b"this is not a database" * 100)
+    (tmp_path / JOURNAL).write_bytes(b"this is not a database" * 100)
     with pytest.raises(JournalError, match="cannot open the submission journal"):
         Journal.open(tmp_path)
 

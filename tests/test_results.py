@@ -24,8 +24,8 @@ from batchkit._api.backoff import PollPolicy, RetryPolicy
 from batchkit._api.client import Client
 from batchkit._build.build import build
 from batchkit._report import CODES
-from batchkit._results.results import OUTCOMES, RESULT_COLUMNS, RESULTS_DIR, Results, collect_results
-from batchkit._shard.builddir import load_manifest
+from batchkit._results.results import OUTCOMES, RESULT_COLUMNS, Results, collect_results
+from batchkit._shard.builddir import RESULTS_DIR, load_manifest
 from batchkit._submit.journal import Journal
 from batchkit._submit.submit import submit, wait
 from batchkit.sandbox import Fault, Sandbox, serve

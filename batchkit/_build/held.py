@@ -19,7 +19,8 @@ import polars as pl
 
 from .._errors import BatchkitError, InputError
 from .._wire.limits import Limits
-from .._shard.builddir import SourceInfo, file_sha256, load_manifest, write_manifest
+from .._files import file_sha256
+from .._shard.builddir import SourceInfo, load_manifest, write_manifest
 from .._report import Finding, Report
 from .._shard.write import snapshot_name
 from .._shard.spill import Spill

@@ -27,9 +27,7 @@ anything unexpected is read again line by line through the tolerant path, which 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -40,12 +38,12 @@ import orjson
 from .._api.client import Client
 from .._errors import APIError, APIStatusError, AuthenticationError, PaymentRequiredError, ResultsError
 from .._report import Finding
+from .._shard.builddir import output_file
 from .._submit.journal import Journal, ShardRecord
 from .._submit.submit import refresh
 
 __all__ = [
     "COLUMNS",
-    "RESULTS_DIR",
     "ResultLine",
     "download_outputs",
     "download_results",
@@ -56,8 +54,6 @@ __all__ = [
 
 log = logging.getLogger("batchkit")
 
-RESULTS_DIR: Final = "results"
-_SAFE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _BOM: Final = b"\xef\xbb\xbf"
 
 
@@ -153,12 +149,7 @@ def output_path(directory: Path, shard: ShardRecord) -> Path | None:
     """Where a submitted shard's results live once downloaded (None until its batch has finished)."""
     if shard.state != "submitted" or shard.batch_id is None or not shard.terminal:
         return None
-    name = shard.batch_id if _SAFE_ID.fullmatch(shard.batch_id) else _digest(shard.batch_id)
-    return directory / RESULTS_DIR / f"{name}.output.jsonl"
-
-
-def _digest(text: str) -> str:
-    return "batch-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+    return directory / output_file(shard.batch_id)
 
 
 def download_results(directory: str | Path, *, client: Client | None = None) -> list[Path]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .._submit.journal import JOURNAL_FILE, GenerationRecord, Journal
+from .._shard.builddir import JOURNAL
+from .._submit.journal import GenerationRecord, Journal
 from .outputs import COLUMNS
 
 __all__ = ["realtime_outcomes", "realtime_results"]
@@ -18,7 +19,7 @@ __all__ = ["realtime_outcomes", "realtime_results"]
 
 def _records(directory: str | Path) -> list[GenerationRecord]:
     folder = Path(directory)
-    if not (folder / JOURNAL_FILE).exists():
+    if not (folder / JOURNAL).exists():
         return []
     with Journal.open(folder, create=False) as journal:
         return journal.generations()

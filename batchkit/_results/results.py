@@ -23,14 +23,15 @@ import polars as pl
 
 from .._api.client import Client
 from .._errors import ResultsError
+from .._files import file_sha256
 from .._report import Finding, Report
-from .._shard.builddir import Manifest, file_sha256, load_manifest, verify_shards
-from .._submit.journal import JOURNAL_FILE, Journal, ShardRecord
+from .._shard.builddir import JOURNAL, Manifest, load_manifest, verify_shards
+from .._submit.journal import Journal, ShardRecord
 from .join import RESULT_COLUMNS, with_source
 from .outcomes import OUTPUT_SCHEMA, held_overlay, outcome_findings, realtime_overlay, reconcile
-from .outputs import COLUMNS, RESULTS_DIR, download_outputs, download_results, output_path, read_output
+from .outputs import COLUMNS, download_outputs, download_results, output_path, read_output
 
-__all__ = ["OUTCOMES", "RESULTS_DIR", "RESULT_COLUMNS", "Results", "collect_results", "download_results"]
+__all__ = ["OUTCOMES", "RESULT_COLUMNS", "Results", "collect_results", "download_results"]
 
 log = logging.getLogger("batchkit")
 
@@ -97,7 +98,7 @@ def collect_results(
     units = _load_units(folder, manifest, report)
     records: dict[str, ShardRecord] = {}
     failures: dict[str, str] = {}
-    if (folder / JOURNAL_FILE).exists():
+    if (folder / JOURNAL).exists():
         with Journal.open(folder, create=False) as journal:
             if download:
                 api = client if client is not None else Client()

@@ -38,22 +38,22 @@ from .._api.backoff import PollPolicy, RetryPolicy
 from .._api.client import Client
 from .._build.held import RETRY_OF, checked_line, take_sources
 from .._errors import InputError, ResultsError
+from .._files import atomic_write, file_sha256
 from .._report import Finding, Report, ValidationFailed
 from .._results.realtime import realtime_outcomes
 from .._results.results import OUTCOMES, collect_results
 from .._shard.builddir import (
+    JOURNAL,
     MANIFEST,
+    RETRIES,
     Manifest,
     RetryInfo,
-    atomic_write,
-    file_sha256,
     load_manifest,
     verify_shards,
 )
 from .._shard.plan import expected_layout
 from .._shard.spill import Spill
 from .._shard.write import BuildResult, finish, prepare_out_dir, safe_name
-from .._submit.journal import JOURNAL_FILE
 from .._submit.realtime import (
     OnEvent,
     OnProgress,
@@ -82,7 +82,6 @@ RETRYABLE: Final = ("failed", "missing", "rejected", "unsubmitted")
 DEFAULT_ONLY: Final = ("failed", "missing", "rejected")
 #: The column of ``requests.parquet`` that links a retried unit to the request_id it retries.
 #: ``DIR/retries.json``: the directories ``DIR`` was retried into (to refuse retrying a unit twice).
-RETRIES: Final = "retries.json"
 
 Mode = Literal["shards", "realtime", "held"]
 
@@ -419,7 +418,7 @@ def _fingerprint(frame: pl.DataFrame, mode: Mode, limits: Limits) -> str:
 
 def _reusable(out: Path, folder: Path, fingerprint: str, mode: Mode, *, force: bool) -> bool:
     """True when ``out`` already holds exactly this retry; raises when it holds something not to replace."""
-    submitted = (out / JOURNAL_FILE).exists()
+    submitted = (out / JOURNAL).exists()
     try:
         existing = load_manifest(out) if (out / MANIFEST).exists() else None
     except InputError:
@@ -433,7 +432,7 @@ def _reusable(out: Path, folder: Path, fingerprint: str, mode: Mode, *, force: b
             return False
     if submitted:
         msg = (
-            f"{out} was already submitted (it has {JOURNAL_FILE}) and holds another selection than this retry; "
+            f"{out} was already submitted (it has {JOURNAL}) and holds another selection than this retry; "
             "retry into a new directory"
         )
         raise InputError(msg, path=out)

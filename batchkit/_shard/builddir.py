@@ -1,4 +1,6 @@
-"""The build directory, format ``batchkit-build/1``: what ``build`` and ``shard`` write and ``submit`` reads.
+"""The build directory, format ``batchkit-build/1``: the name of every file in it, and its manifest.
+
+This module is the one place that names a build directory's files; every stage asks it for them.
 
 ::
 
@@ -10,6 +12,10 @@
       <name>-0001.jsonl ...  the shards, canonical bytes
       held.jsonl             instead of shards: requests kept for a later build (``retry --hold``)
       realtime.jsonl         instead of shards: requests sent one by one (``retry --realtime``)
+      journal.sqlite         written by submit: every create's intent, batch id and status
+      results/               written by results: <batch_id>.output.jsonl of each finished batch
+      retries.json           written by retry: which units went to which retry directory
+      results.csv            written by run: the joined results
 
 A directory made by ``batchkit retry`` says so in the manifest's ``retry`` entry, and its
 ``requests.parquet`` has one more column, ``retry_of`` (the request_id each unit retries). A directory
@@ -25,7 +31,7 @@ While a build reads its source, :class:`batchkit._shard.spill.Spill` keeps its l
 from __future__ import annotations
 
 import hashlib
-import os
+import re
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -34,7 +40,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from .._errors import InputError
-from .._files import sync_dir
+from .._files import atomic_write, file_sha256, sync_dir
 from .._report import Finding
 from .._wire.limits import Limits
 from .spill import Spill
@@ -42,10 +48,14 @@ from .spill import Spill
 __all__ = [
     "FORMAT",
     "HELD",
+    "JOURNAL",
     "MANIFEST",
     "REALTIME",
     "REPORT",
     "REQUESTS",
+    "RESULTS_DIR",
+    "RESULTS_TABLE",
+    "RETRIES",
     "SNAPSHOT",
     "BuildCounts",
     "Manifest",
@@ -54,9 +64,8 @@ __all__ = [
     "ShardInfo",
     "SourceInfo",
     "UnshardedInfo",
-    "atomic_write",
-    "file_sha256",
     "load_manifest",
+    "output_file",
     "verify_shards",
     "write_manifest",
 ]
@@ -68,7 +77,11 @@ REQUESTS: Final = "requests.parquet"
 SNAPSHOT: Final = "source.parquet"
 HELD: Final = "held.jsonl"
 REALTIME: Final = "realtime.jsonl"
-_BLOCK: Final = 4 << 20
+JOURNAL: Final = "journal.sqlite"
+RESULTS_DIR: Final = "results"
+RETRIES: Final = "retries.json"
+RESULTS_TABLE: Final = "results.csv"
+_SAFE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class _Record(BaseModel):
@@ -202,6 +215,15 @@ class Manifest(_Record):
         return self
 
 
+def output_file(batch_id: str) -> str:
+    """Where a batch's downloaded output.jsonl lives, relative to the build directory.
+
+    A batch id that is not a plain file name (it comes from the server) is replaced by a digest of itself.
+    """
+    name = batch_id if _SAFE_ID.fullmatch(batch_id) else "batch-" + hashlib.sha256(batch_id.encode()).hexdigest()[:32]
+    return f"{RESULTS_DIR}/{name}.output.jsonl"
+
+
 def load_manifest(out_dir: str | Path) -> Manifest:
     """Read ``DIR/manifest.json``. Raises :class:`InputError` when it is missing, unreadable or not v1."""
     folder = Path(out_dir)
@@ -276,40 +298,7 @@ def write_manifest(out_dir: Path, manifest: Manifest) -> Path:
     return path
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, sync it, then rename it over ``path``."""
-    temp = path.with_name(f".{path.name}.tmp")
-    with temp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-
-
-def file_sha256(path: Path, *, count_lines: bool = False) -> tuple[str, int, int]:
-    """sha256 hex digest, size in bytes, and (when asked) the number of ``\\n`` in the file."""
-    digest = hashlib.sha256()
-    size = lines = 0
-    with path.open("rb") as handle:
-        while block := handle.read(_BLOCK):
-            digest.update(block)
-            size += len(block)
-            if count_lines:
-                lines += block.count(b"\n")
-    return digest.hexdigest(), size, lines
-
-
 # -- writing a build ----------------------------------------------------------------------------------------
-
-
-def make_durable(paths: list[Path]) -> None:
-    """Flush written files to disk: one ``sync`` for all of them where the platform has it."""
-    if hasattr(os, "sync"):
-        os.sync()
-        return
-    for path in paths:  # pragma: no cover (platforms without os.sync)
-        with path.open("rb+") as handle:
-            os.fsync(handle.fileno())
 
 
 def write_snapshot(snapshot: pl.DataFrame, out_dir: Path, info: SourceInfo) -> tuple[SourceInfo, Path]:

@@ -23,11 +23,14 @@ import orjson
 import polars as pl
 
 from .._errors import InputError
+from .._files import atomic_write, file_sha256, make_durable
 from .._report import Finding, Report, ValidationFailed
 from .._version import __version__
 from .._wire.limits import DEFAULT_LIMITS, Limits
 from .builddir import (
     HELD,
+    JOURNAL,
+    MANIFEST,
     REALTIME,
     REPORT,
     REQUESTS,
@@ -38,9 +41,6 @@ from .builddir import (
     ShardInfo,
     SourceInfo,
     UnshardedInfo,
-    atomic_write,
-    file_sha256,
-    make_durable,
     write_manifest,
     write_requests,
     write_snapshot,
@@ -55,7 +55,6 @@ __all__ = [
 
 log = logging.getLogger("batchkit")
 
-_JOURNAL: Final = "journal.sqlite"
 #: Whole-file findings that re-serializing fixes: reported as warnings by ``shard``, never blocking.
 _FIXED_BY_SHARD: Final = {
     "utf8-bom": "the shards are written without it",
@@ -86,9 +85,9 @@ def prepare_out_dir(out_dir: str | Path, *, force: bool) -> Path:
     if folder.exists() and not folder.is_dir():
         msg = f"{folder} exists and is not a directory; choose another --out"
         raise InputError(msg, path=folder)
-    if (folder / _JOURNAL).exists() and not force:
+    if (folder / JOURNAL).exists() and not force:
         msg = (
-            f"{folder} was already submitted (it has {_JOURNAL}); rebuilding would change shards that are "
+            f"{folder} was already submitted (it has {JOURNAL}); rebuilding would change shards that are "
             "on their way. Build into a new directory, or pass --force to rebuild anyway"
         )
         raise InputError(msg, path=folder)
@@ -109,7 +108,7 @@ def safe_name(name: str) -> str:
 
 def clear_previous(out_dir: Path, name: str, *, keep: Sequence[str] = ()) -> None:
     """Remove the manifest and outputs of an earlier build of ``name`` (keeping the files in ``keep``)."""
-    (out_dir / "manifest.json").unlink(missing_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
     pattern = re.compile(rf"^\.?{re.escape(name)}-\d{{4,}}\.jsonl(\.tmp|\.spill)?$")
     for path in out_dir.iterdir():
         if path.name in keep:

@@ -41,9 +41,9 @@ from typing import Any, Final, Literal
 import orjson
 
 from .._errors import JournalError
+from .._shard.builddir import JOURNAL
 
 __all__ = [
-    "JOURNAL_FILE",
     "GenerationRecord",
     "GenerationState",
     "Journal",
@@ -52,7 +52,6 @@ __all__ = [
     "idempotency_key",
 ]
 
-JOURNAL_FILE: Final = "journal.sqlite"
 _FORMAT: Final = "batchkit-journal/1"
 
 ShardState = Literal["pending", "intent", "submitted", "refused"]
@@ -202,9 +201,9 @@ class Journal:
     @classmethod
     def open(cls, directory: str | Path, *, create: bool = True) -> Journal:
         """Open (and if needed create) ``directory/journal.sqlite``."""
-        path = Path(directory) / JOURNAL_FILE
+        path = Path(directory) / JOURNAL
         if not create and not path.exists():
-            msg = f"{directory} has no submission journal ({JOURNAL_FILE}); run `batchkit submit {directory}` first"
+            msg = f"{directory} has no submission journal ({JOURNAL}); run `batchkit submit {directory}` first"
             raise JournalError(msg)
         try:
             db = sqlite3.connect(path, isolation_level=None, timeout=30)

@@ -40,7 +40,8 @@ from .._errors import (
     PaymentRequiredError,
     RateLimitError,
 )
-from .._shard.builddir import Manifest, file_sha256, load_manifest
+from .._files import file_sha256
+from .._shard.builddir import Manifest, load_manifest
 from .._wire.responses import GENERATION_TERMINAL, Generation
 from .journal import GenerationRecord, Journal
 
