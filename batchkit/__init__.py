@@ -26,376 +26,135 @@ validating a file never imports polars or httpx.
 
 from __future__ import annotations
 
+import ast
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from ._version import __version__ as __version__
 
+# The public API, each name once: type checkers read these imports, and at run time the same lines say where
+# each name lives, so it is imported only when first used (``X as X`` marks it as re-exported).
 if TYPE_CHECKING:
-    from ._api.backoff import (
-        DEFAULT_POLL,
-        DEFAULT_RETRY,
-        NO_RETRY,
-        PollPolicy,
-        RetryPolicy,
-    )
-    from ._api.client import (
-        DEFAULT_BASE_URL,
-        Batches,
-        Client,
-        Generations,
-    )
+    from ._api.backoff import NO_RETRY as NO_RETRY, PollPolicy as PollPolicy, RetryPolicy as RetryPolicy
+    from ._api.client import Batches as Batches, Client as Client, Generations as Generations
     from ._api.webhooks import (
-        SIGNATURE_HEADER,
-        parse_batch_webhook,
-        parse_generation_webhook,
-        sign_payload,
-        verify_signature,
+        SIGNATURE_HEADER as SIGNATURE_HEADER,
+        parse_batch_webhook as parse_batch_webhook,
+        parse_generation_webhook as parse_generation_webhook,
+        sign_payload as sign_payload,
+        verify_signature as verify_signature,
     )
-    from ._build.build import build
+    from ._build.build import build as build
+    from ._build.options import BuildOptions as BuildOptions
     from ._errors import (
-        AmbiguousSubmissionError,
-        APIConnectionError,
-        APIError,
-        APIStatusError,
-        APITimeoutError,
-        AuthenticationError,
-        BadRequestError,
-        BatchkitError,
-        ConcurrencyLimitError,
-        ConfigurationError,
-        InputError,
-        JournalError,
-        NotFoundError,
-        PaymentRequiredError,
-        RateLimitError,
-        ResultsError,
-        ServerError,
-        WaitTimeoutError,
-        WebhookVerificationError,
+        AmbiguousSubmissionError as AmbiguousSubmissionError,
+        APIConnectionError as APIConnectionError,
+        APIError as APIError,
+        APIStatusError as APIStatusError,
+        APITimeoutError as APITimeoutError,
+        AuthenticationError as AuthenticationError,
+        BadRequestError as BadRequestError,
+        BatchkitError as BatchkitError,
+        ConcurrencyLimitError as ConcurrencyLimitError,
+        ConfigurationError as ConfigurationError,
+        InputError as InputError,
+        JournalError as JournalError,
+        NotFoundError as NotFoundError,
+        PaymentRequiredError as PaymentRequiredError,
+        RateLimitError as RateLimitError,
+        ResultsError as ResultsError,
+        ServerError as ServerError,
+        WaitTimeoutError as WaitTimeoutError,
+        WebhookVerificationError as WebhookVerificationError,
     )
-    from ._mapping.mapping import Mapping, load_mapping
+    from ._mapping.mapping import Mapping as Mapping, load_mapping as load_mapping
     from ._report import (
-        CODES,
-        Finding,
-        Report,
-        Stats,
-        ValidationFailed,
+        CODES as CODES,
+        Finding as Finding,
+        Report as Report,
+        Stats as Stats,
+        ValidationFailed as ValidationFailed,
     )
-    from ._results.realtime import realtime_results
-    from ._results.results import (
-        OUTCOMES,
-        Results,
-        collect_results,
-        download_results,
+    from ._results.realtime import realtime_results as realtime_results
+    from ._results.results import OUTCOMES as OUTCOMES, Results as Results, collect_results as collect_results
+    from ._retry.retry import (
+        RetryOptions as RetryOptions,
+        RetryResult as RetryResult,
+        retry_failed as retry_failed,
     )
-    from ._retry.retry import RetryResult, retry_failed
-    from ._run import RunResult, run, run_pipeline
+    from ._run import RunOptions as RunOptions, RunResult as RunResult, run as run
     from ._shard.builddir import (
-        BuildCounts,
-        Manifest,
-        ShardInfo,
-        SourceInfo,
-        load_manifest,
-        verify_shards,
+        BuildCounts as BuildCounts,
+        Manifest as Manifest,
+        ShardInfo as ShardInfo,
+        SourceInfo as SourceInfo,
+        load_manifest as load_manifest,
+        verify_shards as verify_shards,
     )
-    from ._shard.plan import plan_shards
-    from ._shard.write import BuildResult, shard_file
-    from ._sources.source import Source, read_source
-    from ._submit.journal import GenerationRecord, ShardRecord
-    from ._submit.realtime import RealtimeEvent, RealtimeResult, send_realtime
+    from ._shard.plan import plan_shards as plan_shards
+    from ._shard.write import BuildResult as BuildResult, shard_file as shard_file
+    from ._sources.source import Source as Source, read_source as read_source
+    from ._submit.journal import GenerationRecord as GenerationRecord, ShardRecord as ShardRecord
+    from ._submit.realtime import (
+        RealtimeEvent as RealtimeEvent,
+        RealtimeResult as RealtimeResult,
+        send_realtime as send_realtime,
+    )
     from ._submit.submit import (
-        DryRunVerdict,
-        SubmitEvent,
-        SubmitResult,
-        resolve,
-        status,
-        submit,
-        wait,
+        DryRunVerdict as DryRunVerdict,
+        SubmitEvent as SubmitEvent,
+        SubmitResult as SubmitResult,
+        resolve as resolve,
+        status as status,
+        submit as submit,
+        wait as wait,
     )
-    from ._validate.policy import Policy, load_policy
-    from ._validate.validate import validate_file, validate_files, validate_lines
-    from ._wire.limits import DEFAULT_LIMITS, KNOWN_MODELS, Limits
+    from ._validate.policy import Policy as Policy, load_policy as load_policy
+    from ._validate.validate import (
+        validate_file as validate_file,
+        validate_files as validate_files,
+        validate_lines as validate_lines,
+    )
+    from ._wire.limits import DEFAULT_LIMITS as DEFAULT_LIMITS, KNOWN_MODELS as KNOWN_MODELS, Limits as Limits
     from ._wire.models import (
-        ActiveSpeakerDetection,
-        AudioInput,
-        BatchLine,
-        ElevenLabsProvider,
-        GeneratePayload,
-        GenerationOptions,
-        Segment,
-        SegmentAudioInput,
-        TextInput,
-        VideoInput,
+        ActiveSpeakerDetection as ActiveSpeakerDetection,
+        AudioInput as AudioInput,
+        BatchLine as BatchLine,
+        ElevenLabsProvider as ElevenLabsProvider,
+        GeneratePayload as GeneratePayload,
+        GenerationOptions as GenerationOptions,
+        Segment as Segment,
+        SegmentAudioInput as SegmentAudioInput,
+        TextInput as TextInput,
+        VideoInput as VideoInput,
     )
     from ._wire.responses import (
-        BATCH_STATUSES,
-        BATCH_TERMINAL,
-        GENERATION_STATUSES,
-        GENERATION_TERMINAL,
-        Batch,
-        BatchMetrics,
-        BatchWebhook,
-        DryRunResult,
-        Generation,
-        GenerationWebhook,
-        OutputError,
-        OutputLine,
+        Batch as Batch,
+        BatchMetrics as BatchMetrics,
+        BatchWebhook as BatchWebhook,
+        DryRunResult as DryRunResult,
+        Generation as Generation,
+        GenerationWebhook as GenerationWebhook,
+        OutputLine as OutputLine,
     )
-    from ._wire.schemas import json_schema, write_schemas
+    from ._wire.schemas import json_schema as json_schema, write_schemas as write_schemas
 
-#: Private module → the public names it defines.
-_EXPORTS: dict[str, tuple[str, ...]] = {
-    "_errors": (
-        "AmbiguousSubmissionError",
-        "APIConnectionError",
-        "APIError",
-        "APIStatusError",
-        "APITimeoutError",
-        "AuthenticationError",
-        "BadRequestError",
-        "BatchkitError",
-        "ConcurrencyLimitError",
-        "ConfigurationError",
-        "InputError",
-        "JournalError",
-        "NotFoundError",
-        "PaymentRequiredError",
-        "RateLimitError",
-        "ResultsError",
-        "ServerError",
-        "WaitTimeoutError",
-        "WebhookVerificationError",
-    ),
-    "_wire.limits": (
-        "DEFAULT_LIMITS",
-        "KNOWN_MODELS",
-        "Limits",
-    ),
-    "_wire.models": (
-        "ActiveSpeakerDetection",
-        "AudioInput",
-        "BatchLine",
-        "ElevenLabsProvider",
-        "GeneratePayload",
-        "GenerationOptions",
-        "Segment",
-        "SegmentAudioInput",
-        "TextInput",
-        "VideoInput",
-    ),
-    "_report": (
-        "CODES",
-        "Finding",
-        "Report",
-        "Stats",
-        "ValidationFailed",
-    ),
-    "_validate.validate": (
-        "validate_file",
-        "validate_files",
-        "validate_lines",
-    ),
-    "_validate.policy": (
-        "Policy",
-        "load_policy",
-    ),
-    "_wire.schemas": (
-        "json_schema",
-        "write_schemas",
-    ),
-    "_wire.responses": (
-        "BATCH_STATUSES",
-        "BATCH_TERMINAL",
-        "GENERATION_STATUSES",
-        "GENERATION_TERMINAL",
-        "Batch",
-        "BatchMetrics",
-        "BatchWebhook",
-        "DryRunResult",
-        "Generation",
-        "GenerationWebhook",
-        "OutputError",
-        "OutputLine",
-    ),
-    "_sources.source": (
-        "Source",
-        "read_source",
-    ),
-    "_mapping.mapping": (
-        "Mapping",
-        "load_mapping",
-    ),
-    "_build.build": ("build",),
-    "_shard.plan": ("plan_shards",),
-    "_shard.write": (
-        "BuildResult",
-        "shard_file",
-    ),
-    "_shard.builddir": (
-        "BuildCounts",
-        "Manifest",
-        "ShardInfo",
-        "SourceInfo",
-        "load_manifest",
-        "verify_shards",
-    ),
-    "_api.client": (
-        "DEFAULT_BASE_URL",
-        "Batches",
-        "Client",
-        "Generations",
-    ),
-    "_api.backoff": (
-        "DEFAULT_POLL",
-        "DEFAULT_RETRY",
-        "NO_RETRY",
-        "PollPolicy",
-        "RetryPolicy",
-    ),
-    "_submit.journal": ("GenerationRecord", "ShardRecord"),
-    "_submit.submit": (
-        "DryRunVerdict",
-        "SubmitEvent",
-        "SubmitResult",
-        "resolve",
-        "status",
-        "submit",
-        "wait",
-    ),
-    "_results.results": (
-        "OUTCOMES",
-        "Results",
-        "collect_results",
-        "download_results",
-    ),
-    "_results.realtime": ("realtime_results",),
-    "_submit.realtime": ("RealtimeEvent", "RealtimeResult", "send_realtime"),
-    "_retry.retry": ("RetryResult", "retry_failed"),
-    "_run": (
-        "RunResult",
-        "run",
-        "run_pipeline",
-    ),
-    "_api.webhooks": (
-        "SIGNATURE_HEADER",
-        "parse_batch_webhook",
-        "parse_generation_webhook",
-        "sign_payload",
-        "verify_signature",
-    ),
-}
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [
-    "BATCH_STATUSES",
-    "BATCH_TERMINAL",
-    "CODES",
-    "DEFAULT_BASE_URL",
-    "DEFAULT_LIMITS",
-    "DEFAULT_POLL",
-    "DEFAULT_RETRY",
-    "GENERATION_STATUSES",
-    "GENERATION_TERMINAL",
-    "KNOWN_MODELS",
-    "NO_RETRY",
-    "OUTCOMES",
-    "SIGNATURE_HEADER",
-    "APIConnectionError",
-    "APIError",
-    "APIStatusError",
-    "APITimeoutError",
-    "ActiveSpeakerDetection",
-    "AmbiguousSubmissionError",
-    "AudioInput",
-    "AuthenticationError",
-    "BadRequestError",
-    "Batch",
-    "BatchLine",
-    "BatchMetrics",
-    "BatchWebhook",
-    "Batches",
-    "BatchkitError",
-    "BuildCounts",
-    "BuildResult",
-    "Client",
-    "ConcurrencyLimitError",
-    "ConfigurationError",
-    "DryRunResult",
-    "DryRunVerdict",
-    "ElevenLabsProvider",
-    "Finding",
-    "GeneratePayload",
-    "Generation",
-    "GenerationOptions",
-    "GenerationRecord",
-    "GenerationWebhook",
-    "Generations",
-    "InputError",
-    "JournalError",
-    "Limits",
-    "Manifest",
-    "Mapping",
-    "NotFoundError",
-    "OutputError",
-    "OutputLine",
-    "PaymentRequiredError",
-    "Policy",
-    "PollPolicy",
-    "RateLimitError",
-    "RealtimeEvent",
-    "RealtimeResult",
-    "Report",
-    "Results",
-    "ResultsError",
-    "RetryPolicy",
-    "RetryResult",
-    "RunResult",
-    "Segment",
-    "SegmentAudioInput",
-    "ServerError",
-    "ShardInfo",
-    "ShardRecord",
-    "Source",
-    "SourceInfo",
-    "Stats",
-    "SubmitEvent",
-    "SubmitResult",
-    "TextInput",
-    "ValidationFailed",
-    "VideoInput",
-    "WaitTimeoutError",
-    "WebhookVerificationError",
-    "__version__",
-    "build",
-    "collect_results",
-    "download_results",
-    "json_schema",
-    "load_manifest",
-    "load_mapping",
-    "load_policy",
-    "parse_batch_webhook",
-    "parse_generation_webhook",
-    "plan_shards",
-    "read_source",
-    "realtime_results",
-    "resolve",
-    "retry_failed",
-    "run",
-    "run_pipeline",
-    "send_realtime",
-    "shard_file",
-    "sign_payload",
-    "status",
-    "submit",
-    "validate_file",
-    "validate_files",
-    "validate_lines",
-    "verify_shards",
-    "verify_signature",
-    "wait",
-    "write_schemas",
-]
+def _public_names() -> dict[str, str]:
+    """Public name → private module, read from the ``TYPE_CHECKING`` imports above."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    return {
+        alias.name: str(node.module)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+
+
+_WHERE = _public_names()
+__all__ = sorted([*_WHERE, "__version__"], key=str.casefold)
 
 
 def __getattr__(name: str) -> Any:

@@ -20,6 +20,7 @@ import polars as pl
 from ._api.backoff import PollPolicy
 from ._api.client import Client
 from ._build.build import build
+from ._build.options import BuildOptions
 from ._errors import InputError, JournalError
 from ._mapping.mapping import Mapping, load_mapping
 from ._results.results import Results, collect_results
@@ -27,9 +28,8 @@ from ._shard.builddir import JOURNAL, MANIFEST, RESULTS_DIR, RESULTS_TABLE, Mani
 from ._sources.source import read_source
 from ._submit.journal import Journal
 from ._submit.submit import OnEvent, OnProgress, SubmitResult, submit, wait
-from ._wire.limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["RunResult", "Stage", "run", "run_pipeline"]
+__all__ = ["RunOptions", "RunResult", "Stage", "run"]
 
 log = logging.getLogger("batchkit")
 
@@ -39,6 +39,24 @@ OnStage = Callable[[Stage, str], None]
 #: Poll fast against the sandbox: a demo of a few shards finishes in seconds.
 SANDBOX_POLL = PollPolicy(initial=0.2, factor=1.5, maximum=1.0)
 SANDBOX_KEY = "sandbox"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions(BuildOptions):
+    """Options of :func:`run`: those of the build (:class:`BuildOptions`), then of submitting and waiting.
+
+    ``sandbox`` starts a local sandbox for the run (no API key needed). ``dry_run`` builds, then asks the
+    server to validate every shard: nothing is created or billed. ``webhook_url`` is sent with every batch;
+    ``poll`` and ``deadline`` (seconds) govern the wait; ``results_path`` is where the joined table goes
+    (default ``DIR/results.csv``; ``.csv``, ``.parquet``, ``.xlsx`` or ``.jsonl``).
+    """
+
+    sandbox: bool = False
+    dry_run: bool = False
+    webhook_url: str | None = None
+    poll: PollPolicy | None = None
+    deadline: float | None = None
+    results_path: str | Path | None = None
 
 
 @dataclass(slots=True)
@@ -52,83 +70,65 @@ class RunResult:
     results_path: Path | None
     built: bool
 
-
-def run_pipeline(
-    source: Any,
-    mapping: Mapping | dict[str, Any] | str | Path,
-    out_dir: str | Path,
-    *,
-    sandbox: bool = False,
-    dry_run: bool = False,
-    client: Client | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    skip_invalid: bool = True,
-    sheet: str | None = None,
-    webhook_url: str | None = None,
-    poll: PollPolicy | None = None,
-    deadline: float | None = None,
-    results_path: str | Path | None = None,
-    on_stage: OnStage | None = None,
-    on_event: OnEvent | None = None,
-    on_progress: OnProgress | None = None,
-) -> RunResult:
-    """Run (or resume) the pipeline for one source; see :func:`batchkit.run` for the short form."""
-    folder = Path(out_dir)
-    stage = on_stage or (lambda _stage, _note: None)
-    plan = load_mapping(mapping)
-    manifest, built = _build_or_reuse(source, plan, folder, limits, skip_invalid, sheet, stage)
-    with _api(client, sandbox, folder) as (api, sandboxed):
-        if dry_run:
-            stage("dry-run", f"asking the server to validate {len(manifest.shards)} shard(s)")
-            submission = submit(folder, client=api, dry_run=True, webhook_url=webhook_url, on_event=on_event)
-            results = collect_results(folder, download=False, source=_memory(source))
-            return RunResult(folder, manifest, submission, results, None, built)
-        _mark_sandbox(folder, sandboxed)
-        stage("submit", f"{len(manifest.shards)} shard(s), {manifest.counts.requests:,} request(s)")
-        submission = submit(
-            folder, client=api, webhook_url=webhook_url, on_event=on_event, settle=0 if sandboxed else 5
-        )
-        stage("wait", "polling until every batch is done")
-        wait(
-            folder,
-            client=api,
-            poll=poll or (SANDBOX_POLL if sandboxed else None),
-            deadline=deadline,
-            on_progress=on_progress,
-        )
-        stage("results", "downloading and joining results")
-        results = collect_results(folder, client=api, source=_memory(source))
-    target = Path(results_path) if results_path is not None else folder / RESULTS_TABLE
-    written = results.write(target)
-    return RunResult(folder, manifest, submission, results, written, built)
+    @property
+    def frame(self) -> pl.DataFrame:
+        """The joined table: the source rows with an outcome on each (``results.frame``)."""
+        return self.results.frame
 
 
 def run(
     source: Any,
     mapping: Mapping | dict[str, Any] | str | Path,
     out_dir: str | Path,
+    options: RunOptions | None = None,
     *,
-    sandbox: bool = False,
-    dry_run: bool = False,
     client: Client | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    **options: Any,
-) -> pl.DataFrame:
-    """Build, submit, wait for and join one source; return the source rows with an outcome on each.
+    on_stage: OnStage | None = None,
+    on_event: OnEvent | None = None,
+    on_progress: OnProgress | None = None,
+) -> RunResult:
+    """Build, submit, wait for and join one source; calling it again resumes where it stopped.
 
     ``source`` is a file (CSV, Parquet, Excel, NDJSON) or a DataFrame; ``mapping`` a TOML path, dict or
-    :class:`Mapping`. Calling it again resumes where it stopped. ``sandbox=True`` runs against a local
-    sandbox (no API key needed); otherwise ``client`` (or ``SYNC_API_KEY`` / ``SYNC_BASE_URL``) is used.
-    Other keywords are those of :func:`run_pipeline` (``skip_invalid``, ``sheet``, ``webhook_url``, ``poll``,
-    ``deadline``, ``results_path``, callbacks).
+    :class:`Mapping`; ``options`` a :class:`RunOptions`. Without ``sandbox`` the ``client`` (or one from
+    ``SYNC_API_KEY`` / ``SYNC_BASE_URL``) is used. ``on_stage(stage, note)`` is told of each stage,
+    ``on_event`` and ``on_progress`` are passed to :func:`batchkit.submit` and :func:`batchkit.wait`.
 
-    >>> frame = batchkit.run("fixtures/campaign.csv", "fixtures/campaign.toml", "out/campaign", sandbox=True)
-    ... # doctest: +SKIP
+    >>> result = batchkit.run("fixtures/campaign.csv", "fixtures/campaign.toml", "out/campaign",
+    ...                       batchkit.RunOptions(sandbox=True, skip_invalid=True))  # doctest: +SKIP
+    >>> result.frame  # doctest: +SKIP
     """
-    result = run_pipeline(
-        source, mapping, out_dir, sandbox=sandbox, dry_run=dry_run, client=client, limits=limits, **options
-    )
-    return result.results.frame
+    opts = options or RunOptions()
+    folder = Path(out_dir)
+    stage = on_stage or (lambda _stage, _note: None)
+    plan = load_mapping(mapping)
+    manifest, built = _build_or_reuse(source, plan, folder, opts, stage)
+    with _api(client, opts.sandbox, folder) as (api, sandboxed):
+        if opts.dry_run:
+            stage("dry-run", f"asking the server to validate {len(manifest.shards)} shard(s)")
+            submission = submit(
+                folder, client=api, dry_run=True, webhook_url=opts.webhook_url, on_event=on_event
+            )
+            results = collect_results(folder, download=False, source=_memory(source))
+            return RunResult(folder, manifest, submission, results, None, built)
+        _mark_sandbox(folder, sandboxed)
+        stage("submit", f"{len(manifest.shards)} shard(s), {manifest.counts.requests:,} request(s)")
+        submission = submit(
+            folder, client=api, webhook_url=opts.webhook_url, on_event=on_event, settle=0 if sandboxed else 5
+        )
+        stage("wait", "polling until every batch is done")
+        wait(
+            folder,
+            client=api,
+            poll=opts.poll or (SANDBOX_POLL if sandboxed else None),
+            deadline=opts.deadline,
+            on_progress=on_progress,
+        )
+        stage("results", "downloading and joining results")
+        results = collect_results(folder, client=api, source=_memory(source))
+    target = Path(opts.results_path) if opts.results_path is not None else folder / RESULTS_TABLE
+    written = results.write(target)
+    return RunResult(folder, manifest, submission, results, written, built)
 
 
 def _memory(source: Any) -> Any:
@@ -137,19 +137,13 @@ def _memory(source: Any) -> Any:
 
 
 def _build_or_reuse(
-    source: Any,
-    plan: Mapping,
-    folder: Path,
-    limits: Limits,
-    skip_invalid: bool,
-    sheet: str | None,
-    stage: OnStage,
+    source: Any, plan: Mapping, folder: Path, options: RunOptions, stage: OnStage
 ) -> tuple[Manifest, bool]:
     """Reuse the directory's build when it came from this very input; build otherwise (if still allowed)."""
     submitted = (folder / JOURNAL).exists()
     if (folder / MANIFEST).exists():
         manifest = load_manifest(folder)
-        same = _same_input(manifest, source, plan, limits, sheet)
+        same = _same_input(manifest, source, plan, options)
         if same or (submitted and same is None):
             stage("reuse", f"{folder} already holds this build ({len(manifest.shards)} shard(s))")
             return manifest, False
@@ -160,24 +154,22 @@ def _build_or_reuse(
             )
             raise JournalError(msg)
     stage("build", f"building {source if isinstance(source, str | Path) else 'the frame'} into {folder}")
-    result = build(source, plan, folder, limits=limits, skip_invalid=skip_invalid, sheet=sheet)
+    result = build(source, plan, folder, options)  # a RunOptions is the build's options too
     return result.manifest, True
 
 
-def _same_input(
-    manifest: Manifest, source: Any, plan: Mapping, limits: Limits, sheet: str | None
-) -> bool | None:
+def _same_input(manifest: Manifest, source: Any, plan: Mapping, options: RunOptions) -> bool | None:
     """Whether ``manifest`` was built from exactly this source file, mapping and limits (None: can't tell)."""
-    if manifest.mapping != plan.to_dict() or manifest.limits != limits or len(manifest.sources) != 1:
+    if manifest.mapping != plan.to_dict() or manifest.limits != options.limits or len(manifest.sources) != 1:
         return False
     if not isinstance(source, str | Path):
         return None
     try:
-        current = read_source(source, sheet=sheet)
+        current = read_source(source, **options.read_options())
     except InputError:
         return False
     recorded = manifest.sources[0]
-    return recorded.sha256 == current.sha256 and recorded.sheet == sheet
+    return recorded.sha256 == current.sha256 and recorded.sheet == options.sheet
 
 
 @contextmanager

@@ -42,6 +42,7 @@ from bench_build import DATA, MAPPING, make_csv
 
 from batchkit import Limits
 from batchkit._build.build import build
+from batchkit._build.options import BuildOptions
 from batchkit._results.results import collect_results
 from batchkit._shard.builddir import RESULTS_DIR, load_manifest
 from batchkit._submit.journal import Journal
@@ -60,7 +61,7 @@ def prepare(rows: int) -> tuple[Path, Path]:
     mapping = DATA / "results-campaign.toml"
     mapping.write_text(MAPPING)
     started = time.perf_counter()
-    build(source, mapping, directory, limits=Limits(max_records=500))
+    build(source, mapping, directory, BuildOptions(limits=Limits(max_records=500)))
     print(f"setup: built {rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
     started = time.perf_counter()
     write_outputs(directory)

@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from batchkit._build.build import build
+from batchkit._build.options import BuildOptions
 from batchkit._errors import InputError
 from batchkit._report import CODES, ValidationFailed
 from batchkit._shard.builddir import load_manifest, verify_shards
@@ -86,13 +86,7 @@ def test_campaign_fails_by_default_with_a_report_and_no_shards(tmp_path: Path) -
 
 def test_campaign_skip_invalid_builds_balanced_shards(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = build(
-        FIXTURES / "campaign.csv",
-        FIXTURES / "campaign.toml",
-        out,
-        skip_invalid=True,
-        limits=Limits(max_records=40),
-    )
+    result = build(FIXTURES / "campaign.csv", FIXTURES / "campaign.toml", out, BuildOptions(skip_invalid=True, limits=Limits(max_records=40)))
     assert result.counts.model_dump() == {
         "rows": 60,
         "units": 60,
@@ -141,7 +135,7 @@ def test_campaign_skip_invalid_builds_balanced_shards(tmp_path: Path) -> None:
 
 def test_campaign_with_default_limits_is_one_shard(tmp_path: Path) -> None:
     """58 requests fit one batch of 20–500, and the fewest shards wins."""
-    result = build(FIXTURES / "campaign.csv", FIXTURES / "campaign.toml", tmp_path / "o", skip_invalid=True)
+    result = build(FIXTURES / "campaign.csv", FIXTURES / "campaign.toml", tmp_path / "o", BuildOptions(skip_invalid=True))
     assert [s.records for s in result.manifest.shards] == [58]
 
 
@@ -191,7 +185,7 @@ def test_same_input_gives_byte_identical_output(tmp_path: Path) -> None:
     outputs = []
     for number, chunk_rows in enumerate([100_000, 100_000, 4, 17]):
         out = tmp_path / f"out{number}"
-        build(source, MAPPING, out, limits=limits, skip_invalid=True, chunk_rows=chunk_rows)
+        build(source, MAPPING, out, BuildOptions(limits=limits, skip_invalid=True, chunk_rows=chunk_rows))
         outputs.append(files_of(out))
     assert outputs[0] == outputs[1] == outputs[2] == outputs[3]
     assert [len(orjson.loads(outputs[0]["t-0001.jsonl"].splitlines()[0]))] == [3]
@@ -200,9 +194,9 @@ def test_same_input_gives_byte_identical_output(tmp_path: Path) -> None:
 def test_rebuild_replaces_the_previous_shards(tmp_path: Path) -> None:
     out = tmp_path / "out"
     limits = Limits(min_records=5, max_records=20)
-    build(write_csv(tmp_path / "t.csv", table(60)), MAPPING, out, limits=limits)
+    build(write_csv(tmp_path / "t.csv", table(60)), MAPPING, out, BuildOptions(limits=limits))
     assert sorted(p.name for p in out.glob("t-*.jsonl")) == ["t-0001.jsonl", "t-0002.jsonl", "t-0003.jsonl"]
-    build(write_csv(tmp_path / "t.csv", table(25)), MAPPING, out, limits=limits)
+    build(write_csv(tmp_path / "t.csv", table(25)), MAPPING, out, BuildOptions(limits=limits))
     assert sorted(p.name for p in out.glob("t-*.jsonl")) == ["t-0001.jsonl", "t-0002.jsonl"]
     assert [s.records for s in load_manifest(out).shards] == [13, 12]
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
@@ -224,7 +218,7 @@ def test_submitted_directory_is_refused_unless_forced(tmp_path: Path) -> None:
     (out / "journal.sqlite").write_bytes(b"")
     with pytest.raises(InputError, match=r"already submitted \(it has journal.sqlite\)"):
         build(source, MAPPING, out)
-    assert build(source, MAPPING, out, force=True).counts.requests == 25
+    assert build(source, MAPPING, out, BuildOptions(force=True)).counts.requests == 25
 
 
 def test_dataframe_source_writes_a_snapshot(tmp_path: Path) -> None:
@@ -246,19 +240,13 @@ def test_dataframe_source_writes_a_snapshot(tmp_path: Path) -> None:
 
 
 def test_name_is_sanitised(tmp_path: Path) -> None:
-    result = build(write_csv(tmp_path / "t.csv", table(20)), MAPPING, tmp_path / "o", name="Q3 promo/v2")
+    result = build(write_csv(tmp_path / "t.csv", table(20)), MAPPING, tmp_path / "o", BuildOptions(name="Q3 promo/v2"))
     assert result.shards[0].name == "Q3_promo_v2-0001.jsonl"
 
 
 def test_progress_reports_rows(tmp_path: Path) -> None:
     calls: list[tuple[int, int | None]] = []
-    build(
-        pl.DataFrame(table(30)),
-        MAPPING,
-        tmp_path / "o",
-        chunk_rows=12,
-        progress=lambda done, total: calls.append((done, total)),
-    )
+    build(pl.DataFrame(table(30)), MAPPING, tmp_path / "o", BuildOptions(chunk_rows=12), progress=lambda done, total: calls.append((done, total)))
     assert calls == [(12, 30), (24, 30), (30, 30)]
 
 
@@ -286,7 +274,7 @@ def test_bad_cell_is_a_located_finding_and_never_a_line(
 ) -> None:
     rows = table(25, **{column: {4: value}})
     out = tmp_path / "out"
-    result = build(write_csv(tmp_path / "t.csv", rows), MAPPING, out, skip_invalid=True)
+    result = build(write_csv(tmp_path / "t.csv", rows), MAPPING, out, BuildOptions(skip_invalid=True))
     errors = result.report.errors
     assert code in {f.code for f in errors}
     assert {(f.row, f.source) for f in errors} == {(4, "t.csv")}
@@ -300,7 +288,7 @@ def test_300_character_name_alone_is_an_invalid_output_file_name(tmp_path: Path)
     mapping = {**MAPPING, "output_file_name": "{name}"}
     rows = table(21, name={i: f"name{i}" for i in range(1, 22)})
     rows[1]["name"] = "n" * 300
-    result = build(write_csv(tmp_path / "t.csv", rows), mapping, tmp_path / "o", skip_invalid=True)
+    result = build(write_csv(tmp_path / "t.csv", rows), mapping, tmp_path / "o", BuildOptions(skip_invalid=True))
     assert [(f.code, f.row, f.column) for f in result.report.errors] == [
         ("invalid-output-file-name", 2, "name")
     ]
@@ -326,7 +314,7 @@ def test_text_needing_escapes_is_written_canonically(tmp_path: Path) -> None:
 def test_duplicate_request_ids_name_both_rows(tmp_path: Path) -> None:
     rows = table(25, id={7: "r002", 9: "r002"})
     out = tmp_path / "o"
-    result = build(write_csv(tmp_path / "t.csv", rows), MAPPING, out, skip_invalid=True, chunk_rows=5)
+    result = build(write_csv(tmp_path / "t.csv", rows), MAPPING, out, BuildOptions(skip_invalid=True, chunk_rows=5))
     dups = [f for f in result.report.errors if f.code == "duplicate-request-id"]
     assert [(f.row, f.source_line, f.request_id) for f in dups] == [(7, 8, "r002"), (9, 10, "r002")]
     assert all("row 2 (line 3)" in f.message for f in dups)
@@ -378,7 +366,7 @@ def test_ragged_row_is_a_finding(tmp_path: Path) -> None:
     text = path.read_text().splitlines()
     text[5] += ",surplus"
     path.write_text("\n".join(text) + "\n")
-    result = build(path, MAPPING, tmp_path / "o", skip_invalid=True)
+    result = build(path, MAPPING, tmp_path / "o", BuildOptions(skip_invalid=True))
     assert [(f.code, f.row, f.source_line) for f in result.report.errors] == [("ragged-row", 5, 6)]
 
 
@@ -391,7 +379,7 @@ def test_ndjson_source_with_a_bad_line(tmp_path: Path) -> None:
     )
     path = tmp_path / "rows.ndjson"
     path.write_bytes(data + b"\n")
-    result = build(path, MAPPING, tmp_path / "o", skip_invalid=True)
+    result = build(path, MAPPING, tmp_path / "o", BuildOptions(skip_invalid=True))
     assert [(f.code, f.row, f.source_line) for f in result.report.errors] == [("invalid-json", 4, 4)]
     assert result.counts.requests == 21
 
@@ -418,7 +406,7 @@ def test_per_row_numbers_are_parsed(tmp_path: Path) -> None:
     rows = [dict(r, temp="0.25", mode="loop") for r in table(22)]
     rows[1]["temp"] = "warm"
     rows[2]["mode"] = "boomerang"
-    result = build(write_csv(tmp_path / "t.csv", rows), mapping, tmp_path / "o", skip_invalid=True)
+    result = build(write_csv(tmp_path / "t.csv", rows), mapping, tmp_path / "o", BuildOptions(skip_invalid=True))
     assert [(f.code, f.severity, f.row) for f in result.report.findings] == [
         ("invalid-value", "error", 2),
         ("unknown-value", "warning", 3),
@@ -438,7 +426,7 @@ def test_constant_warning_is_reported_once(tmp_path: Path) -> None:
 
 def test_byte_cap_makes_more_shards_with_balanced_counts(tmp_path: Path) -> None:
     limits = Limits(min_records=2, max_records=500, max_bytes=2_000)
-    result = build(write_csv(tmp_path / "t.csv", table(40)), MAPPING, tmp_path / "o", limits=limits)
+    result = build(write_csv(tmp_path / "t.csv", table(40)), MAPPING, tmp_path / "o", BuildOptions(limits=limits))
     sizes = [s.bytes for s in result.manifest.shards]
     assert max(sizes) <= 2_000
     assert sum(s.records for s in result.manifest.shards) == 40
@@ -452,9 +440,7 @@ def test_line_over_the_byte_limit_is_line_too_large(tmp_path: Path) -> None:
     del mapping["audio"]
     rows = table(21, script={3: "word " * 200})
     limits = Limits(min_records=1, max_bytes=600)
-    result = build(
-        write_csv(tmp_path / "t.csv", rows), mapping, tmp_path / "o", limits=limits, skip_invalid=True
-    )
+    result = build(write_csv(tmp_path / "t.csv", rows), mapping, tmp_path / "o", BuildOptions(limits=limits, skip_invalid=True))
     assert [(f.code, f.row) for f in result.report.errors] == [("line-too-large", 3)]
 
 
@@ -548,11 +534,11 @@ def test_every_row_lands_in_one_shard_or_in_the_report(
     source: Any = write_csv(folder / "rows.csv", rows) if as_csv else pl.DataFrame(rows)
     if len(blank) == len(rows):
         with pytest.raises(InputError, match="has no data rows"):
-            build(source, mapping, out, limits=limits)
+            build(source, mapping, out, BuildOptions(limits=limits))
         return
     failure: ValidationFailed | None = None
     try:
-        result = build(source, mapping, out, limits=limits, skip_invalid=True, chunk_rows=chunk_rows)
+        result = build(source, mapping, out, BuildOptions(limits=limits, skip_invalid=True, chunk_rows=chunk_rows))
     except ValidationFailed as exc:  # nothing valid at all
         failure = exc
     if failure is not None:
@@ -622,10 +608,10 @@ def test_provisional_and_copied_shards_are_identical(tmp_path: Path, monkeypatch
         return original(spill, name)
 
     monkeypatch.setattr(shard_module, "_provisional_shards", spy)
-    build(source, MAPPING, tmp_path / "direct", limits=limits, chunk_rows=9)
+    build(source, MAPPING, tmp_path / "direct", BuildOptions(limits=limits, chunk_rows=9))
     assert adopted == [4]  # 130 rows → 33, 33, 32, 32, written in place
     monkeypatch.setattr("batchkit._sources.source.Source.count_rows", lambda self: None)
-    build(source, MAPPING, tmp_path / "copied", limits=limits, chunk_rows=9)
+    build(source, MAPPING, tmp_path / "copied", BuildOptions(limits=limits, chunk_rows=9))
     assert adopted == [4]  # no layout: planned afterwards, copied
     direct, copied = files_of(tmp_path / "direct"), files_of(tmp_path / "copied")
     assert sorted(direct) == [
@@ -642,7 +628,7 @@ def test_blank_rows_are_reported_and_skipped(tmp_path: Path) -> None:
     lines = path.read_text().splitlines()
     lines[3:3] = [",,,,", ""]
     path.write_text("\n".join(lines) + "\n")
-    result = build(path, MAPPING, tmp_path / "o", chunk_rows=4)
+    result = build(path, MAPPING, tmp_path / "o", BuildOptions(chunk_rows=4))
     assert [(f.code, f.severity, f.row, f.source_line) for f in result.report.findings] == [
         ("blank-row", "warning", 3, 4),
         ("blank-row", "warning", 4, 5),

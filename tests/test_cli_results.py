@@ -16,6 +16,7 @@ from batchkit import Limits
 from batchkit._api.backoff import PollPolicy, RetryPolicy
 from batchkit._api.client import Client
 from batchkit._build.build import build
+from batchkit._build.options import BuildOptions
 from batchkit._results.results import RESULT_COLUMNS
 from batchkit._submit.submit import submit, wait
 from batchkit.cli import main
@@ -42,7 +43,7 @@ def _build(tmp_path: Path, *, localization: bool = False) -> Path:
     else:
         source = tmp_path / "campaign.csv"
         shutil.copy(FIXTURES / "campaign.csv", source)
-        build(source, FIXTURES / "campaign.toml", out, skip_invalid=True, limits=Limits(max_records=30))
+        build(source, FIXTURES / "campaign.toml", out, BuildOptions(skip_invalid=True, limits=Limits(max_records=30)))
     return out
 
 

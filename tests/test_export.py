@@ -10,11 +10,11 @@ import orjson
 import polars as pl
 import pytest
 from conftest import FIXTURES
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from batchkit import InputError, Limits
 from batchkit._build.build import build
+from batchkit._build.options import BuildOptions
 from batchkit._results.export import EXCEL_MAX_ROWS, export_frame, neutralise_formulas
 from batchkit._results.results import collect_results
 from batchkit._shard.builddir import RESULTS_DIR, load_manifest
@@ -108,7 +108,7 @@ def test_formulas_from_the_server_and_the_source_are_neutralised(tmp_path: Path)
     text = (FIXTURES / "campaign.csv").read_text(encoding="utf-8")
     source.write_text(text.replace("c002,Ben", "c002,=cmd|' /C calc'!A0"), encoding="utf-8")
     directory = tmp_path / "build"
-    build(source, FIXTURES / "campaign.toml", directory, skip_invalid=True, limits=Limits(max_records=30))
+    build(source, FIXTURES / "campaign.toml", directory, BuildOptions(skip_invalid=True, limits=Limits(max_records=30)))
     manifest = load_manifest(directory)
     with Journal.open(directory) as journal:
         journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in manifest.shards])

@@ -8,8 +8,7 @@ from typing import Any
 import orjson
 import pytest
 from conftest import FIXTURES, json_values, mutated_lines, valid_lines
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from batchkit import DEFAULT_LIMITS, Limits
 from batchkit._validate.fastpath import fast_request_id, fast_request_ids

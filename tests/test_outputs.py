@@ -8,8 +8,7 @@ from typing import Any
 import orjson
 import pytest
 from conftest import fixture_path, json_values
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from batchkit._report import CODES
 from batchkit._results.outputs import COLUMNS, _columns, _decoder, _fast_columns, normalise_line, read_output

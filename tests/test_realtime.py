@@ -15,11 +15,12 @@ import pytest
 from batchkit._api.backoff import PollPolicy, RetryPolicy
 from batchkit._api.client import Client
 from batchkit._build.build import build
+from batchkit._build.options import BuildOptions
 from batchkit._errors import InputError
 from batchkit._results.outputs import COLUMNS
 from batchkit._results.realtime import realtime_outcomes, realtime_results
 from batchkit._results.results import collect_results
-from batchkit._retry.retry import retry_failed
+from batchkit._retry.retry import RetryOptions, retry_failed
 from batchkit._shard.builddir import load_manifest
 from batchkit._submit.journal import Journal, idempotency_key
 from batchkit._submit.realtime import (
@@ -77,13 +78,15 @@ def client(url: str) -> Iterator[Client]:
 def finished(tmp_path: Path, client: Client) -> Path:
     """25 rows, one batch, finished: 3 failed, 1 rejected, 1 missing."""
     directory = tmp_path / "build"
-    build(write_source(tmp_path / "people.csv"), MAPPING, directory, limits=LIMITS)
+    build(write_source(tmp_path / "people.csv"), MAPPING, directory, BuildOptions(limits=LIMITS))
     submit(directory, client=client, settle=0, poll=FAST_POLL)
     wait(directory, client=client, poll=FAST_POLL)
     return directory
 
 
-def realtime(directory: Path, out: Path, client: Client, **kwargs: object) -> list[RealtimeEvent]:
+def realtime(
+    directory: Path, out: Path, client: Client, *, download: bool = True, concurrency: int = 3
+) -> list[RealtimeEvent]:
     events: list[RealtimeEvent] = []
     lock = threading.Lock()
 
@@ -91,10 +94,10 @@ def realtime(directory: Path, out: Path, client: Client, **kwargs: object) -> li
         with lock:
             events.append(event)
 
-    retry_failed(
-        directory, out, client=client, realtime=True, poll=FAST_POLL, backoff=FAST_BACKOFF, on_event=record,
-        **kwargs,  # type: ignore[arg-type]
-    )  # fmt: skip
+    options = RetryOptions(
+        mode="realtime", poll=FAST_POLL, backoff=FAST_BACKOFF, download=download, concurrency=concurrency
+    )
+    retry_failed(directory, out, options, client=client, on_event=record)
     return events
 
 
@@ -256,9 +259,7 @@ def test_an_endless_429_stops_and_the_next_run_finishes(
     out = tmp_path / "rt"
     sandbox.inject(Fault(route="POST /v2/generate", kind="status", status=429, times=None, retry_after=0))
     with Client(api_key="k", base_url=url, retry=RetryPolicy(max_attempts=1)) as c:
-        result = retry_failed(
-            finished, out, client=c, realtime=True, poll=FAST_POLL, backoff=FAST_BACKOFF, concurrency=5
-        )
+        result = retry_failed(finished, out, RetryOptions(mode="realtime", poll=FAST_POLL, backoff=FAST_BACKOFF, concurrency=5), client=c)
         assert result.realtime is not None
         assert len(result.realtime.unsent) == 5
         assert sandbox.generations == []
@@ -301,9 +302,7 @@ def test_no_more_than_concurrency_generations_run_at_once(
             running -= event.kind == "finished"
             most = max(most, running)
 
-    retry_failed(
-        finished, tmp_path / "rt", client=client, realtime=True, poll=FAST_POLL, concurrency=2, on_event=track
-    )
+    retry_failed(finished, tmp_path / "rt", RetryOptions(mode="realtime", poll=FAST_POLL, concurrency=2), client=client, on_event=track)
     assert 1 <= most <= 2
     assert running == 0
     assert len(sandbox.generations) == 5
@@ -317,15 +316,13 @@ def test_past_the_deadline_nothing_new_starts_and_a_later_run_finishes(tmp_path:
     clock = ManualClock()
     sandbox = Sandbox(pending_seconds=1.0, seconds_per_generation=0.001, clock=clock)
     directory = tmp_path / "build"
-    build(write_source(tmp_path / "people.csv"), MAPPING, directory, limits=LIMITS)
+    build(write_source(tmp_path / "people.csv"), MAPPING, directory, BuildOptions(limits=LIMITS))
     with serve(sandbox) as url, Client(api_key="k", base_url=url, retry=RetryPolicy(initial=0.001)) as c:
         submit(directory, client=c, settle=0, poll=FAST_POLL)
         clock.advance(5)
         wait(directory, client=c, poll=FAST_POLL)
         out = tmp_path / "rt"
-        first = retry_failed(
-            directory, out, client=c, realtime=True, poll=FAST_POLL, deadline=0.1, concurrency=2
-        ).realtime
+        first = retry_failed(directory, out, RetryOptions(mode="realtime", poll=FAST_POLL, deadline=0.1, concurrency=2), client=c).realtime
         assert first is not None
         assert first.finished == []
         assert len(first.running) + len(first.unsent) == 5

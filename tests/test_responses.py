@@ -6,13 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from batchkit import (
-    BATCH_STATUSES,
-    BATCH_TERMINAL,
-    GENERATION_TERMINAL,
     Batch,
     BatchWebhook,
     DryRunResult,
@@ -20,6 +16,7 @@ from batchkit import (
     GenerationWebhook,
     OutputLine,
 )
+from batchkit._wire.responses import BATCH_STATUSES, BATCH_TERMINAL, GENERATION_TERMINAL
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=UTC)
 

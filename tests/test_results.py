@@ -16,13 +16,13 @@ import orjson
 import polars as pl
 import pytest
 from conftest import FIXTURES
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from batchkit import InputError, Limits, ResultsError
 from batchkit._api.backoff import PollPolicy, RetryPolicy
 from batchkit._api.client import Client
 from batchkit._build.build import build
+from batchkit._build.options import BuildOptions
 from batchkit._report import CODES
 from batchkit._results.results import OUTCOMES, RESULT_COLUMNS, Results, collect_results
 from batchkit._shard.builddir import RESULTS_DIR, load_manifest
@@ -56,7 +56,7 @@ def _campaign(tmp_path: Path) -> Path:
     source = tmp_path / "campaign.csv"
     shutil.copy(FIXTURES / "campaign.csv", source)
     out = tmp_path / "build"
-    build(source, FIXTURES / "campaign.toml", out, skip_invalid=True, limits=LIMITS)
+    build(source, FIXTURES / "campaign.toml", out, BuildOptions(skip_invalid=True, limits=LIMITS))
     return out
 
 
@@ -479,7 +479,7 @@ def test_an_in_memory_build_uses_its_snapshot(tmp_path: Path, client: Client) ->
     """A DataFrame build keeps a snapshot: results need no source=; a different frame is refused."""
     frame = pl.read_csv(FIXTURES / "campaign.csv", infer_schema=False)
     directory = tmp_path / "memory"
-    build(frame, FIXTURES / "campaign.toml", directory, skip_invalid=True, limits=LIMITS)
+    build(frame, FIXTURES / "campaign.toml", directory, BuildOptions(skip_invalid=True, limits=LIMITS))
     assert (directory / "source.parquet").exists()
     _finish(directory, client)
     results = collect_results(directory, client=client)
@@ -497,7 +497,7 @@ def test_source_columns_that_clash_with_result_columns_are_renamed(tmp_path: Pat
         pl.lit("mine").alias("outcome"), pl.lit("also mine").alias("source_outcome"), pl.lit("7").alias("row")
     )
     directory = tmp_path / "clash"
-    build(frame, FIXTURES / "campaign.toml", directory, skip_invalid=True, limits=LIMITS)
+    build(frame, FIXTURES / "campaign.toml", directory, BuildOptions(skip_invalid=True, limits=LIMITS))
     results = collect_results(directory)
     _check_units(results, directory)
     assert results.frame.columns == [

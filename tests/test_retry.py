@@ -12,17 +12,17 @@ from typing import Any
 import orjson
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from batchkit._api.backoff import PollPolicy, RetryPolicy
 from batchkit._api.client import Client
 from batchkit._build.build import build
+from batchkit._build.options import BuildOptions
 from batchkit._errors import InputError, ResultsError
 from batchkit._report import ValidationFailed
 from batchkit._results.outputs import output_path
 from batchkit._results.results import collect_results
-from batchkit._retry.retry import next_request_id, retry_failed, retry_name
+from batchkit._retry.retry import RetryOptions, next_request_id, retry_failed, retry_name
 from batchkit._shard.builddir import load_manifest, verify_shards
 from batchkit._submit.journal import Journal
 from batchkit._submit.submit import submit, wait
@@ -87,7 +87,7 @@ def finished(tmp_path: Path, client: Client) -> Path:
     marks = {i: ("fail", "reject", "missing")[i % 3] for i in range(1, 46)}
     source = write_source(tmp_path / "people.csv", 60, marks)
     directory = tmp_path / "build"
-    build(source, MAPPING, directory, limits=LIMITS)
+    build(source, MAPPING, directory, BuildOptions(limits=LIMITS))
     run_batch(directory, client)
     return directory
 
@@ -97,7 +97,7 @@ def few(tmp_path: Path, client: Client) -> Path:
     """25 rows in one shard, finished: 2 failed, 1 rejected, 1 missing."""
     source = write_source(tmp_path / "few.csv", 25, {4: "fail", 9: "fail", 12: "reject", 20: "missing"})
     directory = tmp_path / "few"
-    build(source, MAPPING, directory, limits=LIMITS)
+    build(source, MAPPING, directory, BuildOptions(limits=LIMITS))
     run_batch(directory, client)
     return directory
 
@@ -165,9 +165,7 @@ def test_a_retry_of_a_retry_counts_up(finished: Path, client: Client, tmp_path: 
     retry_failed(finished, first, client=client)
     run_batch(first, client)
     twenty = Limits(min_records=10, max_records=25)  # 30 units cannot make shards of 20–25
-    second = retry_failed(
-        first, tmp_path / "retry2", client=client, only=["failed", "rejected"], limits=twenty
-    )
+    second = retry_failed(first, tmp_path / "retry2", RetryOptions(only=["failed", "rejected"], limits=twenty), client=client)
     assert second.selected == {"failed": 15, "rejected": 15}
     assert second.build is not None
     assert second.build.manifest.name == "people-retry2"
@@ -194,7 +192,7 @@ def test_too_few_units_are_refused_with_the_two_ways_out(few: Path, client: Clie
 
 
 def test_lower_limits_let_few_units_make_a_batch(few: Path, client: Client, tmp_path: Path) -> None:
-    result = retry_failed(few, tmp_path / "retry", client=client, limits=Limits(min_records=1))
+    result = retry_failed(few, tmp_path / "retry", RetryOptions(limits=Limits(min_records=1)), client=client)
     assert result.build is not None
     assert [s.records for s in result.build.manifest.shards] == [4]
     assert result.build.manifest.limits.min_records == 1
@@ -214,12 +212,12 @@ def test_outcomes_that_cannot_be_retried_are_refused(
     few: Path, client: Client, tmp_path: Path, only: list[str], message: str
 ) -> None:
     with pytest.raises(InputError, match=message):
-        retry_failed(few, tmp_path / "retry", client=client, only=only)
+        retry_failed(few, tmp_path / "retry", RetryOptions(only=only), client=client)
     assert not (tmp_path / "retry").exists()
 
 
 def test_only_selects_one_outcome(finished: Path, client: Client, tmp_path: Path) -> None:
-    result = retry_failed(finished, tmp_path / "r", client=client, only="missing", limits=TENS)
+    result = retry_failed(finished, tmp_path / "r", RetryOptions(only="missing", limits=TENS), client=client)
     assert result.selected == {"missing": 15}
     assert result.build is not None
     assert result.build.manifest.requests_frame()["retry_of"].to_list() == [
@@ -229,7 +227,7 @@ def test_only_selects_one_outcome(finished: Path, client: Client, tmp_path: Path
 
 def test_nothing_to_retry_writes_nothing(tmp_path: Path, client: Client) -> None:
     directory = tmp_path / "ok"
-    build(write_source(tmp_path / "ok.csv", 20), MAPPING, directory, limits=LIMITS)
+    build(write_source(tmp_path / "ok.csv", 20), MAPPING, directory, BuildOptions(limits=LIMITS))
     run_batch(directory, client)
     result = retry_failed(directory, tmp_path / "retry", client=client)
     assert (result.units, result.build, result.selected) == (0, None, {})
@@ -240,9 +238,9 @@ def test_nothing_to_retry_writes_nothing(tmp_path: Path, client: Client) -> None
 def test_unsubmitted_units_can_be_retried_without_the_api(tmp_path: Path) -> None:
     """A build never submitted: every unit is unsubmitted; only an explicit --only takes them."""
     directory = tmp_path / "b"
-    build(write_source(tmp_path / "s.csv", 22), MAPPING, directory, limits=LIMITS)
-    assert retry_failed(directory, tmp_path / "r0", download=False).units == 0
-    result = retry_failed(directory, tmp_path / "r", only=["unsubmitted"], download=False)
+    build(write_source(tmp_path / "s.csv", 22), MAPPING, directory, BuildOptions(limits=LIMITS))
+    assert retry_failed(directory, tmp_path / "r0", RetryOptions(download=False)).units == 0
+    result = retry_failed(directory, tmp_path / "r", RetryOptions(only=["unsubmitted"], download=False))
     assert result.selected == {"unsubmitted": 22}
 
 
@@ -272,10 +270,10 @@ def test_another_selection_into_a_used_directory_needs_force(
     finished: Path, client: Client, tmp_path: Path
 ) -> None:
     out = tmp_path / "retry"
-    retry_failed(finished, out, client=client, only=["failed"], limits=TENS)
+    retry_failed(finished, out, RetryOptions(only=["failed"], limits=TENS), client=client)
     with pytest.raises(InputError, match="pass --force to replace it"):
-        retry_failed(finished, out, client=client, only=["missing"], limits=TENS)
-    replaced = retry_failed(finished, out, client=client, only=["missing"], force=True, limits=TENS)
+        retry_failed(finished, out, RetryOptions(only=["missing"], limits=TENS), client=client)
+    replaced = retry_failed(finished, out, RetryOptions(only=["missing"], force=True, limits=TENS), client=client)
     assert replaced.selected == {"missing": 15}
     assert load_manifest(out).retry is not None
     assert load_manifest(out).retry.only == ["missing"]  # type: ignore[union-attr]
@@ -283,32 +281,32 @@ def test_another_selection_into_a_used_directory_needs_force(
 
 def test_a_submitted_directory_is_never_replaced(finished: Path, client: Client, tmp_path: Path) -> None:
     out = tmp_path / "retry"
-    retry_failed(finished, out, client=client, only=["failed"], limits=TENS)
+    retry_failed(finished, out, RetryOptions(only=["failed"], limits=TENS), client=client)
     run_batch(out, client)
     with pytest.raises(InputError, match="already submitted"):
-        retry_failed(finished, out, client=client, only=["failed", "missing"], force=True)
+        retry_failed(finished, out, RetryOptions(only=["failed", "missing"], force=True), client=client)
 
 
 def test_units_retried_elsewhere_are_not_retried_twice(
     finished: Path, client: Client, tmp_path: Path
 ) -> None:
     """Retrying the same units into a second directory would pay for them twice: refused unless forced."""
-    retry_failed(finished, tmp_path / "a", client=client, only=["failed"], limits=TENS)
+    retry_failed(finished, tmp_path / "a", RetryOptions(only=["failed"], limits=TENS), client=client)
     with pytest.raises(InputError, match="already retried into") as info:
-        retry_failed(finished, tmp_path / "b", client=client, only=["failed", "missing"])
+        retry_failed(finished, tmp_path / "b", RetryOptions(only=["failed", "missing"]), client=client)
     assert "15 of these units" in str(info.value)
-    other = retry_failed(finished, tmp_path / "c", client=client, only=["missing"], limits=TENS)  # disjoint
+    other = retry_failed(finished, tmp_path / "c", RetryOptions(only=["missing"], limits=TENS), client=client)  # disjoint
     assert other.selected == {"missing": 15}
-    forced = retry_failed(finished, tmp_path / "b", client=client, only=["failed"], force=True, limits=TENS)
+    forced = retry_failed(finished, tmp_path / "b", RetryOptions(only=["failed"], force=True, limits=TENS), client=client)
     assert forced.selected == {"failed": 15}
     shutil.rmtree(tmp_path / "a")  # gone: nothing there can be sent any more
-    again = retry_failed(finished, tmp_path / "d", client=client, only=["rejected"], limits=TENS)
+    again = retry_failed(finished, tmp_path / "d", RetryOptions(only=["rejected"], limits=TENS), client=client)
     assert again.units == 15
 
 
 def test_the_retried_directory_itself_is_refused_as_out(few: Path, client: Client) -> None:
     with pytest.raises(InputError, match="the directory being retried"):
-        retry_failed(few, few, client=client, hold=True)
+        retry_failed(few, few, RetryOptions(mode="held"), client=client)
 
 
 def test_a_changed_shard_is_not_read_back(finished: Path, client: Client, tmp_path: Path) -> None:
@@ -341,7 +339,7 @@ def test_hold_then_include_held_joins_each_unit_to_its_own_row(
 ) -> None:
     """--hold keeps 4 units; the next build of another source takes them and marks the directory consumed."""
     held_dir = tmp_path / "held"
-    held = retry_failed(few, held_dir, client=client, hold=True)
+    held = retry_failed(few, held_dir, RetryOptions(mode="held"), client=client)
     assert held.build is not None
     assert held.build.counts.shards == 0
     assert held.build.manifest.unsharded is not None
@@ -363,7 +361,7 @@ def test_hold_then_include_held_joins_each_unit_to_its_own_row(
                 f"n{i:03d},New {i},https://cdn.example.com/v/n{i}.mp4,https://cdn.example.com/a/n{i}.wav\n"
             )
     combined = tmp_path / "combined"
-    result = build(nxt, MAPPING, combined, limits=LIMITS, include_held=[held_dir])
+    result = build(nxt, MAPPING, combined, BuildOptions(limits=LIMITS, include_held=[held_dir]))
     assert result.counts.requests == 22  # 18 new + 4 held: a batch again
     assert [s.name for s in result.manifest.sources] == ["next.csv", "few.csv"]
     requests = result.manifest.requests_frame()
@@ -393,23 +391,23 @@ def test_hold_then_include_held_joins_each_unit_to_its_own_row(
 
 def test_a_consumed_held_directory_is_refused(few: Path, client: Client, tmp_path: Path) -> None:
     held_dir = tmp_path / "held"
-    retry_failed(few, held_dir, client=client, hold=True)
+    retry_failed(few, held_dir, RetryOptions(mode="held"), client=client)
     source = write_source(tmp_path / "n.csv", 20)
-    build(source, MAPPING, tmp_path / "one", limits=LIMITS, include_held=[held_dir])
-    build(source, MAPPING, tmp_path / "one", limits=LIMITS, include_held=[held_dir])  # the same build again
+    build(source, MAPPING, tmp_path / "one", BuildOptions(limits=LIMITS, include_held=[held_dir]))
+    build(source, MAPPING, tmp_path / "one", BuildOptions(limits=LIMITS, include_held=[held_dir]))  # the same build again
     with pytest.raises(InputError, match="already included in") as info:
-        build(source, MAPPING, tmp_path / "two", limits=LIMITS, include_held=[held_dir])
+        build(source, MAPPING, tmp_path / "two", BuildOptions(limits=LIMITS, include_held=[held_dir]))
     assert str((tmp_path / "one").resolve()) in str(info.value)
-    assert retry_failed(few, held_dir, client=client, hold=True).reused  # the same retry: untouched
+    assert retry_failed(few, held_dir, RetryOptions(mode="held"), client=client).reused  # the same retry: untouched
     assert load_manifest(held_dir).unsharded.consumed_by is not None  # type: ignore[union-attr]
     with pytest.raises(InputError, match="already included"):  # another one would un-consume it: never
-        retry_failed(few, held_dir, client=client, hold=True, only=["failed"], force=True)
+        retry_failed(few, held_dir, RetryOptions(mode="held", only=["failed"], force=True), client=client)
 
 
 def test_held_requests_colliding_with_new_ids_are_findings(few: Path, client: Client, tmp_path: Path) -> None:
     """A new row whose request_id equals a held one: the held unit is invalid, named with its source row."""
     held_dir = tmp_path / "held"
-    retry_failed(few, held_dir, client=client, hold=True)
+    retry_failed(few, held_dir, RetryOptions(mode="held"), client=client)
     source = tmp_path / "clash.csv"
     with source.open("w", encoding="utf-8") as handle:
         handle.write("id,name,video,audio\n")
@@ -417,7 +415,7 @@ def test_held_requests_colliding_with_new_ids_are_findings(few: Path, client: Cl
             rid = "u009.r1" if i == 5 else f"k{i:03d}"
             handle.write(f"{rid},K {i},https://cdn.example.com/v/{i}.mp4,https://cdn.example.com/a/{i}.wav\n")
     mapping = {k: v for k, v in MAPPING.items() if k != "output_file_name"}  # "u009.r1" is no file name
-    result = build(source, mapping, tmp_path / "b", limits=LIMITS, include_held=[held_dir], skip_invalid=True)
+    result = build(source, mapping, tmp_path / "b", BuildOptions(limits=LIMITS, include_held=[held_dir], skip_invalid=True))
     [dup] = result.report.errors
     assert dup.code == "duplicate-request-id"
     assert (dup.source, dup.row, dup.request_id) == ("few.csv", 9, "u009.r1")
@@ -428,16 +426,16 @@ def test_held_requests_colliding_with_new_ids_are_findings(few: Path, client: Cl
         "status"
     ].to_list() == ["ok", "invalid"]  # accounted for: invalid in b, with its own row
     with pytest.raises(ValidationFailed):  # rebuilding b (allowed: b consumed it) without --skip-invalid
-        build(source, mapping, tmp_path / "b", limits=LIMITS, include_held=[held_dir])
+        build(source, mapping, tmp_path / "b", BuildOptions(limits=LIMITS, include_held=[held_dir]))
 
 
 def test_held_lines_are_validated_with_the_new_limits(few: Path, client: Client, tmp_path: Path) -> None:
     held_dir = tmp_path / "held"
-    retry_failed(few, held_dir, client=client, hold=True)
+    retry_failed(few, held_dir, RetryOptions(mode="held"), client=client)
     strict = Limits(min_records=1, max_records=500, endpoint="/v3/generate")
     source = write_source(tmp_path / "n.csv", 3)
     with pytest.raises(ValidationFailed) as info:
-        build(source, {**MAPPING}, tmp_path / "b", limits=strict, include_held=[held_dir])
+        build(source, {**MAPPING}, tmp_path / "b", BuildOptions(limits=strict, include_held=[held_dir]))
     wrong = [f for f in info.value.report.errors if f.code == "wrong-endpoint"]
     assert {(f.source, f.row) for f in wrong} >= {("few.csv", 4), ("few.csv", 20)}
     assert all(f.file is not None and f.file.endswith("held.jsonl") for f in wrong if f.source == "few.csv")
@@ -446,11 +444,11 @@ def test_held_lines_are_validated_with_the_new_limits(few: Path, client: Client,
 def test_include_held_refuses_other_directories(few: Path, tmp_path: Path) -> None:
     source = write_source(tmp_path / "n.csv", 20)
     with pytest.raises(InputError, match="holds no requests for a later build"):
-        build(source, MAPPING, tmp_path / "b", limits=LIMITS, include_held=[few])
+        build(source, MAPPING, tmp_path / "b", BuildOptions(limits=LIMITS, include_held=[few]))
 
 
 def test_a_held_directory_cannot_be_retried(few: Path, client: Client, tmp_path: Path) -> None:
-    retry_failed(few, tmp_path / "held", client=client, hold=True)
+    retry_failed(few, tmp_path / "held", RetryOptions(mode="held"), client=client)
     with pytest.raises(InputError, match="--include-held"):
         retry_failed(tmp_path / "held", tmp_path / "again", client=client)
 
@@ -501,9 +499,7 @@ def _base(root: Path) -> Path:
     """A 30-unit build in 3 shards whose journal says: submitted, COMPLETED (made once per session)."""
     if "dir" not in _BASE:
         directory = root / "base"
-        build(
-            write_source(root / "p.csv", 30), MAPPING, directory, limits=Limits(min_records=1, max_records=10)
-        )
+        build(write_source(root / "p.csv", 30), MAPPING, directory, BuildOptions(limits=Limits(min_records=1, max_records=10)))
         manifest = load_manifest(directory)
         with Journal.open(directory) as journal:
             journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in manifest.shards])
@@ -566,9 +562,7 @@ def test_every_selected_unit_appears_exactly_once(
         zip(*collect_results(directory, download=False).frame.select("request_id", "outcome"), strict=True)
     )
     out = Path(tempfile.mkdtemp(prefix="retry-", dir=base_root))
-    result = retry_failed(
-        directory, out, only=sorted(only), download=False, limits=Limits(min_records=1), force=True
-    )
+    result = retry_failed(directory, out, RetryOptions(only=sorted(only), download=False, limits=Limits(min_records=1), force=True))
     wanted = sorted(rid for rid, outcome in outcomes.items() if outcome in only)
     got = [] if result.build is None else result.build.manifest.requests_frame()["retry_of"].to_list()
     assert sorted(got) == wanted
@@ -602,13 +596,13 @@ def test_an_in_memory_source_travels_with_its_snapshot(
     mapping = {"request_id": "{id}", "model": "lipsync-2", "video": "{video}", "audio": "{audio}"}
     build(pl.DataFrame(rows), mapping, tmp_path / "b")
     run_batch(tmp_path / "b", client)
-    retry_failed(tmp_path / "b", tmp_path / "held", client=client, hold=True)
+    retry_failed(tmp_path / "b", tmp_path / "held", RetryOptions(mode="held"), client=client)
     assert (tmp_path / "held" / "source.parquet").is_file()
     fresh = pl.DataFrame({k: [f"{v[0][:1]}z{i}" for i in range(18)] for k, v in rows.items()}).with_columns(
         pl.format("https://c.example.com/z{}.mp4", pl.int_range(18)).alias("video"),
         pl.format("https://c.example.com/z{}.wav", pl.int_range(18)).alias("audio"),
     )
-    combined = build(fresh, mapping, tmp_path / "c", include_held=[tmp_path / "held"])
+    combined = build(fresh, mapping, tmp_path / "c", BuildOptions(include_held=[tmp_path / "held"]))
     assert [s.snapshot for s in combined.manifest.sources] == ["source.parquet", "source-2.parquet"]
     sandbox.configure(rules=())
     run_batch(tmp_path / "c", client)

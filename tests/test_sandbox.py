@@ -17,8 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
 from batchkit import DEFAULT_LIMITS, Batch, BatchWebhook, GenerationWebhook, Limits, OutputLine

@@ -11,8 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 import xlsxwriter
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from batchkit._errors import InputError
 from batchkit._sources.csv import _record_blocks

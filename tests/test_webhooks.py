@@ -9,8 +9,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from batchkit import BatchWebhook, ConfigurationError, GenerationWebhook
 from batchkit._api.webhooks import (

@@ -18,7 +18,8 @@ import os
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -59,6 +60,7 @@ __all__ = [
     "Client",
     "Generations",
     "error_from_response",
+    "given_or_default",
 ]
 
 log = logging.getLogger("batchkit")
@@ -180,6 +182,16 @@ def _read_upload(file: FileInput) -> tuple[str, bytes]:
 
 
 # --------------------------------------------------------------------------------------------- client
+
+
+@contextmanager
+def given_or_default(client: Client | None) -> Iterator[Client]:
+    """The caller's client, left open; or one from the environment, closed when the block ends."""
+    if client is not None:
+        yield client
+        return
+    with Client() as made:
+        yield made
 
 
 class Client:

@@ -30,6 +30,7 @@ import polars as pl
 
 from .._wire.checks import request_id_problem
 from .columnar import blank_column, frame_exprs
+from .options import BuildOptions
 from .._errors import InputError
 from .._report import ValidationFailed
 from .._wire.limits import DEFAULT_LIMITS, Limits
@@ -74,32 +75,25 @@ def build(
     source: Any,
     mapping: Mapping | dict[str, Any] | str | Path,
     out_dir: str | Path,
+    options: BuildOptions | None = None,
     *,
-    name: str | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    skip_invalid: bool = False,
-    sheet: str | None = None,
-    format: str | None = None,
-    delimiter: str | None = None,
-    encoding: str | None = None,
     progress: Progress | None = None,
-    force: bool = False,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    include_held: Sequence[str | Path] = (),
 ) -> BuildResult:
     """Turn a source (path, DataFrame, Table or :class:`Source`) into a build directory of shards.
 
-    ``mapping`` is a :class:`Mapping`, a dict, or a TOML path. By default any invalid row fails the build:
-    ``report.json`` is written, no shard and no manifest, and :class:`ValidationFailed` is raised. With
-    ``skip_invalid=True`` the valid rows are written and the rest reported. ``progress(rows_done,
+    ``mapping`` is a :class:`Mapping`, a dict, or a TOML path; ``options`` (:class:`BuildOptions`) say how
+    to read the source, name the shards, and what to do with invalid rows. By default any invalid row fails
+    the build: ``report.json`` is written, no shard and no manifest, and :class:`ValidationFailed` is raised;
+    with ``skip_invalid`` the valid rows are written and the rest reported. ``progress(rows_done,
     rows_total)`` is called after each chunk (``rows_total`` is estimated for CSV; None when unknown).
     A directory that was already submitted (it has ``journal.sqlite``) is refused unless ``force``.
-    ``include_held`` lists directories of held requests (``batchkit retry --hold``) to add to this build.
     """
+    opts = options or BuildOptions()
+    name, limits, skip_invalid, force = opts.name, opts.limits, opts.skip_invalid, opts.force
     plan = load_mapping(mapping)
-    src = read_source(source, sheet=sheet, format=format, delimiter=delimiter, encoding=encoding)
+    src = read_source(source, **opts.read_options())
     folder = prepare_out_dir(out_dir, force=force)
-    held = _load_held(include_held, folder)
+    held = _load_held(opts.include_held, folder)
     stem = safe_name(name or (src.path.stem if src.path is not None else "batch"))
     report = Report(limits=limits)
     for finding in src.findings:
@@ -142,7 +136,7 @@ def build(
     extra = [_RETRY_OF] if held.parts else []
     with Spill(folder, spilled_each, name=stem, layout=layout, extra=extra) as spill:
         rows = 0
-        for chunk in src.chunks(chunk_rows, blank=True):
+        for chunk in src.chunks(opts.chunk_rows, blank=True):
             blank = (chunk[ISSUE] == "blank-row").fill_null(False)
             if blank.any():
                 for row, line in chunk.filter(blank).select(ROW, SOURCE_LINE).iter_rows():

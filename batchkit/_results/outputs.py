@@ -35,7 +35,7 @@ from typing import Any, Final
 import msgspec
 import orjson
 
-from .._api.client import Client
+from .._api.client import Client, given_or_default
 from .._errors import APIError, APIStatusError, AuthenticationError, PaymentRequiredError, ResultsError
 from .._report import Finding
 from .._shard.builddir import output_file
@@ -160,13 +160,8 @@ def download_results(directory: str | Path, *, client: Client | None = None) -> 
     fetched, :class:`ResultsError` names them afterwards (the others are on disk).
     """
     folder = Path(directory)
-    api = client if client is not None else Client()
-    try:
-        with Journal.open(folder, create=False) as journal:
-            fetched, failures = download_outputs(folder, journal, api)
-    finally:
-        if client is None:
-            api.close()
+    with given_or_default(client) as api, Journal.open(folder, create=False) as journal:
+        fetched, failures = download_outputs(folder, journal, api)
     if failures:
         details = "; ".join(f"{file}: {why}" for file, why in failures.items())
         msg = f"could not download the results of {len(failures)} batch(es) ({details}); run it again later"

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from .._api.client import Client
+from .._api.client import Client, given_or_default
 from .._errors import ResultsError
 from .._files import file_sha256
 from .._report import Finding, Report
@@ -101,12 +101,8 @@ def collect_results(
     if (folder / JOURNAL).exists():
         with Journal.open(folder, create=False) as journal:
             if download:
-                api = client if client is not None else Client()
-                try:
+                with given_or_default(client) as api:
                     _, failures = download_outputs(folder, journal, api)
-                finally:
-                    if client is None:
-                        api.close()
             records = {s.file: s for s in journal.shards()}
     shards = _shard_frame(folder, manifest, records, failures, report)
     outputs = _read_outputs(shards, units, report)

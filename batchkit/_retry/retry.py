@@ -69,6 +69,7 @@ __all__ = [
     "DEFAULT_ONLY",
     "RETRYABLE",
     "RETRY_OF",
+    "RetryOptions",
     "RetryResult",
     "next_request_id",
     "retry_failed",
@@ -80,9 +81,6 @@ log = logging.getLogger("batchkit")
 #: Outcomes a retry may select; ``DEFAULT_ONLY`` is what it selects unless told otherwise.
 RETRYABLE: Final = ("failed", "missing", "rejected", "unsubmitted")
 DEFAULT_ONLY: Final = ("failed", "missing", "rejected")
-#: The column of ``requests.parquet`` that links a retried unit to the request_id it retries.
-#: ``DIR/retries.json``: the directories ``DIR`` was retried into (to refuse retrying a unit twice).
-
 Mode = Literal["shards", "realtime", "held"]
 
 _ID_ROUND: Final = re.compile(r"^(.+)\.r([1-9][0-9]*)$")
@@ -142,40 +140,55 @@ class RetryResult:
         return sum(self.selected.values())
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryOptions:
+    """What :func:`retry_failed` selects, where the units go, and how realtime requests are sent.
+
+    ``only`` names the outcomes to retry (default failed, missing, rejected). ``mode`` is ``shards`` (a new
+    build directory of balanced shards), ``realtime`` (sent one by one through ``POST /v2/generate`` now) or
+    ``held`` (kept for the next ``build --include-held``). ``limits`` default to the retried directory's;
+    ``name`` is the shard stem (default ``<name>-retry1``); ``force`` replaces another build in the output
+    directory or retries units retried before. ``download`` and ``source`` are those of
+    :func:`batchkit.collect_results`; ``concurrency``, ``poll``, ``deadline`` and ``backoff`` those of
+    :func:`batchkit.send_realtime`.
+    """
+
+    only: Sequence[str] = DEFAULT_ONLY
+    mode: Mode = "shards"
+    limits: Limits | None = None
+    name: str | None = None
+    force: bool = False
+    download: bool = True
+    source: Any = None
+    concurrency: int = 3
+    poll: PollPolicy | None = None
+    deadline: float | None = None
+    backoff: RetryPolicy | None = None
+
+
 def retry_failed(
     directory: str | Path,
     out_dir: str | Path,
+    options: RetryOptions | None = None,
     *,
-    only: Sequence[str] = DEFAULT_ONLY,
-    realtime: bool = False,
-    hold: bool = False,
     client: Client | None = None,
-    limits: Limits | None = None,
-    force: bool = False,
-    download: bool = True,
-    source: Any = None,
-    name: str | None = None,
-    concurrency: int = 3,
-    poll: PollPolicy | None = None,
-    deadline: float | None = None,
-    backoff: RetryPolicy | None = None,
     on_event: OnEvent | None = None,
     on_progress: OnProgress | None = None,
 ) -> RetryResult:
-    """Build a new directory ``out_dir`` from the units of ``directory`` whose outcome is in ``only``.
+    """Build a new directory ``out_dir`` from the units of ``directory`` whose outcome is in ``options.only``.
 
-    ``limits`` default to the retried directory's. ``download``, ``source`` and ``client`` are passed to
-    :func:`batchkit._results.results.collect_results` (``client`` also sends realtime requests, with ``concurrency``,
-    ``poll``, ``deadline``, ``backoff``, ``on_event`` and ``on_progress`` as in
-    :func:`batchkit._submit.realtime.send_realtime`). Raises :class:`ValidationFailed` (``too-few-records``) when
-    fewer units than a batch's minimum are left and neither ``realtime`` nor ``hold`` is given.
+    ``client`` is used to refresh and download results (unless ``download`` is off) and to send realtime
+    requests, with ``on_event`` and ``on_progress`` as in :func:`batchkit.send_realtime`. Raises
+    :class:`ValidationFailed` (``too-few-records``) when fewer units than a batch's minimum are left in
+    ``shards`` mode.
     """
+    opts = options or RetryOptions()
+    mode, limits, force = opts.mode, opts.limits, opts.force
     folder, out = Path(directory), Path(out_dir)
-    chosen = _check_only(only)
-    if realtime and hold:
-        msg = "choose one of realtime (send them one by one now) and hold (keep them for the next build)"
+    chosen = _check_only(opts.only)
+    if mode not in ("shards", "realtime", "held"):
+        msg = f"mode {mode!r} is not one of shards, realtime, held"
         raise InputError(msg)
-    mode: Mode = "realtime" if realtime else "held" if hold else "shards"
     if out.resolve() == folder.resolve():
         msg = f"--out {out} is the directory being retried; choose a new directory for the retry"
         raise InputError(msg, path=out)
@@ -187,7 +200,7 @@ def retry_failed(
         )
         raise InputError(msg, path=folder)
     limits = limits or manifest.limits
-    units, outcomes = _outcomes(folder, manifest, client=client, download=download, source=source)
+    units, outcomes = _outcomes(folder, manifest, client=client, download=opts.download, source=opts.source)
     picked = units.filter(pl.col("outcome").is_in(list(chosen)))
     selected = {o: int((picked["outcome"] == o).sum()) for o in chosen}
     selected = {o: n for o, n in selected.items() if n}
@@ -203,10 +216,10 @@ def retry_failed(
     send = functools.partial(
         send_realtime,
         client=client,
-        concurrency=concurrency,
-        poll=poll,
-        deadline=deadline,
-        backoff=backoff,
+        concurrency=opts.concurrency,
+        poll=opts.poll,
+        deadline=opts.deadline,
+        backoff=opts.backoff,
         on_event=on_event,
         on_progress=on_progress,
     )
@@ -221,7 +234,7 @@ def retry_failed(
     _check_earlier_retries(folder, out, frame, force=force)
     prepare_out_dir(out, force=False)
     sources, copies = take_sources(manifest.sources, folder, first_index=0)
-    stem = safe_name(name or retry_name(manifest.name))
+    stem = safe_name(opts.name or retry_name(manifest.name))
     info = RetryInfo(
         of=str(folder.resolve()), name=manifest.name, only=list(chosen), mode=mode, fingerprint=fingerprint
     )

@@ -31,7 +31,7 @@ from typing import Any, Final, Literal
 import orjson
 
 from .._api.backoff import PollPolicy, RetryPolicy
-from .._api.client import Client
+from .._api.client import Client, given_or_default
 from .._errors import (
     APIError,
     APIStatusError,
@@ -176,8 +176,7 @@ def send_realtime(
     with Journal.open(folder) as journal:
         records = journal.sync_generations(rid for rid, _ in lines)
     payloads = {rid: orjson.loads(line)["payload"] for rid, line in lines}
-    api = client if client is not None else Client()
-    try:
+    with given_or_default(client) as api:
         sender = _Sender(
             folder,
             api,
@@ -194,9 +193,6 @@ def send_realtime(
             done=sum(1 for r in records if r.terminal),
         )
         sender.run([r for r in records if not r.terminal], concurrency)
-    finally:
-        if client is None:
-            api.close()
     with Journal.open(folder) as journal:
         return RealtimeResult(journal.generations())
 

@@ -13,6 +13,7 @@ import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .._build.build import build as build_source
+from .._build.options import BuildOptions
 from .._report import Report, ValidationFailed
 from .._shard.write import BuildResult, shard_file
 from .._sources.source import FORMATS
@@ -106,16 +107,18 @@ def build(
                 source,
                 mapping,
                 out_dir,
-                name=name,
-                limits=limits,
-                skip_invalid=skip_invalid,
-                sheet=sheet,
-                format=source_format,
-                delimiter=delimiter,
-                encoding=encoding,
+                BuildOptions(
+                    name=name,
+                    limits=limits,
+                    skip_invalid=skip_invalid,
+                    sheet=sheet,
+                    format=source_format,
+                    delimiter=delimiter,
+                    encoding=encoding,
+                    force=force,
+                    include_held=include_held,
+                ),
                 progress=progress,
-                force=force,
-                include_held=include_held,
             ),
             out_dir,
             fmt,

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .._report import Report, ValidationFailed
-from .._retry.retry import DEFAULT_ONLY, RETRYABLE, RetryResult, retry_failed
+from .._retry.retry import DEFAULT_ONLY, RETRYABLE, RetryOptions, RetryResult, retry_failed
 from .._shard.builddir import load_manifest
 from .._submit.realtime import RealtimeEvent, RealtimeResult
 from .._wire.limits import Limits
@@ -102,13 +102,9 @@ def retry_command(
     poll = make_poll(poll_initial, poll_factor, poll_max)
     with make_client(api_key, base_url) as client, _realtime_progress(realtime) as (on_event, on_progress):
         try:
-            result = retry_failed(
-                directory,
-                out_dir,
+            options = RetryOptions(
                 only=_only(only),
-                realtime=realtime,
-                hold=hold,
-                client=client,
+                mode="realtime" if realtime else "held" if hold else "shards",
                 limits=limits,
                 force=force,
                 download=not offline,
@@ -116,8 +112,9 @@ def retry_command(
                 concurrency=concurrency,
                 poll=poll,
                 deadline=deadline,
-                on_event=on_event,
-                on_progress=on_progress,
+            )
+            result = retry_failed(
+                directory, out_dir, options, client=client, on_event=on_event, on_progress=on_progress
             )
         except ValidationFailed as exc:
             _print_refusal(exc.report)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from .._run import Stage, run_pipeline
+from .._run import RunOptions, Stage, run
 from .._submit.journal import ShardRecord
 from ._common import EXIT_FINDINGS, err, handle_errors, limits_options, make_limits
 from ._results import print_results
@@ -79,10 +79,13 @@ def run_command(
 
     client = None if sandbox else make_client(api_key, base_url)
     try:
-        result = run_pipeline(
-                source, mapping_path, out_dir, sandbox=sandbox, dry_run=dry_run, client=client, limits=limits,
-            skip_invalid=not strict, sheet=sheet, webhook_url=webhook_url, poll=poll, deadline=deadline,
-            results_path=results_path, on_stage=_stage, on_event=_print_event, on_progress=on_progress,
+        options = RunOptions(
+            limits=limits, skip_invalid=not strict, sheet=sheet, sandbox=sandbox, dry_run=dry_run,
+            webhook_url=webhook_url, poll=poll, deadline=deadline, results_path=results_path,
+        )  # fmt: skip
+        result = run(
+            source, mapping_path, out_dir, options, client=client,
+            on_stage=_stage, on_event=_print_event, on_progress=on_progress,
         )  # fmt: skip
     finally:
         progress.stop()
