@@ -1,7 +1,7 @@
 """Benchmark ``batchkit build`` against the naive per-row script, and its memory as sources grow.
 
     python benchmarks/bench_build.py                 # 1,000,000 rows vs naive on 100,000 (×10); RSS 1M vs 5M
-    python benchmarks/bench_build.py --rows 200000 --naive-rows 20000 --memory-rows 0 0   # a quick run
+    python benchmarks/bench_build.py --quick         # 100,000 rows vs naive on 10,000; RSS 100k vs 300k
 
 Everything runs in one process tree, so the ratios compare like with like on this machine: each side is a
 child process (the CLI exactly as a user runs it, and ``naive_build.py``), timed from start to exit. Peak
@@ -10,7 +10,6 @@ memory is the child's maximum resident set size (``wait4``). Data lives in ``ben
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import shutil
@@ -19,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import _common
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -101,9 +102,7 @@ def naive(rows: int) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = _common.parser(__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows for the speed comparison")
     parser.add_argument("--naive-rows", type=int, default=100_000, help="rows the naive script runs (scaled)")
     parser.add_argument(
@@ -114,7 +113,9 @@ def main() -> None:
         help="two sizes for peak RSS (0 0: skip)",
     )
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU(s)")
+    if args.quick:
+        args.rows, args.naive_rows, args.memory_rows = 100_000, 10_000, (100_000, 300_000)
+    _common.header()
     for rows in {args.rows, args.naive_rows, *[r for r in args.memory_rows if r]}:
         make_csv(rows)
     built, _ = build(args.rows)
@@ -122,7 +123,7 @@ def main() -> None:
     scaled = slow * args.rows / args.naive_rows
     print(f"batchkit build, {args.rows:,} rows: {built:.2f} s ({args.rows / built:,.0f} rows/s)")
     print(f"naive script, {args.naive_rows:,} rows: {slow:.2f} s → {scaled:.1f} s scaled to {args.rows:,}")
-    print(f"speed-up: {scaled / built:.0f}×")
+    _common.ratio("speed-up over the naive script", scaled / built, target=50, lower_is_better=False, quick=args.quick)
     small, large = args.memory_rows
     if small and large:
         _, peak_small = build(small)
@@ -130,7 +131,7 @@ def main() -> None:
         print(
             f"peak RSS of build: {peak_small / 2**20:.0f} MiB at {small:,} rows, {peak_large / 2**20:.0f} MiB at {large:,}"
         )
-        print(f"memory ratio ({large:,} / {small:,}): {peak_large / peak_small:.2f}×")
+        _common.ratio(f"memory ratio ({large:,} / {small:,} rows)", peak_large / peak_small, target=1.5, quick=args.quick)
 
 
 if __name__ == "__main__":

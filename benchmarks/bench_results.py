@@ -1,7 +1,7 @@
 """Benchmark joining results: 1,000,000 output lines back to a 1,000,000-row source, exported to Parquet.
 
     python benchmarks/bench_results.py                    # 1,000,000 rows, best of 3
-    python benchmarks/bench_results.py --rows 100000 --repeat 1   # a quick run
+    python benchmarks/bench_results.py --quick            # 50,000 rows, best of 2
     python benchmarks/bench_results.py --profile          # also print where batchkit's time goes
 
 Setup (cached in ``benchmarks/data/results-<rows>/``, git-ignored): the campaign CSV of ``bench_build.py``, a
@@ -22,20 +22,18 @@ Target: batchkit ≤ 3× the floor.
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import gc
 import hashlib
-import os
 import pstats
 import random
 import shutil
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import _common
 import orjson
 import polars as pl
 from bench_build import DATA, MAPPING, make_csv
@@ -162,14 +160,14 @@ def floor(source: Path, outputs: list[Path]) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = _common.parser(__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="source rows (= requests)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each side (the best counts)")
     parser.add_argument("--profile", action="store_true", help="profile one batchkit run (cumulative time)")
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, polars {pl.__version__}, {os.cpu_count()} CPU(s)", flush=True)
+    if args.quick:
+        args.rows, args.repeat = 50_000, 2
+    _common.header()
     source, directory = prepare(args.rows)
     outputs = sorted((directory / RESULTS_DIR).glob("*.output.jsonl"))
     size = sum(p.stat().st_size for p in outputs)
@@ -190,12 +188,8 @@ def main() -> None:
         best_ours = min(best_ours, took)
         print(f"run {attempt}: batchkit collect_results + write .parquet {took:.2f} s", flush=True)
     print(f"outcomes: {outcomes}")
-    ratio = best_ours / best_floor
-    verdict = "meets" if ratio <= TARGET else "MISSES"
-    print(
-        f"best: batchkit {best_ours:.2f} s, floor {best_floor:.2f} s → {ratio:.2f}× the floor "
-        f"({verdict} the ≤ {TARGET:g}× target)"
-    )
+    print(f"best: batchkit {best_ours:.2f} s, floor {best_floor:.2f} s")
+    _common.ratio("batchkit / the floor", best_ours / best_floor, target=TARGET, quick=args.quick)
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
