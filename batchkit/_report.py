@@ -78,6 +78,7 @@ CODES: dict[str, str] = {
     "batch-failed": "a batch FAILED without a results file (warning)",
     "shard-refused": "the server refused a shard, so its requests were never submitted (warning)",
     "source-changed": "the source changed since the build, but every row still gives its request_id (warning)",
+    "retry-not-followed": "a directory the rows were retried into could not be followed; they keep their earlier outcome (warning)",
 }
 
 

@@ -17,6 +17,7 @@ from batchkit._api.backoff import PollPolicy, RetryPolicy
 from batchkit._api.client import Client
 from batchkit._build.build import build
 from batchkit._build.options import BuildOptions
+from batchkit._results.chain import CHAIN_COLUMNS
 from batchkit._results.results import RESULT_COLUMNS
 from batchkit._submit.submit import submit, wait
 from batchkit.cli import main
@@ -69,7 +70,7 @@ def test_results_downloads_joins_and_writes_csv(tmp_path: Path, api: tuple[str, 
     assert f"wrote {target} (60 rows)" in result.stderr.replace("\n", "")
     table = pl.read_csv(target, infer_schema=False)
     assert table.height == 60
-    assert table.columns[-len(RESULT_COLUMNS) :] == list(RESULT_COLUMNS)
+    assert table.columns[-len(RESULT_COLUMNS) - len(CHAIN_COLUMNS) :] == [*RESULT_COLUMNS, *CHAIN_COLUMNS]
     assert table["outcome"].value_counts().sort("outcome").rows() == [
         ("completed", 52),
         ("failed", 3),

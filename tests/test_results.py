@@ -24,6 +24,7 @@ from batchkit._api.client import Client
 from batchkit._build.build import build
 from batchkit._build.options import BuildOptions
 from batchkit._report import CODES
+from batchkit._results.chain import CHAIN_COLUMNS
 from batchkit._results.results import OUTCOMES, RESULT_COLUMNS, Results, collect_results
 from batchkit._shard.builddir import RESULTS_DIR, load_manifest
 from batchkit._submit.journal import Journal
@@ -114,7 +115,7 @@ def test_the_campaign_gets_one_outcome_per_row(tmp_path: Path, client: Client, s
         "pending": 0,
         "unsubmitted": 0,
     }
-    assert results.frame.columns == [*CAMPAIGN_COLUMNS, *RESULT_COLUMNS]
+    assert results.frame.columns == [*CAMPAIGN_COLUMNS, *RESULT_COLUMNS, *CHAIN_COLUMNS]
     source = pl.read_csv(tmp_path / "campaign.csv", infer_schema=False)
     assert results.frame.select(CAMPAIGN_COLUMNS).equals(source)
     rows = _by_id(results)
@@ -506,6 +507,7 @@ def test_source_columns_that_clash_with_result_columns_are_renamed(tmp_path: Pat
         "source_source_outcome",
         "source_row",
         *RESULT_COLUMNS,
+        *CHAIN_COLUMNS,
     ]
     assert set(results.frame["source_outcome"]) == {"mine"}
     assert set(results.frame["source_source_outcome"]) == {"also mine"}
@@ -521,7 +523,7 @@ def test_a_localization_build_has_one_row_per_language(tmp_path: Path, client: C
     _check_units(results, directory)
     source = pl.read_excel(FIXTURES / "localization.xlsx")
     assert results.frame.height == 3 * source.height
-    assert results.frame.columns == [*source.columns, "lang", *RESULT_COLUMNS]
+    assert results.frame.columns == [*source.columns, "lang", *RESULT_COLUMNS, *CHAIN_COLUMNS]
     assert results.outcomes["completed"] == 30
     expected = [f"{v}_{lang}" for v in source["video_id"] for lang in ("de", "fr", "es")]
     assert results.frame["request_id"].to_list() == expected
@@ -537,7 +539,7 @@ def test_a_shard_build_has_no_source_columns(tmp_path: Path, client: Client) -> 
     _finish(directory, client)
     results = collect_results(directory, client=client)
     _check_units(results, directory)
-    assert results.frame.columns == list(RESULT_COLUMNS)
+    assert results.frame.columns == [*RESULT_COLUMNS, *CHAIN_COLUMNS]
 
 
 # -- batches in every state ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from .._report import Finding, Report
 from .._shard.builddir import Manifest, SourceInfo
 from .._sources.source import ROW, Source, read_source
 
-__all__ = ["RESULT_COLUMNS", "with_source"]
+__all__ = ["CHAIN_COLUMNS", "RESULT_COLUMNS", "with_source"]
 
 #: The columns results add after the source's own columns (and the ``each`` variables).
 RESULT_COLUMNS: Final = (
@@ -35,6 +35,8 @@ RESULT_COLUMNS: Final = (
     "output_duration",
     "generation_id",
 )
+#: The columns following a retry chain adds after them (:mod:`batchkit._results.chain`).
+CHAIN_COLUMNS: Final = ("attempts", "settled_in")
 
 
 def with_source(
@@ -44,7 +46,7 @@ def with_source(
     frames: list[pl.DataFrame] = []
     columns: list[str] = []
     each = list(manifest.each)
-    taken = {*RESULT_COLUMNS, *each, "row", "source", "_unit", "_source"}
+    taken = {*RESULT_COLUMNS, *CHAIN_COLUMNS, *each, "row", "source", "_unit", "_source"}
     assigned: dict[str, str] = {}
     single = len(manifest.sources) == 1
     for index, info in enumerate(manifest.sources):

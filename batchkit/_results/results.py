@@ -27,6 +27,7 @@ from .._files import file_sha256
 from .._report import Finding, Report
 from .._shard.builddir import JOURNAL, Manifest, load_manifest, verify_shards
 from .._submit.journal import Journal, ShardRecord
+from .chain import base_attempts, follow_retries
 from .join import RESULT_COLUMNS, with_source
 from .outcomes import OUTPUT_SCHEMA, held_overlay, outcome_findings, realtime_overlay, reconcile
 from .outputs import COLUMNS, download_outputs, download_results, output_path, read_output
@@ -82,15 +83,43 @@ def collect_results(
     client: Client | None = None,
     download: bool = True,
     source: str | Path | Any | None = None,
+    follow: bool = True,
 ) -> Results:
     """Join the build's request units with their batches' results and their source rows.
 
     With ``download`` (the default) batch statuses are refreshed and finished batches' results fetched first
     (this needs the API only while something is left to fetch); without it, only what the journal and
     ``DIR/results/`` already hold is used. ``source`` replaces the source recorded in the manifest (a file
-    that moved, or the DataFrame an in-memory build came from).
+    that moved, or the DataFrame an in-memory build came from). With ``follow`` (the default) every unit
+    shows its latest attempt across the directories it was retried into, with ``attempts`` and
+    ``settled_in`` (:mod:`batchkit._results.chain`); ``follow=False`` shows this directory's own outcomes.
     """
-    folder = Path(directory)
+    seen: set[Path] = set()
+
+    def collect(folder: Path, override: Any) -> Results:
+        seen.add(folder.resolve())
+        results = _collect(folder, client=client, download=download, source=override)
+        if not follow:
+            return results
+        frame = base_attempts(results.frame, folder)
+
+        def later(target: Path) -> pl.DataFrame:
+            if target.resolve() in seen:
+                msg = f"{target} is already on this retry chain; retries.json or a manifest was edited"
+                raise ResultsError(msg)
+            found = collect(target, None)
+            for finding in found.report.findings:  # the others are its own: `batchkit results DIR2`
+                if finding.code == "retry-not-followed":
+                    results.report.add(finding)
+            return found.frame
+
+        return Results(frame=follow_retries(folder, frame, later, results.report), report=results.report)
+
+    return collect(Path(directory), source)
+
+
+def _collect(folder: Path, *, client: Client | None, download: bool, source: Any) -> Results:
+    """The results of one directory, not followed."""
     manifest = load_manifest(folder)
     report = Report(limits=manifest.limits)
     for finding in verify_shards(folder, manifest):

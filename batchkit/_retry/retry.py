@@ -38,17 +38,18 @@ from .._api.backoff import PollPolicy, RetryPolicy
 from .._api.client import Client
 from .._build.held import RETRY_OF, checked_line, take_sources
 from .._errors import InputError, ResultsError
-from .._files import atomic_write, file_sha256
+from .._files import file_sha256
 from .._report import Finding, Report, ValidationFailed
 from .._results.realtime import realtime_outcomes
 from .._results.results import OUTCOMES, collect_results
 from .._shard.builddir import (
     JOURNAL,
     MANIFEST,
-    RETRIES,
     Manifest,
     RetryInfo,
     load_manifest,
+    note_retry,
+    retried_into,
     verify_shards,
 )
 from .._shard.plan import expected_layout
@@ -255,7 +256,7 @@ def retry_failed(
             retry=info,
             copies=copies,
         )
-    _note_retry(folder, out)
+    note_retry(folder, out)
     sent = send(out) if mode == "realtime" else None
     return RetryResult(folder, out, mode, chosen, outcomes, selected, built, sent, False, report.findings)
 
@@ -286,7 +287,7 @@ def _outcomes(
         outcome = pl.col("request_id").replace_strict(known, default="unsubmitted", return_dtype=pl.String)
         units = units.with_columns(pl.when(ok).then(outcome).otherwise(pl.lit("invalid")).alias("outcome"))
     else:
-        results = collect_results(folder, client=client, download=download, source=source)
+        results = collect_results(folder, client=client, download=download, source=source, follow=False)
         found = results.frame.filter(pl.col("outcome") != "invalid").select("request_id", "outcome")
         if found.get_column("request_id").is_duplicated().any():
             msg = (
@@ -467,7 +468,7 @@ def _check_earlier_retries(folder: Path, out: Path, frame: pl.DataFrame, *, forc
     if force:
         return
     wanted = set(frame.get_column(RETRY_OF).to_list())
-    for other in _retried_into(folder):
+    for other in retried_into(folder):
         if other.resolve() == out.resolve():
             continue
         try:
@@ -484,22 +485,3 @@ def _check_earlier_retries(folder: Path, out: Path, frame: pl.DataFrame, *, forc
                 f"(`batchkit retry {other} --out NEW`), or pass --force to retry them from {folder} anyway"
             )
             raise InputError(msg, path=other)
-
-
-def _retried_into(folder: Path) -> list[Path]:
-    try:
-        data = orjson.loads((folder / RETRIES).read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return []
-    return [Path(entry) for entry in data.get("retried_into", [])] if isinstance(data, dict) else []
-
-
-def _note_retry(folder: Path, out: Path) -> None:
-    """Remember in ``DIR/retries.json`` that ``DIR`` was retried into ``out``."""
-    known = [str(p) for p in _retried_into(folder)]
-    target = str(out.resolve())
-    if target not in known:
-        known.append(target)
-        atomic_write(
-            folder / RETRIES, orjson.dumps({"retried_into": known}, option=orjson.OPT_INDENT_2) + b"\n"
-        )

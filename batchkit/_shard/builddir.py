@@ -65,7 +65,9 @@ __all__ = [
     "SourceInfo",
     "UnshardedInfo",
     "load_manifest",
+    "note_retry",
     "output_file",
+    "retried_into",
     "verify_shards",
     "write_manifest",
 ]
@@ -380,3 +382,27 @@ def write_requests(
     lf.sink_parquet(temp, row_group_size=100_000, maintain_order=True)
     digest, _, _ = file_sha256(temp)
     return RequestsInfo(file=path.name, sha256=digest, rows=spill.units), temp
+
+
+# -- the retry ledger -------------------------------------------------------------------------------------
+
+
+def retried_into(folder: Path) -> list[Path]:
+    """The directories ``folder`` was retried into, as ``DIR/retries.json`` remembers them (oldest first)."""
+    try:
+        data = orjson.loads((folder / RETRIES).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return []
+    entries = data.get("retried_into") if isinstance(data, dict) else None
+    return [Path(e) for e in entries if isinstance(e, str) and e] if isinstance(entries, list) else []
+
+
+def note_retry(folder: Path, out: Path) -> None:
+    """Remember in ``DIR/retries.json`` that ``DIR`` was retried into ``out``."""
+    known = [str(p) for p in retried_into(folder)]
+    target = str(out.resolve())
+    if target not in known:
+        known.append(target)
+        atomic_write(
+            folder / RETRIES, orjson.dumps({"retried_into": known}, option=orjson.OPT_INDENT_2) + b"\n"
+        )

@@ -89,6 +89,12 @@ def print_results(results: Results, *, max_findings: int = 50) -> None:
     help="Exit 1 unless every row completed and the results have no error finding.",
 )
 @click.option(
+    "--no-follow",
+    "no_follow",
+    is_flag=True,
+    help="Show this directory's own outcomes, not the latest attempt of retried rows.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["text", "json"]),
@@ -106,19 +112,21 @@ def print_results(results: Results, *, max_findings: int = 50) -> None:
 @api_options
 @handle_errors
 def results_command(
-    directory: Path, out_path: Path | None, offline: bool, source: Path | None, strict: bool, fmt: str,
-    max_findings: int, api_key: str | None, base_url: str | None,
+    directory: Path, out_path: Path | None, offline: bool, source: Path | None, strict: bool, no_follow: bool,
+    fmt: str, max_findings: int, api_key: str | None, base_url: str | None,
 ) -> None:  # fmt: skip
     """Download the results of finished batches and join them back to the source rows.
 
-    Every row gets one outcome: completed, failed, rejected, missing, invalid, pending or unsubmitted.
+    Every row gets one outcome: completed, failed, rejected, missing, invalid, pending or unsubmitted;
+    a row retried into another directory (`batchkit retry`) shows its latest attempt, with `attempts`
+    and `settled_in` (--no-follow: this directory's own outcomes).
     Exit status: 0 (1 with --strict when a row did not complete or a finding is an error), 2 usage or I/O error.
     """
     if offline:
-        results = collect_results(directory, download=False, source=source)
+        results = collect_results(directory, download=False, source=source, follow=not no_follow)
     else:
         with make_client(api_key, base_url) as client:
-            results = collect_results(directory, client=client, source=source)
+            results = collect_results(directory, client=client, source=source, follow=not no_follow)
     written = results.write(out_path) if out_path is not None else None
     if fmt == "json":
         document = {
