@@ -106,6 +106,38 @@ def parse_github(text: str) -> list[tuple[str, dict[str, str], str]]:
     return [parse_command(line) for line in text.split("\n")[:-1]]
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param("::error file=a,b.jsonl,title=t::m", id="raw-comma-in-value"),
+        pytest.param("::error file=a.jsonl,line=0,title=t::m", id="line-zero"),
+        pytest.param("::error line=3,title=t::m", id="line-without-file"),
+        pytest.param("::error file=a.jsonl,title=t ::m", id="trailing-space-trimmed-by-runner"),
+        pytest.param("::error title=t,title=u::m", id="repeated-property"),
+        pytest.param("::error title=::m", id="empty-value-dropped-by-runner"),
+        pytest.param("::error colour=red::m", id="unknown-property"),
+        pytest.param("::error title=t::100% sure", id="stray-percent-in-data"),
+        pytest.param("::error title=50%::m", id="stray-percent-in-property"),
+        pytest.param("::notice title=t::m", id="not-error-or-warning"),
+        pytest.param("Error: m", id="not-a-command"),
+    ],
+)
+def test_the_annotation_parser_refuses_what_the_runner_would_misread(line: str) -> None:
+    """The strict parser has teeth: each of these lines would lose or change text on a real runner."""
+    with pytest.raises(AssertionError):
+        parse_command(line)
+
+
+def test_the_annotation_parser_undoes_every_escape() -> None:
+    """Each documented escape comes back as its character; ``%25`` last, so ``%250A`` is a literal ``%0A``."""
+    line = "::warning file=a%3Ab%2Cc%25d%0Ae%0Df,line=7,title=x::p%25q%0Ar%0Ds%250A::t"
+    assert parse_command(line) == (
+        "warning",
+        {"file": "a:b,c%d\ne\rf", "line": "7", "title": "x"},
+        "p%q\nr\rs%0A::t",
+    )
+
+
 # -- what each format must say ---------------------------------------------------------------------------
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -129,7 +161,7 @@ def xml_text(text: str) -> str:
 
 def target(finding: Finding) -> tuple[str | None, int | None]:
     """The file a finding points at (as given) and its line: the source row first, then the JSONL line."""
-    if finding.source is not None and finding.source:
+    if finding.source:
         return finding.source, finding.source_line
     if finding.file:
         return finding.file, finding.line
