@@ -80,6 +80,7 @@ class _Where(NamedTuple):
     path: str | None  # relative to root (posix), or absolute when outside root; None: no file
     inside: bool  # path is relative to root
     line: int | None
+    on_source: bool = False  # the path is the finding's source (not its JSONL file)
 
 
 class _Locator:
@@ -95,7 +96,7 @@ class _Locator:
         if finding.source is not None:
             given = self._sources.get(finding.source, finding.source)
             if given is not None and os.fspath(given):
-                return self._where(os.fspath(given), finding.source_line)
+                return self._where(os.fspath(given), finding.source_line)._replace(on_source=True)
         if finding.file:
             return self._where(finding.file, finding.line)
         return _Where(None, False, None)
@@ -120,10 +121,12 @@ def _context(finding: Finding, where: _Where) -> str:
     if where.path is None:
         location = finding.location
         head = "" if location == "input" else location
-    elif finding.source is not None and finding.row is not None:
-        head = f"row {finding.row}"
-    if where.path is not None and finding.source is not None and finding.column is not None:
-        head = f"{head}, column {finding.column}" if head else f"column {finding.column}"
+    elif finding.source is not None:  # name the source unless the finding points at it
+        head = "" if where.on_source else finding.source
+        if finding.row is not None:
+            head = f"{head} row {finding.row}" if head else f"row {finding.row}"
+        if finding.column is not None:
+            head = f"{head}, column {finding.column}" if head else f"column {finding.column}"
     if finding.request_id is not None:
         head = f"{head} [{finding.request_id}]" if head else f"[{finding.request_id}]"
     if finding.pointer:

@@ -345,6 +345,24 @@ def test_a_source_without_a_file_keeps_its_location_in_the_message(build_report:
     assert names == ["batchkit validate"]  # every finding sits in the run's own suite
 
 
+def test_a_source_without_a_file_falls_back_to_the_jsonl_line_and_names_the_source() -> None:
+    """A row of a fileless source that also has a JSONL line points there, and says which source row it is."""
+    finding = Finding(
+        code="invalid-url",
+        severity="error",
+        message="m",
+        file="b/batch-00001.jsonl",
+        line=4,
+        source="frame",
+        row=3,
+        column="url",
+        request_id="r3",
+    )
+    ((_, props, data),) = parse_github(render("github", [finding], sources={"frame": None}))
+    assert (props["file"], props["line"]) == ("b/batch-00001.jsonl", "4")
+    assert data == "frame row 3, column url [r3]: m"
+
+
 def test_an_unmapped_source_name_is_taken_as_a_path() -> None:
     """Without ``sources``, a source name is a path relative to the working directory."""
     finding = Finding(
