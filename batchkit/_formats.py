@@ -64,7 +64,7 @@ def _python_escape(match: re.Match[str]) -> str:
 
 
 def _utf8(text: str) -> str:
-    """``text`` with lone surrogates written as ``\\udcXX``, so that it encodes as UTF-8."""
+    """``text`` with each lone surrogate written as ``\\udXXX``, so that it encodes as UTF-8."""
     return _SURROGATE.sub(_python_escape, text)
 
 
