@@ -23,6 +23,7 @@ LAYERS: tuple[str, ...] = (
     "_files",
     "_wire",
     "_report",
+    "_formats",  # renders Reports for CI (GitHub, JUnit, SARIF); to move with its stage
     "_api",
     "_validate",
     "_sources",
