@@ -27,8 +27,7 @@ import xmlschema
 import yaml
 from click.testing import CliRunner
 from conftest import FIXTURES, ROOT
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from pre_commit.clientlib import MANIFEST_HOOK_DICT, load_manifest
 
 import batchkit._formats as formats

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
+from .._formats import FORMATS, write_format
 from .._report import Report
 from .._validate.validate import validate_files
 from .._wire.schemas import write_schemas
@@ -19,10 +21,12 @@ from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, limits_options,
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json"]),
+    type=click.Choice(["text", "json", *FORMATS]),
     default="text",
     show_default=True,
-    help="text: findings and a table of counts; json: the whole report.",
+    help="text: findings and a table of counts; json: the whole report; github: GitHub Actions "
+    "annotations; junit: JUnit XML; sarif: SARIF 2.1.0 (code scanning). Paths are relative to the "
+    "working directory.",
 )
 @click.option(
     "--schema",
@@ -56,6 +60,16 @@ def validate(
     report = validate_files(paths, limits=limits, schema=policy)
     if fmt == "json":
         click.echo(report.to_json())  # verbatim: rich would rewrite ":emoji:" codes in messages
+    elif fmt in FORMATS:
+        # streamed verbatim to stdout (rich would rewrite markup); the verdict goes to stderr
+        write_format(fmt, report.findings, report.stats, sys.stdout)
+        sys.stdout.flush()
+        s = report.stats
+        err.print(
+            f"{'valid' if report.valid else 'invalid'}: {s.files} file(s), {s.records:,} record(s), "
+            f"{s.errors:,} error(s), {s.warnings:,} warning(s)",
+            highlight=False,
+        )
     else:
         render_report(report, max_findings=max_findings)
     raise SystemExit(EXIT_OK if report.valid else EXIT_FINDINGS)
