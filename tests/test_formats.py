@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pre_commit.clientlib import MANIFEST_HOOK_DICT, load_manifest
 
 import batchkit._formats as formats
-from batchkit import Finding, Report, build, validate_file, validate_files
+from batchkit import BuildOptions, Finding, Report, build, validate_file, validate_files
 from batchkit._formats import write_format, write_junit, write_sarif
 from batchkit._report import CODES, Stats
 from batchkit.cli import COMMANDS, main
@@ -294,7 +294,7 @@ def build_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
         FIXTURES / "campaign.csv",
         FIXTURES / "campaign.toml",
         tmp_path_factory.mktemp("b") / "b",
-        skip_invalid=True,
+        BuildOptions(skip_invalid=True),
     )
     assert result.report.findings
     return result.report
