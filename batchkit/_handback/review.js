@@ -141,6 +141,7 @@
 
   function applyFilters() {
     shown = cards.filter(matches);
+    window.scrollTo({ top: 0 }); // from the first card again (and not at the end, loading more at once)
     renderFrom(0);
   }
 
@@ -486,13 +487,24 @@
   $("#bulk-clear").addEventListener("click", () => bulk("undecided"));
   $("#undo").addEventListener("click", undoBulk);
   $("#download").addEventListener("click", download);
-  $("#more").addEventListener("click", () => renderFrom(rendered));
+  $("#more").addEventListener("click", () => {
+    const first = rendered;
+    renderFrom(rendered);
+    // Keyboard users go on from the first new card: it stands where the button was, so no scrolling.
+    const element = elements.get(shown[first]?.index);
+    if (element) {
+      element.tabIndex = -1;
+      element.focus({ preventScroll: true });
+    }
+  });
 
-  // Render the next page when the end of the list comes near.
+  // Render the next page when the end of the list comes near. The observer only says "look again": an entry
+  // can be stale (queued before the filters changed), so the end's position is measured now.
   if ("IntersectionObserver" in window) {
     const end = $(".more");
-    const observer = new IntersectionObserver((entries) => {
-      if (!entries.some((e) => e.isIntersecting) || rendered >= shown.length) return;
+    const near = () => end.getBoundingClientRect().top < window.innerHeight + 800;
+    const observer = new IntersectionObserver(() => {
+      if (rendered >= shown.length || !near()) return;
       renderFrom(rendered);
       observer.unobserve(end); // observing again reports whether the end is still near: fill tall screens
       observer.observe(end);

@@ -149,7 +149,7 @@ def page_data(
     own = [c for c in frame.columns if c not in _RESULT_COLUMNS and c not in each]
     shown = own if source_columns is None else list(source_columns)
     ids = _strings(frame, "request_id")
-    groups, group_of = _groups(frame, own, shown)
+    groups, group_of = _groups(frame, own, shown, by_row=not each)
     relative = _relative_files(files or {}, base or Path.cwd())
     images = _poster_uris(posters or {})
     outcomes = _strings(frame, "outcome")
@@ -254,13 +254,14 @@ def _strings(frame: pl.DataFrame, name: str) -> list[str | None]:
 
 
 def _groups(
-    frame: pl.DataFrame, own: list[str], shown: list[str]
+    frame: pl.DataFrame, own: list[str], shown: list[str], *, by_row: bool
 ) -> tuple[list[list[str | None]], list[int]]:
-    """One group per distinct source row (all its own columns), in first-seen order: its shown fields, and
-    the group of every table row. A build without ``[each]`` has one card per group."""
+    """The groups (their shown fields) and every table row's group. With ``[each]``, a group is a distinct
+    source row (all its own columns), in first-seen order; without, every table row is its own group."""
+    keyed = own and not by_row
     keys = (
         list(zip(*(_strings(frame, c) for c in own), strict=True))
-        if own
+        if keyed
         else [(i,) for i in range(frame.height)]
     )
     fields = list(zip(*(_strings(frame, c) for c in shown), strict=True)) if shown else [() for _ in keys]
