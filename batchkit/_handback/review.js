@@ -55,7 +55,8 @@
   function saveDecisions() {
     const d = {};
     for (const [id, { decision, note }] of decisions) {
-      if (decision !== "undecided" || note) Object.defineProperty(d, id, { value: [decision, note], enumerable: true });
+      if (decision === "undecided" && !note) continue;
+      Object.defineProperty(d, id, { value: [decision, note], enumerable: true }); // even an id "__proto__"
     }
     try {
       localStorage.setItem(storageKey, JSON.stringify({ v: 1, d }));
@@ -66,8 +67,9 @@
     showTally();
   }
 
-  const decisionOf = (card) => (card.request_id == null ? "undecided" : (decisions.get(card.request_id) || {}).decision || "undecided");
-  const noteOf = (card) => (card.request_id == null ? "" : (decisions.get(card.request_id) || {}).note || "");
+  const entryOf = (card) => (card.request_id == null ? undefined : decisions.get(card.request_id));
+  const decisionOf = (card) => entryOf(card)?.decision || "undecided";
+  const noteOf = (card) => entryOf(card)?.note || "";
 
   function decide(card, decision) {
     if (card.request_id == null) return;
@@ -345,7 +347,8 @@
     }
     const undecided = ids.length - approved - rejected;
     const saved = storageWorks ? "kept in this browser" : "NOT kept: this browser refuses storage, download them";
-    $("#tally").textContent = `${count(approved)} approved · ${count(rejected)} rejected · ${count(undecided)} undecided (${saved})`;
+    const tally = `${count(approved)} approved · ${count(rejected)} rejected · ${count(undecided)} undecided`;
+    $("#tally").textContent = `${tally} (${saved})`;
   }
 
   function showCounts() {
@@ -439,8 +442,8 @@
       play(element, card);
       return;
     }
-    const wanted = button.classList.contains("approve") ? "approved" : button.classList.contains("reject") ? "rejected" : null;
-    if (wanted === null) return;
+    const wanted = { approve: "approved", reject: "rejected" }[button.className];
+    if (wanted === undefined) return;
     decide(card, decisionOf(card) === wanted ? "undecided" : wanted); // pressing again takes it back
     saveDecisions();
     for (const [index, other] of elements) {
