@@ -6,8 +6,8 @@ assumed), dialogs (a script injected through the data would open one), and downl
 captured as the browser saves it). It drives the system's Chromium through ``executable_path``, so nothing is
 downloaded (``playwright install`` is never run) and no chromedriver has to match the browser's version.
 
-Without ``/usr/bin/chromium`` these tests are skipped, except where ``BATCHKIT_REQUIRE_BROWSER=1`` is set
-(``.ci/run`` sets it after installing Chromium), where they fail instead. Nothing here waits on a clock: each
+Without ``/usr/bin/chromium`` (or the browser ``BATCHKIT_CHROMIUM`` names) these tests are skipped, except where
+``BATCHKIT_REQUIRE_BROWSER=1`` is set (``.ci/run`` sets it after installing Chromium): there they fail instead. Nothing here waits on a clock: each
 step waits for the page to show its result.
 """
 
