@@ -21,9 +21,9 @@ Everything that comes from the table is data, never markup: the table goes into 
 ``<script type="application/json">`` with ``<``, ``>`` and ``&`` written as ``\\u003c``, ``\\u003e`` and
 ``\\u0026`` (so no ``</script>`` or ``<!--`` can end it early), and the script builds every element with
 ``textContent`` and attributes, never with HTML strings. Links and sources are only ``http(s)`` URLs or the
-computed relative paths. Cards are rendered a page at a time as the reviewer scrolls (60 in the document at first),
-so a page of 10,000 requests stays quick to open and to filter; the file grows linearly: 34 KB of page, 0.1-0.3 KB a card, and a poster in base64
-(about 8 KB for a 320 px JPEG).
+computed relative paths. Cards are rendered a page at a time as the reviewer scrolls (60 in the document at
+first), so a page of 10,000 requests stays quick to open and to filter. The file grows linearly: 34 KB of page,
+0.1-0.3 KB a card, and each poster in base64 (about 8 KB for a 320 px JPEG).
 
 The page is written to a temporary file beside the target and renamed into place.
 """
