@@ -14,6 +14,7 @@ The package is laid out by stage, bottom layer first; a module imports only its 
     _build/                         source → lines → validated → sharded: the offline half
     _submit/                        shards → batches through a crash-safe journal
     _results/                       every unit back with one outcome, joined to its row
+    _handback/                      the videos fetched, the sheet in its own layout, a review page
     _retry/                         what failed becomes the next batch
     sandbox/                        a local emulator of the API
     _run.py                         the whole pipeline in one call

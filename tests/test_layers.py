@@ -32,6 +32,7 @@ LAYERS: tuple[str, ...] = (
     "_build",
     "_submit",
     "_results",
+    "_handback",
     "_retry",
     "sandbox",
     "_run",

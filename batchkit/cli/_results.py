@@ -9,7 +9,11 @@ import orjson
 from rich.markup import escape
 from rich.table import Table
 
+from .._handback.fill import fill_into
+from .._handback.wide import each_counts, wide_frame
+from .._results.export import export_frame
 from .._results.results import Results, collect_results
+from .._shard.builddir import Manifest, load_manifest
 from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, out
 from ._submit import api_options, make_client
 
@@ -60,10 +64,28 @@ def print_findings(results: Results, *, max_findings: int = 50) -> None:
         err.print(f"… and {len(findings) - max_findings:,} more (--format json lists all)")
 
 
-def print_results(results: Results, *, max_findings: int = 50) -> None:
-    """Findings, the outcome table and the error-code table, all on stderr."""
+def grid_table(results: Results, manifest: Manifest) -> Table:
+    """An ``[each]`` build's status grid: per value (a language), rows per outcome."""
+    counts = each_counts(results.frame, manifest)
+    name, *outcomes = counts.columns
+    table = Table(title=f"by {name}", title_justify="left")
+    table.add_column(name)
+    for outcome in outcomes:
+        table.add_column(outcome, justify="right")
+    for value, *numbers in counts.iter_rows():
+        cells = [
+            f"[{_STYLE.get(o, 'bold')}]{n:,}[/]" if n else "[dim]0[/]" for o, n in zip(outcomes, numbers, strict=True)
+        ]
+        table.add_row(escape(str(value)), *cells)
+    return table
+
+
+def print_results(results: Results, *, max_findings: int = 50, manifest: Manifest | None = None) -> None:
+    """Findings, the outcome table, the ``[each]`` grid and the error-code table, all on stderr."""
     print_findings(results, max_findings=max_findings)
     err.print(summary_table(results))
+    if manifest is not None and manifest.each:
+        err.print(grid_table(results, manifest))
     codes = codes_table(results)
     if codes is not None:
         err.print(codes)
@@ -89,6 +111,17 @@ def print_results(results: Results, *, max_findings: int = 50) -> None:
     help="Exit 1 unless every row completed and the results have no error finding.",
 )
 @click.option(
+    "--wide",
+    is_flag=True,
+    help="For an [each] build: one row per source row, outcome_<value>, output_url_<value> ... side by side.",
+)
+@click.option(
+    "--into",
+    "into",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write a copy of the build's own source file (.csv, .tsv, .xlsx) with the result columns added.",
+)
+@click.option(
     "--no-follow",
     "no_follow",
     is_flag=True,
@@ -112,8 +145,8 @@ def print_results(results: Results, *, max_findings: int = 50) -> None:
 @api_options
 @handle_errors
 def results_command(
-    directory: Path, out_path: Path | None, offline: bool, source: Path | None, strict: bool, no_follow: bool,
-    fmt: str, max_findings: int, api_key: str | None, base_url: str | None,
+    directory: Path, out_path: Path | None, offline: bool, source: Path | None, strict: bool, wide: bool,
+    into: Path | None, no_follow: bool, fmt: str, max_findings: int, api_key: str | None, base_url: str | None,
 ) -> None:  # fmt: skip
     """Download the results of finished batches and join them back to the source rows.
 
@@ -127,20 +160,26 @@ def results_command(
     else:
         with make_client(api_key, base_url) as client:
             results = collect_results(directory, client=client, source=source, follow=not no_follow)
-    written = results.write(out_path) if out_path is not None else None
+    manifest = load_manifest(directory)
+    table = wide_frame(results.frame, manifest) if wide else results.frame
+    written = export_frame(table, out_path) if out_path is not None else None
+    filled = fill_into(results.frame, manifest, into, source=source) if into is not None else None
     if fmt == "json":
         document = {
             **results.summary(),
             "valid": results.report.valid,
             "written": str(written) if written is not None else None,
+            "filled": str(filled) if filled is not None else None,
             "report": orjson.loads(results.report.to_json(indent=False)),
         }
         click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     else:
-        print_results(results, max_findings=max_findings)
+        print_results(results, max_findings=max_findings, manifest=manifest)
+        if filled is not None:
+            err.print(f"filled in {escape(str(filled))} (a copy of the build's source)", highlight=False)
         if written is not None:
-            err.print(f"wrote {escape(str(written))} ({results.frame.height:,} rows)", highlight=False)
-        else:
-            out.print(f"{results.frame.height:,} rows; add --out results.csv to write them", highlight=False)
+            err.print(f"wrote {escape(str(written))} ({table.height:,} rows)", highlight=False)
+        elif filled is None:
+            out.print(f"{table.height:,} rows; add --out results.csv to write them", highlight=False)
     complete = results.outcomes["completed"] == results.frame.height
     raise SystemExit(EXIT_FINDINGS if strict and not (complete and results.report.valid) else EXIT_OK)
