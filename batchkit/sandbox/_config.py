@@ -13,6 +13,7 @@ from typing import Any, Final, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .._limits import DEFAULT_LIMITS, Limits
+from ._estimate import SANDBOX_PRICES
 
 __all__ = [
     "DEMO_RULES",
@@ -44,6 +45,8 @@ ROUTES: Final[tuple[str, ...]] = (
     "POST /v2/generate",
     "GET /v2/generate/{id}",
     "GET /_signed/results/{name}",
+    "POST /v2/generations/estimate",
+    "POST /v2/analyze/cost",
 )
 
 
@@ -208,6 +211,10 @@ class SandboxConfig(BaseModel):
     webhook_timeout: float = Field(default=5.0, gt=0, description="seconds before a delivery is abandoned")
     webhooks_to_loopback_only: bool = Field(
         default=True, description="deliver webhooks only to loopback hosts; others are recorded as skipped"
+    )
+    prices: dict[str, float] = Field(
+        default_factory=lambda: dict(SANDBOX_PRICES),
+        description="USD per second of input by model, for the estimate endpoints (sandbox prices, not Sync's)",
     )
 
     @field_validator("api_keys")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import ConfigurationError
 from ._config import Fault, SandboxConfig
+from ._media import MediaHost
 from ._state import Clock, Result, SandboxBatch, SandboxGeneration, SystemClock, line_result
 from ._upload import UploadLine
 
@@ -117,6 +118,8 @@ class Sandbox:
         self._leaks: list[KeyLeak] = []
         self._dry_runs = 0
         self._app: ASGIApp | None = None
+        #: The media host served under ``/_media/`` (see :mod:`batchkit.sandbox._media`).
+        self.media = MediaHost(lambda: self.url)
 
     def __repr__(self) -> str:
         return f"<Sandbox url={self.url!r} batches={len(self._batches)} generations={len(self._generations)}>"
