@@ -143,12 +143,12 @@ def sniff(head: bytes) -> Sniff:
             return Sniff("media", None, name or mime)
         if mime.startswith("text/"):
             return Sniff("page", description=mime)
-    if matches:
-        extension, mime, name = matches[0]
-        return Sniff("other", description=name or mime or extension)
     text = _text_kind(head)
     if text is not None:
         return Sniff("page", description=text)
+    if matches:
+        extension, mime, name = matches[0]
+        return Sniff("other", description=name or mime or extension)
     return Sniff("unknown", description="bytes no media signature matches")
 
 

@@ -23,7 +23,9 @@ request that carried ``x-api-key`` (which must never reach a media host).
   major brand);
 * content: ``as`` (``mp4 mov m4a 3gp wav mp3 html json text empty``: e.g. an HTML page named ``.mp4``),
   ``ctype`` (the Content-Type to claim, e.g. ``text/plain`` for an MP4), ``truncate`` (the file is cut to
-  that many bytes), ``version`` (changes the bytes' identity: a new ETag and Last-Modified);
+  that many bytes), ``version`` (changes the bytes' identity: a new ETag and Last-Modified). Signature
+  parameters (``X-Amz-*``, ``X-Goog-*``, ``Expires``, ``Signature``, ``sig``, ``se``...) are accepted and
+  ignored: a re-signed URL serves the same object with the same ETag, as a bucket would;
 * HTTP: ``status`` (answer every request with it), ``head`` (answer HEAD with it: 403 like a presigned S3
   GET URL, 405), ``norange=1`` (ignore Range: 200 and the whole body), ``length`` (the Content-Length a HEAD
   claims: a lying header), ``chunked=1`` (no Content-Length at all), ``etag=0`` / ``lastmod=0`` (no
@@ -361,13 +363,34 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     return None
 
 
+_BEHAVIOUR: Final = frozenset({"flaky", "retry_after", "delay", "hang", "stall", "head"})
+_SIGNING: Final = frozenset(
+    {
+        "expires",
+        "signature",
+        "sig",
+        "se",
+        "sp",
+        "sv",
+        "st",
+        "sr",
+        "policy",
+        "key-pair-id",
+        "googleaccessid",
+        "awsaccesskeyid",
+    }
+)
+
+
+def _signing(name: str) -> bool:
+    """Signature parameters name no content: a re-signed URL serves the same object, as on a real bucket."""
+    lowered = name.lower()
+    return lowered in _SIGNING or lowered.startswith(("x-amz-", "x-goog-"))
+
+
 def _identity(name: str, params: Mapping[str, str]) -> tuple[str, str]:
     """ETag and Last-Modified: they change with the parameters that shape the bytes and with ``version``."""
-    shaping = sorted(
-        (k, v)
-        for k, v in params.items()
-        if k not in {"flaky", "retry_after", "delay", "hang", "stall", "head"}
-    )
+    shaping = sorted((k, v) for k, v in params.items() if k not in _BEHAVIOUR and not _signing(k))
     digest = hashlib.sha256(repr((name, shaping)).encode()).hexdigest()[:20]
     version = int(_number(params, "version", 0))
     return f'"{digest}"', email.utils.formatdate(_EPOCH + 86400 * version, usegmt=True)
@@ -540,11 +563,11 @@ async def _send_file(
         if stall is not None and sent + len(piece) > stall:
             piece = piece[: stall - sent]
             if piece:
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
                 host._sent(len(piece))
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
             await watch.wait(HANG_SECONDS)
             return
+        host._sent(len(piece))  # counted first: a client that has the bytes must see them counted
         await send({"type": "http.response.body", "body": piece, "more_body": True})
-        host._sent(len(piece))
         sent += len(piece)
     await send({"type": "http.response.body", "body": b""})

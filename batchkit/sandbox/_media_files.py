@@ -180,8 +180,13 @@ def _dinf() -> bytes:
     return _box(b"dinf", _full(b"dref", 0, 0, struct.pack(">I", 1), _full(b"url ", 0, 1)))
 
 
-def _stbl(entry: bytes, delta: int, sample_size: int, chunks: Sequence[int], offsets: Sequence[int]) -> bytes:
-    """A sample table: ``chunks[i]`` samples of ``sample_size`` bytes at ``offsets[i]``, ``delta`` ticks each."""
+def _stbl(
+    entry: bytes, delta: int, sample_size: int, chunks: Sequence[int], offsets: Sequence[int], wide: bool
+) -> bytes:
+    """A sample table: ``chunks[i]`` samples of ``sample_size`` bytes at ``offsets[i]``, ``delta`` ticks each.
+
+    ``wide`` writes 64-bit chunk offsets (``co64``), needed once a file passes 4 GB.
+    """
     count = sum(chunks)
     runs = [(i + 1, n) for i, n in enumerate(chunks) if i == 0 or n != chunks[i - 1]]
     stsd = _full(b"stsd", 0, 0, struct.pack(">I", 1), entry)
@@ -190,7 +195,7 @@ def _stbl(entry: bytes, delta: int, sample_size: int, chunks: Sequence[int], off
         b"stsc", 0, 0, struct.pack(">I", len(runs)), *(struct.pack(">III", f, n, 1) for f, n in runs)
     )
     stsz = _full(b"stsz", 0, 0, struct.pack(">II", sample_size, count))
-    if offsets and max(offsets) >= 2**32:
+    if wide:
         stco = _full(
             b"co64", 0, 0, struct.pack(">I", len(offsets)), struct.pack(f">{len(offsets)}Q", *offsets)
         )
@@ -378,8 +383,8 @@ class ClipSpec:
     brand: bytes = b"isom"
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.duration) and self.duration > 0):
-            msg = f"duration must be a positive number of seconds, not {self.duration}"
+        if not (math.isfinite(self.duration) and 0 < self.duration <= 86400):
+            msg = f"duration must be a positive number of seconds up to a day, not {self.duration}"
             raise ValueError(msg)
         if self.width % 2 or self.height % 2 or not (16 <= self.width <= 8192 and 16 <= self.height <= 8192):
             msg = f"width and height must be even and between 16 and 8192 (got {self.width}x{self.height})"
@@ -421,13 +426,13 @@ def mp4_file(spec: ClipSpec) -> VirtualFile:
     def moov(v_offsets: Sequence[int], a_offsets: Sequence[int], v_size: int, a_size: int) -> bytes:
         traks = []
         if video:
-            stbl = _stbl(_avc1(spec.width, spec.height), 1000, v_size, v_chunks, v_offsets)
+            stbl = _stbl(_avc1(spec.width, spec.height), 1000, v_size, v_chunks, v_offsets, wide)
             minf = _box(b"minf", _full(b"vmhd", 0, 1, bytes(8)), _dinf(), stbl)
             mdia = _box(b"mdia", _mdhd(video_scale, frames * 1000), _hdlr(b"vide", b"VideoHandler"), minf)
             tkhd = _tkhd(1, movie_ms, audio=False, width=spec.width, height=spec.height)
             traks.append(_box(b"trak", tkhd, mdia))
         if audio:
-            stbl = _stbl(_mp4a(spec.sample_rate, spec.channels), 1024, a_size, a_chunks, a_offsets)
+            stbl = _stbl(_mp4a(spec.sample_rate, spec.channels), 1024, a_size, a_chunks, a_offsets, wide)
             minf = _box(b"minf", _full(b"smhd", 0, 0, bytes(4)), _dinf(), stbl)
             mdia = _box(
                 b"mdia", _mdhd(spec.sample_rate, audio_frames * 1024), _hdlr(b"soun", b"SoundHandler"), minf
