@@ -15,8 +15,8 @@ from __future__ import annotations
 from .cache import ProbeCache, default_cache_dir, write_media_parquet
 from .checks import PROBE_CODES, MediaProblem, output_seconds, payload_media_problems, tts_seconds
 from .config import ProbeConfig
-from .estimate import ApiPrices, Estimate, EstimateItem, PriceBook, Subtotal, TablePrices, estimate
 from .media import MediaInfo
+from .pricing import ApiPrices, Estimate, EstimateItem, PriceBook, Subtotal, TablePrices, estimate
 from .probe import probe_urls
 from .signed import url_expires_at
 

@@ -32,7 +32,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, overload
 
 import httpx
 import orjson
@@ -342,7 +342,9 @@ def _frame(items: Iterable[EstimateItem] | pl.DataFrame) -> pl.DataFrame:
             msg = f"the frame to estimate needs the column(s) {', '.join(sorted(missing))} (and may have each, shard)"
             raise InputError(msg)
         columns = [
-            pl.col(name).cast(dtype) if name in items.columns else pl.lit(None, dtype).alias(name)
+            (pl.col(name) if name == "shard" else pl.col(name).cast(dtype))
+            if name in items.columns
+            else pl.lit(None, dtype).alias(name)
             for name, dtype in _SCHEMA.items()
             if name != "request_id"
         ]
@@ -367,66 +369,93 @@ def estimate(
     frame = _frame(items)
     seconds = pl.col("seconds")
     usable = seconds.is_not_null() & seconds.is_finite() & (seconds > 0)
-    groups = (
-        frame.lazy()
-        .with_columns(
-            seconds=pl.when(usable).then(seconds).otherwise(None),
-            units=pl.when(usable).then((seconds / resolution).ceil().cast(pl.Int64)).otherwise(None),
-        )
-        .group_by("model", "units", "each", "shard")
-        .agg(requests=pl.len(), seconds=seconds.sum())
-        .collect()
+    rows = frame.lazy().with_columns(
+        seconds=pl.when(usable).then(seconds).otherwise(None),
+        units=pl.when(usable).then((seconds / resolution).ceil().cast(pl.Int64)).otherwise(None),
     )
-    pairs = groups.select("model", "units").drop_nulls().unique()
-    rates = [
-        prices.rate(model, units * resolution) if model is not None else None
-        for model, units in pairs.iter_rows()
-    ]
+    # One pass over the rows: everything but the shard totals comes from this small table.
+    small = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), seconds.sum()).collect()
+    pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
+    rates = [prices.rate(model, units * resolution) for model, units in pairs.iter_rows()]
     table = pairs.with_columns(rate=pl.Series(rates, dtype=pl.Float64))
-    priced = (
-        groups.join(table, on=["model", "units"], how="left", nulls_equal=False)
-        .with_columns(
-            unknown_seconds=pl.when(pl.col("units").is_null()).then(pl.col("requests")).otherwise(0),
-            unknown_price=pl.when(pl.col("units").is_not_null() & pl.col("rate").is_null())
-            .then(pl.col("requests"))
-            .otherwise(0),
-            usd=pl.col("seconds") * pl.col("rate"),
-        )
-        .with_columns(priced=pl.col("requests") - pl.col("unknown_seconds") - pl.col("unknown_price"))
-    )
-    totals = priced.select(
-        pl.col("requests", "priced", "unknown_seconds", "unknown_price").sum(),
-        pl.col("seconds").sum(),
-        pl.col("usd").sum(),
-    ).row(0, named=True)
-    unpriced = sorted(
-        {m or _NONE_LABEL for m in priced.filter(pl.col("unknown_price") > 0).get_column("model").to_list()}
-    )
+    priced = _measures(small.join(table, on=["model", "units"], how="left"), weight=pl.col("requests"))
+    overall = priced.select(_SUMS).row(0, named=True)
+    unpriced = priced.filter(pl.col("unknown_price") > 0).get_column("model").unique().to_list()
+    has_shard = frame.get_column("shard").is_not_null().any()
     return Estimate(
         source=prices.source,
-        requests=int(totals["requests"] or 0),
-        priced=int(totals["priced"] or 0),
-        unknown_seconds=int(totals["unknown_seconds"] or 0),
-        unknown_price=int(totals["unknown_price"] or 0),
-        seconds=float(totals["seconds"] or 0.0),
-        known_usd=float(totals["usd"] or 0.0),
-        by_model=_subtotals(priced, "model"),
-        by_each=_subtotals(priced, "each") if priced.get_column("each").is_not_null().any() else {},
-        by_shard=_subtotals(priced, "shard") if priced.get_column("shard").is_not_null().any() else {},
-        unpriced_models=tuple(unpriced),
+        requests=int(overall["requests"] or 0),
+        priced=int(overall["priced"] or 0),
+        unknown_seconds=int(overall["unknown_seconds"] or 0),
+        unknown_price=int(overall["unknown_price"] or 0),
+        seconds=float(overall["seconds"] or 0.0),
+        known_usd=float(overall["usd"] or 0.0),
+        by_model=_subtotals(priced.group_by("model").agg(_SUMS), "model"),
+        by_each=_subtotals(priced.group_by("each").agg(_SUMS), "each")
+        if small.get_column("each").is_not_null().any()
+        else {},
+        by_shard=_subtotals(_by_shard(rows, table), "shard") if has_shard else {},
+        unpriced_models=tuple(sorted(m if m is not None else _NONE_LABEL for m in unpriced)),
     )
 
 
-def _subtotals(priced: pl.DataFrame, key: str) -> dict[str, Subtotal]:
-    table = (
-        priced.group_by(key)
+_SUMS: Final = [pl.col("requests", "priced", "unknown_seconds", "unknown_price", "seconds", "usd").sum()]
+_DENSE_LIMIT: Final = 1 << 22  # rate table cells; past it, shard totals join instead of looking up
+
+
+@overload
+def _measures(frame: pl.DataFrame, *, weight: pl.Expr) -> pl.DataFrame: ...
+@overload
+def _measures(frame: pl.LazyFrame, *, weight: pl.Expr) -> pl.LazyFrame: ...
+def _measures(frame: pl.DataFrame | pl.LazyFrame, *, weight: pl.Expr) -> pl.DataFrame | pl.LazyFrame:
+    """Add priced / unknown counts and dollars to rows (or groups of ``weight`` rows) that have ``rate``."""
+    units, rate = pl.col("units"), pl.col("rate")
+    return frame.with_columns(
+        unknown_seconds=pl.when(units.is_null()).then(weight).otherwise(0),
+        unknown_price=pl.when(units.is_not_null() & rate.is_null()).then(weight).otherwise(0),
+        priced=pl.when(rate.is_not_null()).then(weight).otherwise(0),
+        usd=pl.col("seconds") * rate,
+    )
+
+
+def _by_shard(rows: pl.LazyFrame, table: pl.DataFrame) -> pl.DataFrame:
+    """Totals by shard: each row's rate looked up by (model, rounded length), then one group-by."""
+    models = table.get_column("model").unique().sort().to_list()
+    top = table.get_column("units").max()
+    span = (top if isinstance(top, int) else 0) + 1
+    if models and len(models) * span <= _DENSE_LIMIT and len(models) <= 64:
+        # A dense (model index × rounded length) table, so that a row's rate is one gather, not a join.
+        dense: list[float | None] = [None] * (len(models) * span)
+        index = {m: i for i, m in enumerate(models)}
+        for model, units, rate in table.iter_rows():
+            dense[index[model] * span + units] = rate
+        which = pl.lit(None, dtype=pl.Int64)
+        for i, model in reversed(list(enumerate(models))):
+            which = pl.when(pl.col("model") == model).then(pl.lit(i, dtype=pl.Int64)).otherwise(which)
+        cells = rows.select((which * span + pl.col("units")).fill_null(len(dense))).collect().to_series()
+        with_rate = rows.with_columns(rate=pl.Series([*dense, None], dtype=pl.Float64).gather(cells))
+    else:
+        with_rate = rows.join(table.lazy(), on=["model", "units"], how="left")
+    rate, seconds = pl.col("rate"), pl.col("seconds")
+    return (
+        with_rate.group_by("shard")
         .agg(
-            pl.col("requests", "priced", "unknown_seconds", "unknown_price").sum(),
-            pl.col("seconds").sum(),
-            pl.col("usd").sum(),
+            pl.len().alias("requests"),
+            rate.is_not_null().sum().alias("priced"),
+            pl.col("units").is_null().sum().alias("unknown_seconds"),
+            seconds.sum(),
+            (seconds * rate).sum().alias("usd"),
         )
-        .sort(key, nulls_last=True)
+        .with_columns(unknown_price=pl.col("requests") - pl.col("priced") - pl.col("unknown_seconds"))
+        .collect()
     )
+
+
+def _subtotals(table: pl.DataFrame, key: str) -> dict[str, Subtotal]:
+    """One :class:`Subtotal` per value of ``key``, in order (no value last)."""
+    columns = [key, "requests", "priced", "unknown_seconds", "unknown_price", "seconds", "usd"]
+    if table.schema[key] != pl.String:
+        table = table.with_columns(pl.col(key).cast(pl.String))
     return {
         (label if label is not None else _NONE_LABEL): Subtotal(
             requests=int(requests),
@@ -435,7 +464,9 @@ def _subtotals(priced: pl.DataFrame, key: str) -> dict[str, Subtotal]:
             seconds=float(total_seconds or 0.0),
             known_usd=float(usd or 0.0),
         )
-        for label, requests, n_priced, no_seconds, no_price, total_seconds, usd in table.select(
-            key, "requests", "priced", "unknown_seconds", "unknown_price", "seconds", "usd"
-        ).iter_rows()
+        for label, requests, n_priced, no_seconds, no_price, total_seconds, usd in table.sort(
+            key, nulls_last=True
+        )
+        .select(columns)
+        .iter_rows()
     }
