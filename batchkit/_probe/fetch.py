@@ -25,10 +25,11 @@ import httpx
 from .._errors import ConfigurationError
 from .config import Deadline, ProbeConfig, TimeBudgetExceeded
 
-__all__ = ["FetchError", "check_url", "open_response", "redact"]
+__all__ = ["FetchError", "check_url", "open_response", "redact", "release"]
 
 log = logging.getLogger("batchkit")
 
+_DRAIN_LIMIT: Final = 64 << 10
 RETRYABLE_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
 REDIRECT_STATUS: Final = frozenset({301, 302, 303, 307, 308})
 
@@ -75,6 +76,23 @@ def check_url(url: str | httpx.URL) -> httpx.URL:
         )
         raise FetchError(msg)
     return parsed
+
+
+def release(response: httpx.Response) -> None:
+    """Close ``response``, first reading the rest of a small body so its connection goes back to the pool.
+
+    A body is read on only when its Content-Length says it is small, or when it is a HEAD's (none); any
+    other is closed as it is, which drops the connection rather than reading an unknown amount.
+    """
+    if not response.is_closed:
+        length = response.headers.get("content-length", "")
+        if response.request.method == "HEAD" or (length.isdigit() and int(length) <= _DRAIN_LIMIT):
+            try:
+                for _ in response.iter_raw():
+                    pass
+            except httpx.HTTPError:
+                pass
+    response.close()
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -148,7 +166,7 @@ def _send_one(
             problem = f"{redact(url)}: HTTP {response.status_code} {response.reason_phrase}".rstrip()
             if attempt >= config.retries:
                 return response
-            response.close()
+            release(response)
         if attempt >= config.retries:
             raise FetchError(problem)
         attempt += 1
@@ -184,7 +202,7 @@ def open_response(
         location = response.headers.get("location")
         if response.status_code not in REDIRECT_STATUS or not location:
             return response
-        response.close()
+        release(response)
         try:
             target = check_url(current.join(location))
         except FetchError as exc:

@@ -30,7 +30,7 @@ import httpx
 from .._errors import ConfigurationError
 from .cache import ProbeCache, validators_match
 from .config import Deadline, ProbeConfig, TimeBudgetExceeded
-from .fetch import FetchError, check_url, open_response, redact
+from .fetch import FetchError, check_url, open_response, redact, release
 from .media import MediaInfo, read_media
 from .rangefile import ByteBudgetExceeded, RangeFile
 from .sniff import Sniff, sniff
@@ -211,7 +211,7 @@ def _probe_one(
 
 def _head(client: httpx.Client, url: httpx.URL, config: ProbeConfig, deadline: Deadline) -> _Head:
     response = open_response(client, "HEAD", url, config=config, deadline=deadline)
-    response.close()
+    release(response)
     return _Head(response.status_code, response.headers, response.url)
 
 

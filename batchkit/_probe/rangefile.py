@@ -30,7 +30,7 @@ from typing import Final
 import httpx
 
 from .config import Deadline, ProbeConfig, TimeBudgetExceeded
-from .fetch import FetchError, open_response, redact
+from .fetch import FetchError, open_response, redact, release
 
 __all__ = ["ByteBudgetExceeded", "RangeFile"]
 
@@ -232,7 +232,7 @@ class RangeFile(io.RawIOBase):
             raise self._broken(exc) from None
         finally:
             if not keep:
-                response.close()
+                release(response)
 
     def _broken(self, exc: httpx.TransportError) -> Exception:
         where = redact(self.url)
@@ -260,13 +260,13 @@ class RangeFile(io.RawIOBase):
         if match and match.group(1) is not None and int(match.group(1)) != start:
             msg = f"{redact(self.url)}: asked for bytes from {start:,}, the server sent bytes from {match.group(1)}"
             raise FetchError(msg)
-        data = bytearray()
+        data, received = bytearray(), 0
         for chunk in response.iter_raw(self.config.block_size):
             self._deadline.check(f"GET {redact(self.url)}")
-            room = end - start - len(data)
-            data += chunk[:room]
+            data += chunk[: end - start - len(data)]
+            received += len(chunk)
             self.bytes_read += len(chunk)
-            if len(data) >= end - start:
+            if received > end - start:  # more than asked for: stop here (the connection is dropped)
                 break
         if len(data) < end - start and self._size is None:
             self._size = start + len(data)
