@@ -1,10 +1,11 @@
 """What the first bytes of a URL are: media (and which container), a page (HTML, JSON, text), or nothing.
 
 The Content-Type a server sends decides nothing here: share links serve HTML as ``video/mp4`` and buckets
-serve MP4 as ``text/plain`` or ``application/octet-stream``. :func:`sniff` looks at the bytes with
-``puremagic`` (MIT, pure Python), which knows the signatures of media containers and of HTML, and falls back
-to plain checks for JSON and text. The ISO base media family (MP4, QuickTime, M4A, 3GP) is told apart by its
-``ftyp`` major brand, and EBML (WebM, Matroska) by its DocType, both read from the same first bytes.
+serve MP4 as ``text/plain`` or ``application/octet-stream``. :func:`sniff` looks at the bytes. The containers
+Sync takes are recognised first by their signatures (a few bytes each: the ISO base media family by its
+``ftyp`` box and major brand, EBML by its DocType, RIFF WAVE and AVI, ID3 and MPEG audio frames, Ogg, FLAC,
+ASF, ADTS). Everything else goes to ``puremagic`` (MIT, pure Python), which knows hundreds of file types,
+HTML among them, but scans its whole table on every call (about 5 ms); plain checks tell JSON and text.
 """
 
 from __future__ import annotations
@@ -93,6 +94,26 @@ def _iso_container(head: bytes) -> str | None:
     return _BRANDS.get(brand, "mp4")
 
 
+_ASF_GUID: Final = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+
+
+def _signature(head: bytes) -> str | None:
+    """The container of the media Sync takes, from its first bytes, or None."""
+    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"AVI "):
+        return "wav" if head[8:12] == b"WAVE" else "avi"
+    if head[:3] == b"ID3" or (len(head) >= 4 and head[0] == 0xFF and head[1] & 0xE6 in (0xE2, 0xE4, 0xE6)):
+        return "mp3"  # MPEG audio frame sync with layer III, II or I
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
+        return "aac"  # ADTS
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[:16] == _ASF_GUID:
+        return "asf"
+    return None
+
+
 def _ebml_container(head: bytes) -> str | None:
     if not head.startswith(b"\x1a\x45\xdf\xa3"):
         return None
@@ -130,7 +151,7 @@ def sniff(head: bytes) -> Sniff:
     """Classify a file by its first bytes (64 KiB are plenty; a few hundred usually suffice)."""
     if not head:
         return Sniff("empty", description="no bytes at all")
-    container = _iso_container(head) or _ebml_container(head)
+    container = _iso_container(head) or _ebml_container(head) or _signature(head)
     if container is not None:
         return Sniff("media", container, container.upper())
     matches = _puremagic(head)
