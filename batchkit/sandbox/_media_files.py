@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 _CHUNK: Final = 1 << 16
+_FLAT_UNIT: Final = 4 << 20
 
 
 # --------------------------------------------------------------------------------------------- files
@@ -52,6 +53,7 @@ class Filler:
     length: int
     unit: tuple[tuple[bytes, int], ...] = ((b"\x00", 1),)
     _ends: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _flat: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ends, total = [], 0
@@ -59,11 +61,20 @@ class Filler:
             total += len(piece) * count
             ends.append(total)
         object.__setattr__(self, "_ends", tuple(ends))
+        # A unit up to a few MB is kept built out, so that reads are slices rather than Python loops.
+        flat = b"".join(piece * count for piece, count in self.unit) if 1 < total <= _FLAT_UNIT else b""
+        object.__setattr__(self, "_flat", flat)
 
     def read(self, start: int, stop: int) -> bytes:
         if len(self.unit) == 1 and len(self.unit[0][0]) == 1:
             return self.unit[0][0] * (stop - start)
         unit_len = self._ends[-1]
+        if self._flat:
+            offset, n = start % unit_len, stop - start
+            if offset + n <= unit_len:
+                return self._flat[offset : offset + n]
+            whole, rest = divmod(offset + n, unit_len)
+            return (self._flat[offset:] + self._flat * (whole - 1) + self._flat[:rest])[:n]
         out, pos = bytearray(), start
         while pos < stop:
             offset = pos % unit_len
