@@ -30,6 +30,8 @@ class ProbeConfig:
       ``max_retry_after``); a wait that would pass the time budget is not made.
     * ``byte_budget`` caps the body bytes read per URL (a server that ignores Range is read this far and no
       further); ``block_size`` is the unit of each Range read and ``cache_blocks`` how many are kept.
+    * ``head_first`` sends a HEAD before the first Range read even when no cached result needs revalidating
+      (by default a HEAD is sent only to revalidate: the first Range read tells the rest).
 
     >>> ProbeConfig(concurrency=4).per_host
     6
@@ -48,6 +50,7 @@ class ProbeConfig:
     backoff_max: float = 4.0
     max_retry_after: float = 10.0
     max_redirects: int = 5
+    head_first: bool = False
     parser: Parser = "auto"
     user_agent: str = f"batchkit/{__version__} (media probe)"
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)

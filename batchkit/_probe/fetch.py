@@ -81,10 +81,11 @@ def check_url(url: str | httpx.URL) -> httpx.URL:
 def release(response: httpx.Response) -> None:
     """Close ``response``, first reading the rest of a small body so its connection goes back to the pool.
 
-    A body is read on only when its Content-Length says it is small, or when it is a HEAD's (none); any
-    other is closed as it is, which drops the connection rather than reading an unknown amount.
+    A body is read on only when nothing of it was read yet and its Content-Length says it is small, or when
+    it is a HEAD's (none); any other is closed as it is, which drops the connection rather than reading an
+    unknown amount or waiting on a server that stalled.
     """
-    if not response.is_closed:
+    if not response.is_closed and not response.is_stream_consumed:
         length = response.headers.get("content-length", "")
         if response.request.method == "HEAD" or (length.isdigit() and int(length) <= _DRAIN_LIMIT):
             try:

@@ -1,8 +1,11 @@
 """Probe many media URLs at once, politely and within bounds: :func:`probe_urls`.
 
-For each distinct URL: HEAD first (headers, validators, redirects; a HEAD refused with 4xx other than
-404/410 falls back to a GET of the first block, as presigned GET URLs and some CDNs require), the cache
-when the validators still match, then Range reads as the parser needs them: the first block is sniffed
+For each distinct URL: when the cache holds a result, a HEAD first, and the cached result when the validators
+(ETag, Last-Modified, Content-Length) still match; a HEAD refused with a 4xx other than 404/410 (presigned GET
+URLs, some CDNs) falls back to the first Range read's headers. Without a cached result there is no HEAD: the
+first Range read answers everything a HEAD would (status, redirects, size in Content-Range, type, validators),
+so a HEAD would only add a round trip per URL (``ProbeConfig.head_first`` restores it). Then Range reads as
+the parser needs them: the first block is sniffed
 (a page or text is ``media-not-media`` whatever its Content-Type), the rest is read through a
 :class:`~batchkit._probe.rangefile.RangeFile` (the MP4 index may sit at the end). Every URL's probe is bounded
 by the byte and time budgets of :class:`ProbeConfig`, and its failures become :class:`MediaInfo` problems,
@@ -220,34 +223,33 @@ def _probe(
 ) -> MediaInfo:
     target = check_url(url)
     deadline = Deadline(config.time_budget, config.clock)
-    head = _head(client, target, config, deadline)
-    if head.status in _GONE or head.status >= 500 or head.status == 429:
-        reason = f"HTTP {head.status} {httpx.codes.get_reason_phrase(head.status)}".rstrip()
-        retried = f" after {config.retries} retries" if head.status >= 500 or head.status == 429 else ""
-        return MediaInfo(
-            url, kind, problem="media-unreachable", http_status=head.status, error=f"{reason}{retried}"
-        )
     previous = cache.get(url) if cache is not None and not refresh else None
-    if head.ok and previous is not None:
-        etag, modified = head.headers.get("etag"), head.headers.get("last-modified")
-        if validators_match(previous, etag, modified, head.size):
-            return previous.evolve(kind=kind or previous.kind, from_cache=True, bytes_read=0, requests=1)
+    head: _Head | None = None
+    if previous is not None or config.head_first:
+        head = _head(client, target, config, deadline)
+        if head.status in _GONE or head.status >= 500 or head.status == 429:
+            reason = f"HTTP {head.status} {httpx.codes.get_reason_phrase(head.status)}".rstrip()
+            retried = f" after {config.retries} retries" if head.status >= 500 or head.status == 429 else ""
+            return MediaInfo(
+                url, kind, problem="media-unreachable", http_status=head.status, error=f"{reason}{retried}"
+            )
+        if previous is not None and head.ok:
+            etag, modified = head.headers.get("etag"), head.headers.get("last-modified")
+            if validators_match(previous, etag, modified, head.size):
+                return previous.evolve(kind=kind or previous.kind, from_cache=True, bytes_read=0, requests=1)
+    usable = head is not None and head.ok
     file = RangeFile(
-        head.url if head.ok else target,
+        head.url if head is not None and usable else target,
         client,
         config=config,
         deadline=deadline,
-        size=head.size if head.ok else None,
+        size=head.size if head is not None and usable else None,
         eof_on_failure=True,
     )
     with file:
         info = _read(url, kind, file, head, config)
-        requests = file.requests + 1
-    if (
-        previous is not None
-        and not head.ok
-        and validators_match(previous, info.etag, info.last_modified, info.size)
-    ):
+        requests = file.requests + (head is not None)
+    if previous is not None and validators_match(previous, info.etag, info.last_modified, info.size):
         return previous.evolve(
             kind=kind or previous.kind, from_cache=True, bytes_read=info.bytes_read, requests=requests
         )
@@ -257,16 +259,17 @@ def _probe(
     return info
 
 
-def _read(url: str, kind: str, file: RangeFile, head: _Head, config: ProbeConfig) -> MediaInfo:
+def _read(url: str, kind: str, file: RangeFile, head: _Head | None, config: ProbeConfig) -> MediaInfo:
     first = file.read(config.block_size)
-    headers = file.headers if file.headers is not None else head.headers
+    fallback = head.headers if head is not None else httpx.Headers()
+    headers = file.headers if file.headers is not None else fallback
     base = MediaInfo(
         url,
         kind,
-        http_status=file.status if file.status is not None else head.status,
-        content_type=headers.get("content-type") or head.headers.get("content-type"),
-        etag=headers.get("etag") or head.headers.get("etag"),
-        last_modified=headers.get("last-modified") or head.headers.get("last-modified"),
+        http_status=file.status if file.status is not None else (head.status if head is not None else None),
+        content_type=headers.get("content-type") or fallback.get("content-type"),
+        etag=headers.get("etag") or fallback.get("etag"),
+        last_modified=headers.get("last-modified") or fallback.get("last-modified"),
     )
     failure = file.failure
     if failure is not None and not first:

@@ -244,7 +244,22 @@ def test_duplicates_are_probed_once_with_their_kinds_merged(media: MediaHost) ->
     infos = probe_urls([(url, "audio"), (url, "video"), url], config=quick())
     assert list(infos) == [url]
     assert infos[url].kind == "video+audio"
-    assert media.count("HEAD", "/_media/shared.mp4") == 1
+    assert media.count(path="/_media/shared.mp4") == infos[url].requests
+
+
+def test_a_first_probe_needs_no_head_unless_asked(media: MediaHost) -> None:
+    """Without a cached result the first Range read tells everything: no HEAD; head_first=True sends one."""
+    url = media.url("nohead-first.wav", duration=4)
+    info = probe_urls([url], config=quick())[url]
+    seen = [(r.method, r.range) for r in media.requests if r.path == "/_media/nohead-first.wav"]
+    assert seen[0] == ("GET", "bytes=0-65535")
+    assert {method for method, _ in seen} == {"GET"}
+    assert info.requests == len(seen)
+    url = media.url("head-first.wav", duration=4)
+    info = probe_urls([url], config=quick(head_first=True))[url]
+    methods = [r.method for r in media.requests if r.path == "/_media/head-first.wav"]
+    assert methods[:2] == ["HEAD", "GET"]
+    assert info.requests == len(methods)
 
 
 def test_progress_is_reported_after_every_url(media: MediaHost) -> None:
