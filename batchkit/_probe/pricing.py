@@ -48,7 +48,11 @@ _NONE_LABEL: Final = "(none)"
 
 
 class PriceBook(Protocol):
-    """Where prices come from: ``rate(model, seconds)`` is USD per second of input, or None when unknown."""
+    """Where prices come from: ``rate(model, seconds)`` is USD per second of input, or None when unknown.
+
+    A book whose rates do not depend on the length may also have ``flat_rates``, a mapping of model to rate
+    (as :class:`TablePrices` does): :func:`estimate` then prices a frame in one pass instead of two.
+    """
 
     @property
     def source(self) -> str:
@@ -77,6 +81,11 @@ class TablePrices:
 
     def rate(self, model: str, seconds: float) -> float | None:
         return self._prices.get(model)
+
+    @property
+    def flat_rates(self) -> dict[str, float]:
+        """The rates, which do not depend on the length: :func:`estimate` then prices in a single pass."""
+        return dict(self._prices)
 
     def __repr__(self) -> str:
         return f"TablePrices({self._prices!r})"
@@ -373,15 +382,28 @@ def estimate(
         seconds=pl.when(usable).then(seconds).otherwise(None),
         units=pl.when(usable).then((seconds / resolution).ceil().cast(pl.Int64)).otherwise(None),
     )
-    # One pass over the rows: everything but the shard totals comes from this small table.
-    small = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), seconds.sum()).collect()
-    pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
-    rates = [prices.rate(model, units * resolution) for model, units in pairs.iter_rows()]
-    table = pairs.with_columns(rate=pl.Series(rates, dtype=pl.Float64))
+    has_shard = bool(frame.get_column("shard").is_not_null().any())
+    # One pass over the rows gives a small table, and everything but the shard totals comes from it.
+    small_plan = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), seconds.sum())
+    flat = getattr(prices, "flat_rates", None)
+    if isinstance(flat, Mapping):
+        # Rates that do not depend on the length are known up front: the shard totals run alongside.
+        rate = _lookup(pl.col("model"), {str(k): float(v) for k, v in flat.items()})
+        plans = [small_plan, _shard_plan(rows.with_columns(rate=rate))] if has_shard else [small_plan]
+        small, *shard = pl.collect_all(plans)
+        pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
+        table = pairs.with_columns(
+            rate=pl.Series([flat.get(m) for m in pairs.get_column("model").to_list()], dtype=pl.Float64)
+        )
+    else:
+        small = small_plan.collect()
+        pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
+        rates = [prices.rate(model, units * resolution) for model, units in pairs.iter_rows()]
+        table = pairs.with_columns(rate=pl.Series(rates, dtype=pl.Float64))
+        shard = [_shard_plan(_with_rates(rows, table)).collect()] if has_shard else []
     priced = _measures(small.join(table, on=["model", "units"], how="left"), weight=pl.col("requests"))
     overall = priced.select(_SUMS).row(0, named=True)
     unpriced = priced.filter(pl.col("unknown_price") > 0).get_column("model").unique().to_list()
-    has_shard = frame.get_column("shard").is_not_null().any()
     return Estimate(
         source=prices.source,
         requests=int(overall["requests"] or 0),
@@ -394,7 +416,7 @@ def estimate(
         by_each=_subtotals(priced.group_by("each").agg(_SUMS), "each")
         if small.get_column("each").is_not_null().any()
         else {},
-        by_shard=_subtotals(_by_shard(rows, table), "shard") if has_shard else {},
+        by_shard=_subtotals(shard[0], "shard") if shard else {},
         unpriced_models=tuple(sorted(m if m is not None else _NONE_LABEL for m in unpriced)),
     )
 
@@ -418,36 +440,49 @@ def _measures(frame: pl.DataFrame | pl.LazyFrame, *, weight: pl.Expr) -> pl.Data
     )
 
 
-def _by_shard(rows: pl.LazyFrame, table: pl.DataFrame) -> pl.DataFrame:
-    """Totals by shard: each row's rate looked up by (model, rounded length), then one group-by."""
+def _lookup(key: pl.Expr, values: Mapping[str, float]) -> pl.Expr:
+    """``values[key]`` per row (null when absent): string comparisons for a few keys, a hash map for many."""
+    if len(values) > 16:
+        return key.replace_strict(values, default=None, return_dtype=pl.Float64)
+    found = pl.lit(None, dtype=pl.Float64)
+    for name, value in values.items():
+        found = pl.when(key == name).then(pl.lit(value, dtype=pl.Float64)).otherwise(found)
+    return found
+
+
+def _with_rates(rows: pl.LazyFrame, table: pl.DataFrame) -> pl.LazyFrame:
+    """``rows`` with each one's rate, looked up by (model, rounded length) in ``table``."""
     models = table.get_column("model").unique().sort().to_list()
     top = table.get_column("units").max()
     span = (top if isinstance(top, int) else 0) + 1
-    if models and len(models) * span <= _DENSE_LIMIT and len(models) <= 64:
-        # A dense (model index × rounded length) table, so that a row's rate is one gather, not a join.
-        dense: list[float | None] = [None] * (len(models) * span)
-        index = {m: i for i, m in enumerate(models)}
-        for model, units, rate in table.iter_rows():
-            dense[index[model] * span + units] = rate
-        which = pl.lit(None, dtype=pl.Int64)
-        for i, model in reversed(list(enumerate(models))):
-            which = pl.when(pl.col("model") == model).then(pl.lit(i, dtype=pl.Int64)).otherwise(which)
-        cells = rows.select((which * span + pl.col("units")).fill_null(len(dense))).collect().to_series()
-        with_rate = rows.with_columns(rate=pl.Series([*dense, None], dtype=pl.Float64).gather(cells))
-    else:
-        with_rate = rows.join(table.lazy(), on=["model", "units"], how="left")
+    if not models or len(models) * span > _DENSE_LIMIT or len(models) > 64:
+        return rows.join(table.lazy(), on=["model", "units"], how="left")
+    # A dense (model × rounded length) table, so that a row's rate is one gather, not a join.
+    dense: list[float | None] = [None] * (len(models) * span)
+    index = {m: i for i, m in enumerate(models)}
+    for model, units, rate in table.iter_rows():
+        dense[index[model] * span + units] = rate
+    which = pl.lit(None, dtype=pl.Int64)
+    for i, model in reversed(list(enumerate(models))):
+        which = pl.when(pl.col("model") == model).then(pl.lit(i, dtype=pl.Int64)).otherwise(which)
+    cells = rows.select((which * span + pl.col("units")).fill_null(len(dense))).collect().to_series()
+    return rows.with_columns(rate=pl.Series([*dense, None], dtype=pl.Float64).gather(cells))
+
+
+def _shard_plan(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Totals by shard of rows that carry their ``rate``."""
     rate, seconds = pl.col("rate"), pl.col("seconds")
+    known = pl.col("units").is_not_null()
     return (
-        with_rate.group_by("shard")
+        rows.group_by("shard")
         .agg(
             pl.len().alias("requests"),
-            rate.is_not_null().sum().alias("priced"),
-            pl.col("units").is_null().sum().alias("unknown_seconds"),
+            (rate.is_not_null() & known).sum().alias("priced"),
+            known.not_().sum().alias("unknown_seconds"),
             seconds.sum(),
             (seconds * rate).sum().alias("usd"),
         )
         .with_columns(unknown_price=pl.col("requests") - pl.col("priced") - pl.col("unknown_seconds"))
-        .collect()
     )
 
 

@@ -309,3 +309,42 @@ def test_sandbox_analyze_cost_bills_the_output_length(
     assert response.json() == [
         {"estimatedFrameCount": seconds * 30, "estimatedGenerationCost": pytest.approx(seconds * 0.05)}
     ]
+
+
+class _LengthPrices:
+    """PRICES without flat_rates: estimate takes its two-pass, length-aware path."""
+
+    source = "price table"
+
+    def rate(self, model: str, seconds: float) -> float | None:
+        return PRICES.rate(model, seconds)
+
+
+def test_flat_and_length_aware_price_books_agree() -> None:
+    """A book with flat_rates (one pass) and one without (two passes) give the same estimate."""
+    rows = [
+        EstimateItem(
+            str(i),
+            ("lipsync-2", "react-1", "lipsync-2-pro")[i % 3],
+            (i % 7) * 4.5 or None,
+            ("es", "fr")[i % 2],
+            f"s{i % 4}",
+        )
+        for i in range(200)
+    ]
+    flat, aware = estimate(rows, PRICES), estimate(rows, _LengthPrices())
+    assert flat.known_usd == pytest.approx(aware.known_usd)
+    assert (flat.requests, flat.priced, flat.unknown_seconds, flat.unknown_price, flat.unpriced_models) == (
+        aware.requests, aware.priced, aware.unknown_seconds, aware.unknown_price, aware.unpriced_models,
+    )  # fmt: skip
+    for mine, theirs in (
+        (flat.by_model, aware.by_model),
+        (flat.by_each, aware.by_each),
+        (flat.by_shard, aware.by_shard),
+    ):
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            assert (mine[key].requests, mine[key].priced, mine[key].unknown) == (
+                theirs[key].requests, theirs[key].priced, theirs[key].unknown,
+            )  # fmt: skip
+            assert mine[key].known_usd == pytest.approx(theirs[key].known_usd)
