@@ -329,6 +329,44 @@ def test_a_clip_encoded_by_ffmpeg_is_read(media: MediaHost, parser: str) -> None
     assert (info.width, info.height) == (64, 48)
 
 
+def _encoded_webm() -> bytes:
+    """Half a second of VP8 video, encoded by PyAV into a WebM in memory."""
+    import av
+    import numpy as np
+
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="webm") as container:
+        video = container.add_stream("libvpx", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 40, dtype=np.uint8), format="rgb24")
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+    return out.getvalue()
+
+
+def test_auto_reads_webm_with_pyav_and_the_fallback_says_what_it_lacks(media: MediaHost) -> None:
+    """auto sends WebM to PyAV (tinytag cannot read it); tinytag alone reports an unknown duration and why."""
+    pytest.importorskip("numpy")
+    url = media.url(media.put(_encoded_webm(), "video/webm"))
+    auto = probe_urls([url], config=quick())[url]
+    assert (auto.problem, auto.parser, auto.container, auto.video_codec) == (None, "av", "webm", "vp8")
+    assert auto.duration == pytest.approx(0.5, abs=0.11)
+    alone = probe_urls([url], config=quick(parser="tinytag"))[url]
+    assert alone.problem is None
+    assert alone.duration is None
+    assert "install batchkit[media]" in (alone.error or "")
+
+
+def test_auto_reads_mp4_with_tinytag(media: MediaHost) -> None:
+    """For the containers tinytag reads fully, auto uses it: the same facts for less work."""
+    url = media.url("auto.mp4", duration=6)
+    info = probe_urls([url], config=quick())[url]
+    assert (info.parser, info.video_codec, info.audio_codec, info.fps) == ("tinytag", "h264", "aac", 30.0)
+
+
 _MAGIC = st.sampled_from(
     [
         b"",
