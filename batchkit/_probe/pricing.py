@@ -387,7 +387,10 @@ def estimate(
     small_plan = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), seconds.sum())
     flat = getattr(prices, "flat_rates", None)
     if isinstance(flat, Mapping):
-        # Rates that do not depend on the length are known up front: the shard totals run alongside.
+        # Rates that do not depend on the length: the length only needs to be known or not (units 1 or
+        # null), which keeps the group-by small, and the shard totals run alongside it.
+        rows = rows.with_columns(units=pl.when(pl.col("units").is_not_null()).then(pl.lit(1, dtype=pl.Int64)))
+        small_plan = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), seconds.sum())
         rate = _lookup(pl.col("model"), {str(k): float(v) for k, v in flat.items()})
         plans = [small_plan, _shard_plan(rows.with_columns(rate=rate))] if has_shard else [small_plan]
         small, *shard = pl.collect_all(plans)
