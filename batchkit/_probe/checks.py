@@ -115,18 +115,17 @@ def output_seconds(video: float | None, audio: float | None, sync_mode: str | No
     """How long the output lasts (what Sync bills) for these input lengths under ``sync_mode``.
 
     ``cut_off`` (and no mode): the shorter input; ``silence``: the longer; ``bounce``, ``loop``, ``remap``
-    and modes Sync may add later: the audio's length. One length unknown: the other; both: None.
+    and modes Sync may add later: the audio's length. None when a length it depends on is unknown (never a
+    guess from the other input).
 
-    >>> output_seconds(4.0, 8.64, "loop"), output_seconds(10.0, 1.74, "cut_off")
-    (8.64, 1.74)
+    >>> output_seconds(4.0, 8.64, "loop"), output_seconds(10.0, 1.74, "cut_off"), output_seconds(None, 3.0)
+    (8.64, 1.74, None)
     """
-    if video is None or audio is None:
-        return audio if audio is not None else video
     mode = sync_mode or DEFAULT_SYNC_MODE
-    if mode == "cut_off":
-        return min(video, audio)
-    if mode == "silence":
-        return max(video, audio)
+    if mode in ("cut_off", "silence"):
+        if video is None or audio is None:
+            return None
+        return min(video, audio) if mode == "cut_off" else max(video, audio)
     return audio
 
 
@@ -141,7 +140,7 @@ def tts_seconds(script: str, language: str | None = None) -> float:
     """The estimated spoken length of ``script`` in ``language`` (``en``, ``pt-BR``...), in seconds.
 
     >>> round(tts_seconds("Hello there, thanks for joining us today!", "en"), 1)
-    2.8
+    2.7
     """
     pauses = sum(
         float(n) / (1000 if (unit or "s").lower() == "ms" else 1) for n, unit in _BREAK.findall(script)

@@ -321,13 +321,15 @@ def test_tts_estimate_counts_breaks_and_ignores_tags() -> None:
 
 
 def test_output_seconds_follows_sync_mode() -> None:
-    """Billed output length: audio's for bounce/loop/remap, shorter for cut_off, longer for silence."""
+    """Billed output length: audio's for bounce/loop/remap, shorter for cut_off, longer for silence; unknown
+    when a length it depends on is unknown."""
     assert [output_seconds(4.0, 8.0, m) for m in ("bounce", "loop", "remap", "cut_off", "silence", None)] == [
         8.0, 8.0, 8.0, 4.0, 8.0, 4.0,
     ]  # fmt: skip
-    assert output_seconds(None, 8.0) == 8.0
-    assert output_seconds(4.0, None) == 4.0
-    assert output_seconds(None, None) is None
+    assert output_seconds(None, 8.0, "loop") == 8.0
+    assert output_seconds(4.0, None, "loop") is None
+    assert output_seconds(None, 8.0) is None
+    assert output_seconds(4.0, None, "silence") is None
 
 
 def test_a_problem_becomes_a_finding_at_a_source_row() -> None:
