@@ -10,6 +10,7 @@ The package is laid out by stage, bottom layer first; a module imports only its 
     _validate/                      lines or files → Report
     _sources/                       tables read as text, every row keeping its position
     _mapping/                       a mapping of templates over columns → generate payloads
+    _probe/                         media probed with Range reads, the cost estimated
     _shard/                         balanced shards and the build directory's layout
     _build/                         source → lines → validated → sharded: the offline half
     _submit/                        shards → batches through a crash-safe journal

@@ -28,6 +28,7 @@ LAYERS: tuple[str, ...] = (
     "_validate",
     "_sources",
     "_mapping",
+    "_probe",
     "_shard",
     "_build",
     "_submit",

@@ -35,6 +35,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .._wire.checks import is_http_url
 from .._wire.responses import BATCH_STATUSES
 from ._config import ROUTES, Fault
+from ._estimate import estimate_routes
+from ._media import MEDIA_PREFIX, media_app
 from ._notify import Notifier
 from ._sandbox import ConcurrencyLimitReached, IdempotencyConflict, KeyLeak, Sandbox
 from ._state import payload_problems_text, payload_result
@@ -475,6 +477,8 @@ def build_app(sandbox: Sandbox) -> ASGIApp:
         Route("/v2/generate", api.create_generation, methods=["POST"]),
         Route("/v2/generate/{id}", api.get_generation, methods=["GET"]),
         Route("/_signed/results/{name}", api.signed_result, methods=["GET"]),
+        *estimate_routes(sandbox),
+        Route(MEDIA_PREFIX + "/{name:path}", media_app(sandbox.media), methods=["GET", "HEAD"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     return _Gate(sandbox, app)

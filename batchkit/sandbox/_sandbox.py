@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._config import Fault, SandboxConfig
+from ._media import MediaHost
 from ._state import Clock, Result, SandboxBatch, SandboxGeneration, SystemClock, line_result
 from ._upload import UploadLine
 
@@ -115,6 +116,8 @@ class Sandbox:
         self._awaiting_webhook: dict[str, Literal["batch", "generation"]] = {}
         self._leaks: list[KeyLeak] = []
         self._dry_runs = 0
+        #: The media host served under ``/_media/`` (see :mod:`batchkit.sandbox._media`).
+        self.media = MediaHost(lambda: self.url)
 
     def __repr__(self) -> str:
         return f"<Sandbox url={self.url!r} batches={len(self._batches)} generations={len(self._generations)}>"
