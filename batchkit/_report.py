@@ -216,7 +216,14 @@ class Report(BaseModel):
 class ValidationFailed(BatchkitError):
     """Raised by :meth:`Report.raise_for_errors` when a report holds findings of severity error."""
 
+    #: How many of the first error findings the message names (all are in ``report``).
+    SHOWN = 3
+
     def __init__(self, report: Report) -> None:
         self.report = report
         counts = ", ".join(f"{code} × {n}" for code, n in sorted(report.error_counts.items()))
-        super().__init__(f"{report.stats.errors} error finding(s): {counts}")
+        errors = report.errors
+        first = "; ".join(str(f) for f in errors[: self.SHOWN])
+        more = f" (and {len(errors) - self.SHOWN:,} more)" if len(errors) > self.SHOWN else ""
+        text = f"{report.stats.errors} error finding(s): {counts}"
+        super().__init__(f"{text}. First: {first}{more}" if first else text)

@@ -340,7 +340,7 @@ class Batches:
             "/v2/batch",
             rule="create",
             data=data,
-            files={"input": (name, content, "application/jsonl")},
+            files={"input": (name, content, "application/octet-stream")},
         )
         try:
             body = _json(response, what)
