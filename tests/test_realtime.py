@@ -78,7 +78,7 @@ def finished(tmp_path: Path, client: Client) -> Path:
     """25 rows, one batch, finished: 3 failed, 1 rejected, 1 missing."""
     directory = tmp_path / "build"
     build(write_source(tmp_path / "people.csv"), MAPPING, directory, limits=LIMITS)
-    submit(directory, client=client, settle=0, poll=FAST_POLL)
+    submit(directory, client=client, poll=FAST_POLL)
     wait(directory, client=client, poll=FAST_POLL)
     return directory
 
@@ -319,7 +319,7 @@ def test_past_the_deadline_nothing_new_starts_and_a_later_run_finishes(tmp_path:
     directory = tmp_path / "build"
     build(write_source(tmp_path / "people.csv"), MAPPING, directory, limits=LIMITS)
     with serve(sandbox) as url, Client(api_key="k", base_url=url, retry=RetryPolicy(initial=0.001)) as c:
-        submit(directory, client=c, settle=0, poll=FAST_POLL)
+        submit(directory, client=c, poll=FAST_POLL)
         clock.advance(5)
         wait(directory, client=c, poll=FAST_POLL)
         out = tmp_path / "rt"

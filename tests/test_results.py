@@ -61,7 +61,7 @@ def _campaign(tmp_path: Path) -> Path:
 
 
 def _finish(directory: Path, client: Client) -> None:
-    submit(directory, client=client, settle=0, poll=FAST_POLL)
+    submit(directory, client=client, poll=FAST_POLL)
     wait(directory, client=client, poll=FAST_POLL)
 
 
@@ -590,7 +590,7 @@ def test_running_batches_are_pending(tmp_path: Path) -> None:
     slow = Sandbox(pending_seconds=60, seed=7)
     directory = _campaign(tmp_path)
     with serve(slow) as url, Client(api_key="k", base_url=url, retry=RetryPolicy(initial=0.01)) as client:
-        submit(directory, client=client, settle=0, poll=FAST_POLL)
+        submit(directory, client=client, poll=FAST_POLL)
         results = collect_results(directory, client=client)
     _check_units(results, directory)
     assert results.outcomes["pending"] == 58
@@ -615,7 +615,7 @@ def test_refused_and_interrupted_shards(tmp_path: Path, client: Client, sandbox:
     interrupted → pending (it may exist: settle it with submit, never resend blindly)."""
     directory = _campaign(tmp_path)
     sandbox.configure(limits=Limits(min_records=30))
-    submit(directory, client=client, settle=0, poll=FAST_POLL)
+    submit(directory, client=client, poll=FAST_POLL)
     with Journal.open(directory, create=False) as journal:
         assert {s.state for s in journal.shards()} == {"refused"}
         journal.record_intent("campaign-0002.jsonl", webhook_url=None)
