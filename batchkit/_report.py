@@ -78,6 +78,10 @@ CODES: dict[str, str] = {
     "batch-failed": "a batch FAILED without a results file (warning)",
     "shard-refused": "the server refused a shard, so its requests were never submitted (warning)",
     "source-changed": "the source changed since the build, but every row still gives its request_id (warning)",
+    "submission-uncertain": "a shard's create may have made a batch and nothing tells which yet; its rows stay pending (warning)",
+    "batch-unverified": "a batch adopted for a lost create is finished but not checked by content yet; rows pending (warning)",
+    "output-unavailable": "a finished batch gives no results file yet (empty outputUrl, asked again); rows pending, not missing (warning)",
+    "shard-retired": "a journal row of a shard the manifest no longer lists (rebuilt) was retired; not joined (warning)",
 }
 
 

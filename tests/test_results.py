@@ -558,7 +558,8 @@ def _submitted(journal: Journal, file: str, batch_id: str, status: str, output_u
 
 def test_batches_in_every_end_state(tmp_path: Path) -> None:
     """A FAILED batch without results → failed (batch-failed); a COMPLETED batch without an outputUrl →
-    missing; a finished batch not downloaded yet → pending."""
+    pending with an output-unavailable finding (never missing: its results may exist); a finished batch not
+    downloaded yet → pending."""
     directory = _campaign(tmp_path)
     with _journal(directory) as journal:
         _submitted(journal, "campaign-0001.jsonl", "batch_a", "FAILED", None)
@@ -581,8 +582,9 @@ def test_batches_in_every_end_state(tmp_path: Path) -> None:
         journal.record_status("campaign-0002.jsonl", status="COMPLETED", metrics={}, output_url=None)
     results = collect_results(directory, download=False)
     second = results.frame.filter(pl.col("shard") == "campaign-0002.jsonl")
-    assert set(second["outcome"]) == {"missing"}
-    assert second["error_message"].str.contains("empty outputUrl").all()
+    assert set(second["outcome"]) == {"pending"}
+    assert second["error_message"].str.contains("no results file yet").all()
+    assert "output-unavailable" in _codes(results)
 
 
 def test_running_batches_are_pending(tmp_path: Path) -> None:
@@ -628,7 +630,7 @@ def test_refused_and_interrupted_shards(tmp_path: Path, client: Client, sandbox:
     second = results.frame.filter(pl.col("shard") == "campaign-0002.jsonl")
     assert set(second["outcome"]) == {"pending"}
     assert second["error_message"].str.contains("interrupted").all()
-    assert _codes(results) == ["shard-refused"]
+    assert _codes(results) == ["shard-refused", "submission-uncertain"]
 
 
 # -- the invariant, for any outputs --------------------------------------------------------------------------

@@ -27,9 +27,7 @@ anything unexpected is read again line by line through the tolerant path, which 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -40,8 +38,11 @@ import orjson
 from .._api.client import Client
 from .._errors import APIError, APIStatusError, AuthenticationError, PaymentRequiredError, ResultsError
 from .._report import Finding
+from .._submit.binding import open_journal
 from .._submit.journal import Journal, ShardRecord
-from .._submit.submit import refresh
+from .._submit.lock import try_directory_lock
+from .._submit.reconcile import RESULTS_DIR, Reconciler, results_file
+from .._submit.submit import reconciler, refresh
 
 __all__ = [
     "COLUMNS",
@@ -56,8 +57,6 @@ __all__ = [
 
 log = logging.getLogger("batchkit")
 
-RESULTS_DIR: Final = "results"
-_SAFE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _BOM: Final = b"\xef\xbb\xbf"
 
 
@@ -153,12 +152,7 @@ def output_path(directory: Path, shard: ShardRecord) -> Path | None:
     """Where a submitted shard's results live once downloaded (None until its batch has finished)."""
     if shard.state != "submitted" or shard.batch_id is None or not shard.terminal:
         return None
-    name = shard.batch_id if _SAFE_ID.fullmatch(shard.batch_id) else _digest(shard.batch_id)
-    return directory / RESULTS_DIR / f"{name}.output.jsonl"
-
-
-def _digest(text: str) -> str:
-    return "batch-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+    return results_file(directory, shard.batch_id)
 
 
 def download_results(directory: str | Path, *, client: Client | None = None) -> list[Path]:
@@ -171,8 +165,8 @@ def download_results(directory: str | Path, *, client: Client | None = None) -> 
     folder = Path(directory)
     api = client if client is not None else Client()
     try:
-        with Journal.open(folder, create=False) as journal:
-            fetched, failures = download_outputs(folder, journal, api)
+        with try_directory_lock(folder, "batchkit results") as held, open_journal(folder, client=api) as journal:
+            fetched, failures = download_outputs(folder, journal, api, reconciler(folder, journal, api, None) if held else None)
     finally:
         if client is None:
             api.close()
@@ -183,17 +177,21 @@ def download_results(directory: str | Path, *, client: Client | None = None) -> 
     return fetched
 
 
-def download_outputs(folder: Path, journal: Journal, api: Client) -> tuple[list[Path], dict[str, str]]:
+def download_outputs(
+    folder: Path, journal: Journal, api: Client, ctx: Reconciler | None = None
+) -> tuple[list[Path], dict[str, str]]:
     """Refresh the journal's statuses, then fetch every finished batch's missing output file.
 
-    Returns the files fetched now and, per shard file, why its results could not be fetched.
+    With ``ctx`` (the directory's lock is held) adopted batches are checked by content and uncertain shards
+    looked for again first. Returns the files fetched now and, per shard file, why its results could not be
+    fetched.
     """
     fetched: list[Path] = []
     failures: dict[str, str] = {}
-    for shard in refresh(journal, api):
+    for shard in refresh(journal, api, ctx):
         dest = output_path(folder, shard)
-        if dest is None or not shard.output_url or dest.exists():
-            continue
+        if dest is None or not shard.output_url or dest.exists() or shard.provisional:
+            continue  # (a provisional batch's output is fetched by its check by content, in refresh)
         log.info("downloading the results of %s (%s)", shard.file, shard.batch_id)
         try:
             fetched.append(_fetch(journal, api, shard, dest))

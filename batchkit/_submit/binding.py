@@ -112,9 +112,11 @@ def write_binding(directory: str | Path, binding: Binding) -> None:
     atomic_write(Path(directory) / SUBMISSION_FILE, binding.to_bytes())
 
 
-def server_identity(client: Client) -> tuple[Kind, str]:
+def server_identity(client: Client, *, probe: bool = False) -> tuple[Kind, str]:
     """Which server ``client`` talks to: a sandbox by the account it announced (or its loopback address),
-    the real API by its base URL."""
+    the real API by its base URL. ``probe`` asks a loopback server once (a batch list) if it has not said yet."""
+    if probe and client.is_loopback and client.sandbox_id is None:
+        client.batches.list(created_after=datetime.now(UTC))  # a sandbox says who it is in every answer
     announced = client.sandbox_id
     if announced:
         return "sandbox", f"sandbox:{announced}"
@@ -129,7 +131,7 @@ def _iso_now() -> str:
 
 def check_server(directory: Path, binding: Binding, client: Client, *, rebind: bool = False) -> Binding:
     """Refuse a server other than the bound one (``rebind`` allows a move between real hosts)."""
-    kind, server = server_identity(client)
+    kind, server = server_identity(client, probe=binding.kind == "sandbox")
     if server == binding.server:
         return binding
     if kind != binding.kind:
@@ -141,8 +143,8 @@ def check_server(directory: Path, binding: Binding, client: Client, *, rebind: b
     if not rebind:
         msg = (
             f"{directory} was submitted to {_describe(binding.kind, binding.server)}, not "
-            f"{_describe(kind, server)}. If the same account is now reached there, pass --rebind; otherwise "
-            "use the base URL it was submitted to"
+            f"{_describe(kind, server)}. If the same account is now reached there, run "
+            f"`batchkit submit {directory} --rebind` once; otherwise use the base URL it was submitted to"
         )
         raise JournalError(msg)
     log.warning("rebinding %s from %s to %s", directory, binding.server, server)
@@ -162,9 +164,14 @@ def bind(directory: Path, journal: Journal, client: Client) -> Binding:
     found = read_binding(directory)
     if found is not None:
         return check_server(directory, found, client)
-    if client.is_loopback and client.sandbox_id is None:
-        client.batches.list(created_after=datetime.now(UTC))  # a sandbox says who it is in every answer
-    kind, server = server_identity(client)
+    kind, server = server_identity(client, probe=True)
+    earlier = journal.meta("server")
+    if earlier in ("api", "sandbox") and earlier != kind:
+        msg = (
+            f"{directory} was submitted to the {'sandbox' if earlier == 'sandbox' else 'real API'}; it cannot go on "
+            f"against {_describe(kind, server)}: the sandbox and the real API never mix. Build into another directory"
+        )
+        raise JournalError(msg)
     binding = Binding(journal.journal_id, server, kind, _iso_now())
     write_binding(directory, binding)
     journal.set_meta("server", kind)
