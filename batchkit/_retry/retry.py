@@ -35,7 +35,7 @@ import orjson
 import polars as pl
 
 from .._api.backoff import PollPolicy, RetryPolicy
-from .._api.client import Client
+from .._api.client import Client, require_api_key
 from .._build.held import RETRY_OF, checked_line, take_sources
 from .._errors import InputError, ResultsError
 from .._report import Finding, Report, ValidationFailed
@@ -177,6 +177,8 @@ def retry_failed(
         msg = "choose one of realtime (send them one by one now) and hold (keep them for the next build)"
         raise InputError(msg)
     mode: Mode = "realtime" if realtime else "held" if hold else "shards"
+    if realtime:  # checked before anything is written: no intent for a create that cannot leave
+        require_api_key(client if client is not None else Client())
     if out.resolve() == folder.resolve():
         msg = f"--out {out} is the directory being retried; choose a new directory for the retry"
         raise InputError(msg, path=out)

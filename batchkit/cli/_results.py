@@ -9,6 +9,7 @@ import orjson
 from rich.markup import escape
 from rich.table import Table
 
+from .._results.export import check_export_path
 from .._results.results import Results, collect_results
 from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, out
 from ._submit import api_options, make_client
@@ -107,17 +108,19 @@ def print_results(results: Results, *, max_findings: int = 50) -> None:
 @handle_errors
 def results_command(
     directory: Path, out_path: Path | None, offline: bool, source: Path | None, strict: bool, fmt: str,
-    max_findings: int, api_key: str | None, base_url: str | None,
+    max_findings: int, api_key: str | None, base_url: str | None, timeout: float,
 ) -> None:  # fmt: skip
     """Download the results of finished batches and join them back to the source rows.
 
     Every row gets one outcome: completed, failed, rejected, missing, invalid, pending or unsubmitted.
     Exit status: 0 (1 with --strict when a row did not complete or a finding is an error), 2 usage or I/O error.
     """
+    if out_path is not None:
+        check_export_path(out_path)  # before anything is fetched
     if offline:
         results = collect_results(directory, download=False, source=source)
     else:
-        with make_client(api_key, base_url) as client:
+        with make_client(api_key, base_url, timeout) as client:
             results = collect_results(directory, client=client, source=source)
     written = results.write(out_path) if out_path is not None else None
     if fmt == "json":
