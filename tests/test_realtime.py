@@ -13,7 +13,6 @@ import polars as pl
 import pytest
 
 from batchkit import APIConnectionError
-
 from batchkit._api.backoff import PollPolicy, RetryPolicy
 from batchkit._api.client import Client
 from batchkit._build.build import build

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from conftest import fast_policy
 
-from batchkit import AmbiguousSubmissionError, JournalError, Limits, WaitTimeoutError
+from batchkit import JournalError, Limits, WaitTimeoutError
 from batchkit._api.backoff import PollPolicy, RetryPolicy
 from batchkit._api.client import Client
 from batchkit._shard.builddir import load_manifest
@@ -17,8 +18,6 @@ from batchkit._submit.journal import Journal, ShardRecord
 from batchkit._submit.reconcile import ReconcilePolicy
 from batchkit._submit.submit import SubmitEvent, refresh, resolve, submit, wait
 from batchkit.sandbox import Fault, Sandbox, serve
-
-from conftest import fast_policy
 
 FAST_POLL = PollPolicy(initial=0.02, factor=1.5, maximum=0.1)
 LIMITS = Limits(min_records=20, max_records=25)
@@ -158,7 +157,8 @@ def test_several_candidates_keep_the_shard_uncertain_until_content_tells(
     other = client.batches.create(foreign)
     events = _submit(build_dir, client)
     assert [e.kind for e in events if e.file == first.file] == ["uncertain"]
-    assert ours.id in (events[0].message or "") and other.id in (events[0].message or "")
+    assert ours.id in (events[0].message or "")
+    assert other.id in (events[0].message or "")
     assert len(sandbox.batches) == 4  # the two other shards were sent; nothing resent for the first
     with Journal.open(build_dir) as journal:
         assert journal.shard(first.file).state == "intent"
