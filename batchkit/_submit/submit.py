@@ -139,7 +139,7 @@ def _manifest_shards(directory: Path) -> Manifest:
 
 
 def reconciler(folder: Path, journal: Journal, api: Client, policy: ReconcilePolicy | None) -> Reconciler:
-    return Reconciler(folder, journal, api, server_identity(api)[1], policy or ReconcilePolicy())
+    return Reconciler(folder, journal, api, server_identity(api, probe=True)[1], policy or ReconcilePolicy())
 
 
 def submit(
@@ -176,7 +176,11 @@ def submit(
             retired = journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in manifest.shards])
             for file in retired:
                 emit(SubmitEvent("retired", file, None, "no longer in the manifest; its journal row is retired"))
-            ctx = reconciler(folder, journal, api, policy)
+            try:
+                ctx = reconciler(folder, journal, api, policy)
+            except APIError as exc:
+                msg = f"{folder}: nothing was sent; the server could not be asked which it is ({exc})"
+                raise JournalError(msg) from exc
             _settle_all(ctx, emit)
             if force:
                 for shard in journal.shards():
