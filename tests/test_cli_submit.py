@@ -111,9 +111,16 @@ def test_run_with_the_sandbox_end_to_end(tmp_path: Path) -> None:
     assert dict(frame.group_by("outcome").len().iter_rows()) == {
         "completed": 52, "failed": 3, "rejected": 2, "missing": 1, "invalid": 2,
     }  # fmt: skip
-    code, _, err = _invoke(args, key=None)  # again: the build is reused
+    state = out / "sandbox-state.jsonl"
+    made = state.read_bytes().count(b'"kind":"batch"')
+    assert made == 1  # 58 valid rows: one shard
+    for file in (out / "results").iterdir():  # as an interrupted run leaves it: nothing downloaded yet
+        file.unlink()
+    code, _, err = _invoke(args, key=None)  # again: the build is reused, the same sandbox account resumed
     assert code == 0
     assert "reuse" in err
+    assert state.read_bytes().count(b'"kind":"batch"') == made  # nothing was sent again
+    assert pl.read_csv(out / "results.csv", infer_schema=False).filter(pl.col("outcome") == "completed").height == 52
     code, _, err = _invoke(args[:-1], key="real-key")  # the same directory against the real API: refused
     assert code == 2
     assert "sandbox" in err
