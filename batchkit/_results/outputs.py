@@ -36,7 +36,14 @@ import msgspec
 import orjson
 
 from .._api.client import Client
-from .._errors import APIError, APIStatusError, AuthenticationError, PaymentRequiredError, ResultsError
+from .._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    AuthenticationError,
+    PaymentRequiredError,
+    ResultsError,
+)
 from .._report import Finding
 from .._submit.binding import open_journal
 from .._submit.journal import Journal, ShardRecord
@@ -209,16 +216,16 @@ def _fetch(journal: Journal, api: Client, shard: ShardRecord, dest: Path) -> Pat
     assert shard.batch_id is not None
     try:
         return api.batches.download(shard.output_url, dest)
-    except APIStatusError as exc:
-        if exc.status_code not in (403, 404, 410):
-            raise
+    except (APIStatusError, APIConnectionError) as exc:
+        if isinstance(exc, APIStatusError) and exc.status_code not in (403, 404, 410):
+            raise  # (a link that cannot be reached at all may be stale too: a sandbox restarted elsewhere)
         batch = api.batches.get(shard.batch_id)
         journal.record_status(
             shard.file, status=batch.status, metrics=batch.metrics.model_dump(), output_url=batch.output_url
         )
         if not batch.output_url:
             raise
-        log.info("the results link of %s was refused (%d); asking again", shard.batch_id, exc.status_code)
+        log.info("the results link of %s failed (%s); asking again", shard.batch_id, exc)
         return api.batches.download(batch.output_url, dest)
 
 
