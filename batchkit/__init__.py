@@ -103,8 +103,11 @@ if TYPE_CHECKING:
     from ._shard.plan import plan_shards
     from ._shard.write import BuildResult, shard_file
     from ._sources.source import Source, read_source
+    from ._submit.inspect import BatchInspection, inspect_batch
     from ._submit.journal import GenerationRecord, ShardRecord
     from ._submit.realtime import RealtimeEvent, RealtimeResult, send_realtime
+    from ._submit.reconcile import ReconcilePolicy
+    from ._submit.recover import RecoverResult, recover
     from ._submit.submit import (
         DryRunVerdict,
         SubmitEvent,
@@ -256,6 +259,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "RetryPolicy",
     ),
     "_submit.journal": ("GenerationRecord", "ShardRecord"),
+    "_submit.reconcile": ("ReconcilePolicy",),
+    "_submit.recover": ("RecoverResult", "recover"),
+    "_submit.inspect": ("BatchInspection", "inspect_batch"),
     "_submit.submit": (
         "DryRunVerdict",
         "SubmitEvent",
@@ -313,6 +319,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Batch",
+    "BatchInspection",
     "BatchLine",
     "BatchMetrics",
     "BatchWebhook",
@@ -348,6 +355,8 @@ __all__ = [
     "RateLimitError",
     "RealtimeEvent",
     "RealtimeResult",
+    "ReconcilePolicy",
+    "RecoverResult",
     "Report",
     "Results",
     "ResultsError",
@@ -373,6 +382,7 @@ __all__ = [
     "build",
     "collect_results",
     "download_results",
+    "inspect_batch",
     "json_schema",
     "load_manifest",
     "load_mapping",
@@ -382,6 +392,7 @@ __all__ = [
     "plan_shards",
     "read_source",
     "realtime_results",
+    "recover",
     "resolve",
     "retry_failed",
     "run",
