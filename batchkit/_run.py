@@ -95,7 +95,8 @@ def run_pipeline(
                 submission = submit(folder, client=api, dry_run=True, webhook_url=webhook_url, on_event=on_event)
                 results = collect_results(folder, download=False, source=_memory(source))
                 return RunResult(folder, manifest, submission, results, None, built)
-            policy = ReconcilePolicy(second_look=0.0) if sandboxed else None
+            # The sandbox lives in this process: a create sent to an earlier one cannot land any more.
+            policy = ReconcilePolicy(in_flight=0.0, second_look=0.0, at_least_twice_the_timeout=False) if sandboxed else None
             for _ in range(_ROUNDS):
                 stage("submit", f"{len(manifest.shards)} shard(s), {manifest.counts.requests:,} request(s)")
                 submission = submit(folder, client=api, webhook_url=webhook_url, on_event=on_event, policy=policy)

@@ -32,7 +32,7 @@ from batchkit._submit.journal import JOURNAL_FILE, Journal
 from batchkit._submit.recover import recover
 from batchkit._submit.submit import resolve, submit, wait
 from batchkit.cli import main
-from batchkit.sandbox import Fault, Sandbox, serve
+from batchkit.sandbox import Sandbox, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 POLL = PollPolicy(initial=0.02, factor=1.5, maximum=0.1)
@@ -344,9 +344,11 @@ def test_5_damaged_cells_locked_databases_and_stray_rows_are_one_line_errors(
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        with pytest.raises(JournalError, match="locked by another program") as info:
-            with Journal.open(directory, busy_timeout=0.05) as journal:
-                journal.record_status("build-0001.jsonl", status="COMPLETED", metrics={}, output_url=None)
+        with (
+            pytest.raises(JournalError, match="locked by another program") as info,
+            Journal.open(directory, busy_timeout=0.05) as journal,
+        ):
+            journal.record_status("build-0001.jsonl", status="COMPLETED", metrics={}, output_url=None)
         assert "\n" not in str(info.value)
     finally:
         blocker.execute("ROLLBACK")

@@ -244,8 +244,9 @@ class Client:
 
     @property
     def timeout(self) -> float:
-        """The longest a single request may take here (connect + write + read + pool), in seconds."""
-        parts = (self._timeout.connect, self._timeout.write, self._timeout.read, self._timeout.pool)
+        """How long a request may be on its way once it leaves: its upload (write) plus the wait for the
+        answer (read), in seconds."""
+        parts = (self._timeout.write, self._timeout.read)
         return float(sum(p for p in parts if p is not None)) or 60.0
 
     @property

@@ -80,11 +80,15 @@ class ReconcilePolicy:
     second_look: float = 5.0
     now: Callable[[], datetime] = _utcnow
     sleep: Callable[[float], None] = time.sleep
+    #: Never conclude sooner than twice the client's request timeout. Only a server that cannot outlive its
+    #: client (the sandbox ``run --sandbox`` starts in its own process) may do without.
+    at_least_twice_the_timeout: bool = True
 
     def horizon(self, shard: ShardRecord, client: Client) -> datetime:
         """When the shard's last create can no longer be in flight."""
         last = shard.last_intent_at or shard.intent_at or self.now()
-        return last + timedelta(seconds=max(self.in_flight, 2 * client.timeout))
+        floor = 2 * client.timeout if self.at_least_twice_the_timeout else 0.0
+        return last + timedelta(seconds=max(self.in_flight, floor))
 
 
 def results_file(folder: Path, batch_id: str) -> Path:
