@@ -28,19 +28,20 @@ The journal holds no secret: no API key, no headers, only ids, counts, times and
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import orjson
 
 from .._errors import JournalError
+from .cells import db_error, iso, json_cell, parse_time, utcnow
+from .generations import GenerationLog, GenerationRecord, GenerationState, idempotency_key
 
 __all__ = [
     "JOURNAL_FILE",
@@ -56,12 +57,6 @@ JOURNAL_FILE: Final = "journal.sqlite"
 _FORMAT: Final = "batchkit-journal/1"
 
 ShardState = Literal["pending", "intent", "submitted", "refused"]
-GenerationState = Literal["pending", "intent", "created", "refused"]
-#: Generation statuses after which nothing changes any more (as ``batchkit._wire.responses.GENERATION_TERMINAL``).
-_GENERATION_TERMINAL: Final = frozenset({"COMPLETED", "FAILED", "REJECTED", "CANCELED", "TIMED_OUT"})
-_KEY_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-")
-_MAX_KEY: Final = 128
-
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS shards (
@@ -137,14 +132,6 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 #: Columns added to ``shards`` after the first journals were written (added on open when missing).
 _ADDED_COLUMNS: Final = (
     ("provenance", "TEXT"),
@@ -157,33 +144,6 @@ Provenance = Literal["created", "reconciled", "adopted", "recovered"]
 Verdict = Literal["unknown", "ours", "not-ours", "unreadable"]
 _SAFE_FILE: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 BUSY_TIMEOUT: Final = 30.0
-
-
-def _parse(text: str | None, where: str = "journal") -> datetime | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        msg = (
-            f"{where} holds {str(text)[:40]!r}, which is not a date: the journal was edited or damaged. "
-            "Move journal.sqlite aside and run `batchkit recover DIR` to rebuild it from the server"
-        )
-        raise JournalError(msg) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _json_cell(text: str | None, where: str) -> Any:
-    if not text:
-        return None
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        msg = (
-            f"{where} holds {str(text)[:40]!r}, which is not JSON: the journal was edited or damaged. "
-            "Move journal.sqlite aside and run `batchkit recover DIR` to rebuild it from the server"
-        )
-        raise JournalError(msg) from None
 
 
 def safe_shard_name(file: str) -> bool:
@@ -234,46 +194,7 @@ class ShardRecord:
         return self.state == "intent"
 
 
-def idempotency_key(request_id: str, scope: str) -> str:
-    """The ``Idempotency-Key`` for ``request_id`` in a journal of ``scope``: 1–128 of ``A-Z a-z 0-9 . _ ~ -``.
-
-    ``<request_id>.<scope>`` when the request_id is made of those characters and fits, else
-    ``rid-<sha256 of the request_id, 32 hex>.<scope>``.
-
-    >>> idempotency_key("c020.r1", "5f3a9c21d0e4")
-    'c020.r1.5f3a9c21d0e4'
-    """
-    if set(request_id) <= _KEY_CHARS and len(request_id) + 1 + len(scope) <= _MAX_KEY:
-        return f"{request_id}.{scope}"
-    return f"rid-{hashlib.sha256(request_id.encode()).hexdigest()[:32]}.{scope}"
-
-
-@dataclass(frozen=True, slots=True)
-class GenerationRecord:
-    """One request sent (or to send) through ``POST /v2/generate``, as the journal knows it."""
-
-    request_id: str
-    position: int
-    idempotency_key: str
-    state: GenerationState
-    generation_id: str | None
-    status: str | None
-    output_url: str | None
-    output_duration: float | None
-    error: str | None
-    error_code: str | None
-    message: str | None
-    attempts: int
-    intent_at: datetime | None
-    created_at: datetime | None
-
-    @property
-    def terminal(self) -> bool:
-        """The generation reached an end (COMPLETED, FAILED, REJECTED ...), or the create was refused."""
-        return self.state == "refused" or (self.state == "created" and self.status in _GENERATION_TERMINAL)
-
-
-class Journal:
+class Journal(GenerationLog):
     """The journal of one build directory. Open with :meth:`open`; use as a context manager."""
 
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
@@ -311,7 +232,7 @@ class Journal:
             if db.execute("SELECT 1 FROM meta WHERE key = 'journal_id'").fetchone() is None:
                 db.execute("INSERT INTO meta (key, value) VALUES ('journal_id', ?)", (secrets.token_hex(8),))
         except sqlite3.OperationalError as exc:
-            raise _db_error(path, exc) from exc
+            raise db_error(path, exc) from exc
         except sqlite3.DatabaseError as exc:
             msg = f"cannot open the submission journal {path}: {exc}"
             raise JournalError(msg) from exc
@@ -346,7 +267,7 @@ class Journal:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise _db_error(self.path, exc) from exc
+            raise db_error(self.path, exc) from exc
         try:
             yield self._db
         except BaseException:
@@ -358,7 +279,7 @@ class Journal:
         text = None if detail is None else orjson.dumps(detail).decode()
         db.execute(
             "INSERT INTO events (at, file, kind, detail) VALUES (?, ?, ?, ?)",
-            (_iso(utcnow()), file, kind, text),
+            (iso(utcnow()), file, kind, text),
         )
 
     # -- reading -------------------------------------------------------------------------------------------
@@ -367,7 +288,7 @@ class Journal:
         try:
             return self._db.execute(query, params).fetchall()
         except sqlite3.OperationalError as exc:
-            raise _db_error(self.path, exc) from exc
+            raise db_error(self.path, exc) from exc
         except sqlite3.DatabaseError as exc:
             msg = f"cannot read the submission journal {self.path}: {exc}; run `batchkit recover DIR` to rebuild it"
             raise JournalError(msg) from exc
@@ -389,7 +310,7 @@ class Journal:
             query += " AND (provenance IS NULL OR provenance = 'created' OR verified_at IS NOT NULL)"
         ids = {row["batch_id"] for row in self._rows(query)}
         for row in self._rows("SELECT detail FROM events WHERE kind IN ('superseded', 'retired')"):
-            detail = _json_cell(row["detail"], "journal event detail")
+            detail = json_cell(row["detail"], "journal event detail")
             if isinstance(detail, dict) and isinstance(detail.get("batch_id"), str):
                 ids.add(detail["batch_id"])
         return ids
@@ -423,42 +344,11 @@ class Journal:
     def dry_runs(self) -> list[dict[str, Any]]:
         return [dict(row) for row in self._db.execute("SELECT * FROM dry_runs ORDER BY rowid").fetchall()]
 
-    def generations(self) -> list[GenerationRecord]:
-        """Every request of the ``generations`` table, in the order they were added."""
-        rows = self._db.execute("SELECT * FROM generations ORDER BY position").fetchall()
-        return [self._generation(row) for row in rows]
-
-    def generation(self, request_id: str) -> GenerationRecord:
-        row = self._db.execute("SELECT * FROM generations WHERE request_id = ?", (request_id,)).fetchone()
-        if row is None:
-            msg = f"the journal has no generation request {request_id!r}"
-            raise JournalError(msg)
-        return self._generation(row)
-
-    @staticmethod
-    def _generation(row: sqlite3.Row) -> GenerationRecord:
-        return GenerationRecord(
-            request_id=row["request_id"],
-            position=row["position"],
-            idempotency_key=row["idempotency_key"],
-            state=row["state"],
-            generation_id=row["generation_id"],
-            status=row["status"],
-            output_url=row["output_url"],
-            output_duration=row["output_duration"],
-            error=row["error"],
-            error_code=row["error_code"],
-            message=row["message"],
-            attempts=row["attempts"],
-            intent_at=_parse(row["intent_at"]),
-            created_at=_parse(row["created_at"]),
-        )
-
     @staticmethod
     def _record(row: sqlite3.Row) -> ShardRecord:
         file = row["file"]
         where = f"journal row {file!r}"
-        metrics = _json_cell(row["metrics"], f"{where}, column metrics") or {}
+        metrics = json_cell(row["metrics"], f"{where}, column metrics") or {}
         if not isinstance(metrics, dict):
             msg = f"{where}, column metrics is not an object; move journal.sqlite aside and run `batchkit recover DIR`"
             raise JournalError(msg, shard=file)
@@ -471,8 +361,8 @@ class Journal:
             bytes=row["bytes"],
             state=row["state"],
             batch_id=row["batch_id"],
-            intent_at=_parse(row["intent_at"], f"{where}, column intent_at"),
-            submitted_at=_parse(row["submitted_at"], f"{where}, column submitted_at"),
+            intent_at=parse_time(row["intent_at"], f"{where}, column intent_at"),
+            submitted_at=parse_time(row["submitted_at"], f"{where}, column submitted_at"),
             webhook_url=row["webhook_url"],
             status=row["status"],
             metrics={str(k): int(v) for k, v in metrics.items() if isinstance(v, int | float)},
@@ -480,11 +370,11 @@ class Journal:
             message=row["message"],
             attempts=row["attempts"],
             provenance=row["provenance"] if "provenance" in keys else None,
-            verified_at=_parse(row["verified_at"], f"{where}, column verified_at") if "verified_at" in keys else None,
-            last_intent_at=_parse(row["last_intent_at"], f"{where}, column last_intent_at")
+            verified_at=parse_time(row["verified_at"], f"{where}, column verified_at") if "verified_at" in keys else None,
+            last_intent_at=parse_time(row["last_intent_at"], f"{where}, column last_intent_at")
             if "last_intent_at" in keys
             else None,
-            batch_created_at=_parse(row["batch_created_at"], f"{where}, column batch_created_at")
+            batch_created_at=parse_time(row["batch_created_at"], f"{where}, column batch_created_at")
             if "batch_created_at" in keys
             else None,
         )
@@ -506,7 +396,7 @@ class Journal:
                     db.execute(
                         "INSERT INTO shards (file, position, sha256, records, bytes, state, updated_at) "
                         "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
-                        (file, position, sha256, records, size, _iso(utcnow())),
+                        (file, position, sha256, records, size, iso(utcnow())),
                     )
                     self._event(db, file, "added", {"sha256": sha256, "records": records})
                 elif row["sha256"] != sha256:
@@ -520,7 +410,7 @@ class Journal:
                     db.execute(
                         "UPDATE shards SET sha256 = ?, records = ?, bytes = ?, position = ?, state = 'pending', "
                         "message = NULL, updated_at = ? WHERE file = ?",
-                        (sha256, records, size, position, _iso(utcnow()), file),
+                        (sha256, records, size, position, iso(utcnow()), file),
                     )
                     self._event(db, file, "changed", {"sha256": sha256})
                 else:
@@ -551,9 +441,9 @@ class Journal:
             db.execute(
                 "UPDATE shards SET state = 'intent', intent_at = ?, last_intent_at = ?, webhook_url = ?, "
                 "attempts = attempts + 1, message = NULL, updated_at = ? WHERE file = ?",
-                (_iso(moment), _iso(moment), webhook_url, _iso(utcnow()), file),
+                (iso(moment), iso(moment), webhook_url, iso(utcnow()), file),
             )
-            self._event(db, file, "intent", {"at": _iso(moment), "webhook_url": webhook_url})
+            self._event(db, file, "intent", {"at": iso(moment), "webhook_url": webhook_url})
         return moment
 
     def record_recovered_intent(self, file: str, *, since: datetime, until: datetime, reason: str) -> None:
@@ -562,9 +452,9 @@ class Journal:
             db.execute(
                 "UPDATE shards SET state = 'intent', intent_at = ?, last_intent_at = ?, message = ?, "
                 "updated_at = ? WHERE file = ?",
-                (_iso(since), _iso(until), reason, _iso(utcnow()), file),
+                (iso(since), iso(until), reason, iso(utcnow()), file),
             )
-            self._event(db, file, "recovered-intent", {"since": _iso(since), "until": _iso(until)})
+            self._event(db, file, "recovered-intent", {"since": iso(since), "until": iso(until)})
 
     def record_submitted(
         self,
@@ -579,7 +469,7 @@ class Journal:
         verified: bool = False,
     ) -> None:
         """The server answered with ``batch_id`` (or reconciliation found it): record all it said about it."""
-        now = _iso(utcnow())
+        now = iso(utcnow())
         with self._transaction() as db:
             db.execute(
                 "UPDATE shards SET state = 'submitted', batch_id = ?, submitted_at = ?, status = ?, metrics = ?, "
@@ -591,7 +481,7 @@ class Journal:
                     status,
                     orjson.dumps(metrics).decode(),
                     output_url or None,
-                    _iso(created_at) if created_at is not None else None,
+                    iso(created_at) if created_at is not None else None,
                     how,
                     now if verified else None,
                     now,
@@ -602,7 +492,7 @@ class Journal:
 
     def record_verified(self, file: str, batch_id: str, detail: str) -> None:
         """The batch's output carries this shard's request_ids: it is the shard's, for certain."""
-        now = _iso(utcnow())
+        now = iso(utcnow())
         with self._transaction() as db:
             db.execute(
                 "UPDATE shards SET verified_at = ?, updated_at = ? WHERE file = ? AND batch_id = ?",
@@ -617,7 +507,7 @@ class Journal:
     def release(self, file: str, batch_id: str, reason: str) -> None:
         """Un-adopt: the batch's content says it is not this shard's. The shard is uncertain again (its lost
         create is looked for anew before anything is sent)."""
-        now = _iso(utcnow())
+        now = iso(utcnow())
         with self._transaction() as db:
             db.execute(
                 "UPDATE shards SET state = 'intent', batch_id = NULL, submitted_at = NULL, status = NULL, "
@@ -653,11 +543,11 @@ class Journal:
                 (
                     file,
                     batch_id,
-                    _iso(created_at) if created_at is not None else None,
+                    iso(created_at) if created_at is not None else None,
                     records,
                     status,
                     output_url or None,
-                    _iso(utcnow()),
+                    iso(utcnow()),
                 ),
             )
 
@@ -671,7 +561,7 @@ class Journal:
 
     def retire(self, file: str, reason: str) -> None:
         """Move the row of a shard the manifest no longer lists out of ``shards`` (its batch id stays known)."""
-        now = _iso(utcnow())
+        now = iso(utcnow())
         with self._transaction() as db:
             row = db.execute("SELECT * FROM shards WHERE file = ?", (file,)).fetchone()
             if row is None:
@@ -691,7 +581,7 @@ class Journal:
             db.execute(
                 "UPDATE shards SET state = 'pending', intent_at = NULL, last_intent_at = NULL, message = ?, "
                 "updated_at = ? WHERE file = ?",
-                (reason, _iso(utcnow()), file),
+                (reason, iso(utcnow()), file),
             )
             self._event(db, file, "not-sent", {"reason": reason})
 
@@ -700,7 +590,7 @@ class Journal:
         with self._transaction() as db:
             db.execute(
                 "UPDATE shards SET state = 'refused', intent_at = NULL, message = ?, updated_at = ? WHERE file = ?",
-                (message, _iso(utcnow()), file),
+                (message, iso(utcnow()), file),
             )
             self._event(db, file, "refused", {"message": message})
 
@@ -709,7 +599,7 @@ class Journal:
         with self._transaction() as db:
             db.execute(
                 "UPDATE shards SET message = ?, updated_at = ? WHERE file = ?",
-                (message, _iso(utcnow()), file),
+                (message, iso(utcnow()), file),
             )
             self._event(db, file, "uncertain", {"message": message})
 
@@ -723,7 +613,7 @@ class Journal:
                 "UPDATE shards SET state = 'pending', batch_id = NULL, intent_at = NULL, submitted_at = NULL, "
                 "status = NULL, metrics = NULL, output_url = NULL, provenance = NULL, verified_at = NULL, "
                 "last_intent_at = NULL, batch_created_at = NULL, message = ?, updated_at = ? WHERE file = ?",
-                (reason, _iso(utcnow()), file),
+                (reason, iso(utcnow()), file),
             )
 
     def record_status(
@@ -745,8 +635,8 @@ class Journal:
                     status,
                     orjson.dumps(metrics).decode(),
                     output_url or None,
-                    _iso(created_at) if created_at is not None else None,
-                    _iso(utcnow()),
+                    iso(created_at) if created_at is not None else None,
+                    iso(utcnow()),
                     file,
                 ),
             )
@@ -757,115 +647,6 @@ class Journal:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO dry_runs (file, sha256, verdict, message, at) VALUES (?, ?, ?, ?, ?)",
-                (file, sha256, verdict, message, _iso(utcnow())),
+                (file, sha256, verdict, message, iso(utcnow())),
             )
             self._event(db, file, "dry-run", {"verdict": verdict})
-
-    # -- generations (requests sent one by one) -------------------------------------------------------------
-
-    def sync_generations(self, request_ids: Iterable[str]) -> list[GenerationRecord]:
-        """Make the journal know every request to send, in order; each keeps its state and key once added."""
-        with self._transaction() as db:
-            scope = self._key_scope(db)
-            count = db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
-            for request_id in request_ids:
-                found = db.execute("SELECT 1 FROM generations WHERE request_id = ?", (request_id,)).fetchone()
-                if found is not None:
-                    continue
-                count += 1
-                key = idempotency_key(request_id, scope)
-                db.execute(
-                    "INSERT INTO generations (request_id, position, idempotency_key, state, updated_at) "
-                    "VALUES (?, ?, ?, 'pending', ?)",
-                    (request_id, count, key, _iso(utcnow())),
-                )
-                self._event(db, request_id, "generation-added", {"idempotency_key": key})
-        return self.generations()
-
-    def _key_scope(self, db: sqlite3.Connection) -> str:
-        found = db.execute("SELECT value FROM meta WHERE key = 'idempotency_scope'").fetchone()
-        if found is not None:
-            return str(found["value"])
-        scope = secrets.token_hex(6)
-        db.execute("INSERT INTO meta (key, value) VALUES ('idempotency_scope', ?)", (scope,))
-        return scope
-
-    def record_generation_intent(self, request_id: str) -> None:
-        """Durably note that a create for ``request_id`` is about to be sent (again)."""
-        now = _iso(utcnow())
-        with self._transaction() as db:
-            row = db.execute("SELECT state FROM generations WHERE request_id = ?", (request_id,)).fetchone()
-            if row is None or row["state"] not in ("pending", "intent"):
-                state = None if row is None else row["state"]
-                msg = f"cannot send {request_id!r}: the journal has it as {state}"
-                raise JournalError(msg)
-            db.execute(
-                "UPDATE generations SET state = 'intent', intent_at = ?, attempts = attempts + 1, "
-                "updated_at = ? WHERE request_id = ?",
-                (now, now, request_id),
-            )
-            self._event(db, request_id, "generation-intent")
-
-    def record_generation_created(self, request_id: str, generation_id: str, *, status: str | None) -> None:
-        """The server answered the create with ``generation_id``."""
-        now = _iso(utcnow())
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE generations SET state = 'created', generation_id = ?, status = ?, created_at = ?, "
-                "message = NULL, updated_at = ? WHERE request_id = ?",
-                (generation_id, status, now, now, request_id),
-            )
-            self._event(db, request_id, "generation-created", {"generation_id": generation_id})
-
-    def record_generation_status(
-        self,
-        request_id: str,
-        *,
-        status: str | None,
-        output_url: str | None = None,
-        output_duration: float | None = None,
-        error: str | None = None,
-        error_code: str | None = None,
-    ) -> None:
-        """The latest status of the request's generation, from a poll."""
-        with self._transaction() as db:
-            old = db.execute("SELECT status FROM generations WHERE request_id = ?", (request_id,)).fetchone()
-            db.execute(
-                "UPDATE generations SET status = ?, output_url = ?, output_duration = ?, error = ?, "
-                "error_code = ?, updated_at = ? WHERE request_id = ?",
-                (status, output_url, output_duration, error, error_code, _iso(utcnow()), request_id),
-            )
-            if old is not None and old["status"] != status:
-                self._event(db, request_id, "generation-status", {"status": status})
-
-    def record_generation_refused(self, request_id: str, *, error_code: str | None, message: str) -> None:
-        """The server refused the create (nothing was made); the reason is kept for the results."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE generations SET state = 'refused', error_code = ?, error = ?, message = ?, "
-                "updated_at = ? WHERE request_id = ?",
-                (error_code, message, message, _iso(utcnow()), request_id),
-            )
-            self._event(db, request_id, "generation-refused", {"error_code": error_code, "message": message})
-
-    def record_generation_note(self, request_id: str, kind: str, message: str) -> None:
-        """Keep what happened (a rate-limit wait, a lost answer) without changing the request's state."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE generations SET message = ?, updated_at = ? WHERE request_id = ?",
-                (message, _iso(utcnow()), request_id),
-            )
-            self._event(db, request_id, kind, {"message": message})
-
-
-def _db_error(path: Path, exc: sqlite3.OperationalError) -> JournalError:
-    """A locked or unusable database, in one line that says what to do."""
-    text = str(exc)
-    if "locked" in text or "busy" in text:
-        msg = (
-            f"the submission journal {path} is locked by another program (a batchkit process or an sqlite shell) "
-            "and stayed locked; close it, then run this again"
-        )
-    else:
-        msg = f"cannot use the submission journal {path}: {text}; run `batchkit recover DIR` to rebuild it"
-    return JournalError(msg)
