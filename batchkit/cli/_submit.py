@@ -208,11 +208,11 @@ def report_unsettled(shards: Sequence[ShardRecord]) -> None:
 
 
 def submit_exit(result: SubmitResult, shards: Sequence[ShardRecord]) -> None:
-    """Exit 1 when the server refused a shard or nothing could be submitted."""
+    """Exit 1 when the server refused a shard or nothing could be submitted (an uncertain shard may have been)."""
     if result.refused:
         err.print(f"[red]{len(result.refused)} shard(s) refused by the server[/]; see the messages above")
         raise SystemExit(EXIT_FINDINGS)
-    if shards and not any(s.state == "submitted" for s in shards):
+    if shards and all(s.state in ("pending", "refused") for s in shards):
         err.print("[red]nothing could be submitted[/]; see the messages above")
         raise SystemExit(EXIT_FINDINGS)
 
