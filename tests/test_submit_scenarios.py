@@ -455,3 +455,25 @@ def test_8_inspect_shows_what_a_batch_holds_and_whose_it_is(tmp_path: Path, sand
     assert data["matches"] == shard.file
     assert data["first_request_ids"][0] in _ids(directory / shard.file)
     assert data["known_to"][0]["shard"] == shard.file
+
+
+def test_5_a_directory_stripped_of_journal_and_record_is_still_known(
+    tmp_path: Path, sandbox: Sandbox, client: Client
+) -> None:
+    """journal.sqlite and submission.json both deleted: this machine's registry still knows the directory was
+    submitted, so submit refuses (nothing sent) and recover gets every shard its batch back."""
+    directory = _build(tmp_path)
+    _done(directory, client)
+    for name in (JOURNAL_FILE, f"{JOURNAL_FILE}-wal", f"{JOURNAL_FILE}-shm", SUBMISSION_FILE):
+        (directory / name).unlink(missing_ok=True)
+    before = len(sandbox.batches)
+    code, out = _cli(["submit", directory], url=client.base_url)
+    assert code == 2
+    assert "batchkit recover" in out
+    assert len(sandbox.batches) == before
+    code, out = _cli(["recover", directory], url=client.base_url)
+    assert code == 0, out
+    assert collect_results(directory, client=client).outcomes["completed"] == 40
+    code, _ = _cli(["submit", directory], url=client.base_url)
+    assert code == 0
+    assert len(sandbox.batches) == before

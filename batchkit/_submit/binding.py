@@ -28,6 +28,7 @@ from .._api.client import Client
 from .._errors import JournalError
 from .._shard.builddir import atomic_write
 from .journal import JOURNAL_FILE, Journal
+from .registry import Registry
 
 __all__ = [
     "SUBMISSION_FILE",
@@ -219,6 +220,12 @@ def open_journal(
                 raise JournalError(msg)
         else:
             binding = _legacy_binding(folder, journal)
+            if binding is None and create and journal.is_empty() and Registry().recorded_for(folder):
+                msg = (
+                    f"{folder} has no journal and no {SUBMISSION_FILE}, but this machine recorded batches "
+                    f"submitted from it: they were deleted. Nothing was sent; {_recover_hint(folder)}"
+                )
+                raise JournalError(msg)
         if client is not None and binding is not None:
             check_server(folder, binding, client, rebind=rebind)
     except BaseException:

@@ -47,9 +47,10 @@ class RecoverResult:
 
 
 def _healthy(folder: Path) -> bool:
+    """The directory's own journal opens and holds something."""
     try:
-        with open_journal(folder):
-            return True
+        with open_journal(folder) as journal:
+            return not journal.is_empty()
     except JournalError:
         return False
 
@@ -87,15 +88,16 @@ def recover(
         binding = read_binding(folder)
         if binding is not None:
             binding = check_server(folder, binding, api)
-        if _healthy(folder) and binding is not None:
+        if _healthy(folder):
             msg = f"{folder}'s journal is intact and its own; there is nothing to recover (`batchkit status {folder}`)"
             raise JournalError(msg)
         moved = _move_aside(folder)
         with Journal.open(folder, create=True) as journal:
-            if binding is None:
+            if binding is None:  # the record is gone too: this machine's registry may still know the journal's id
                 kind, server = server_identity(api, probe=True)
                 since_text = datetime.fromtimestamp((folder / MANIFEST).stat().st_mtime, UTC).isoformat()
-                binding = Binding(journal.journal_id, server, kind, since_text.replace("+00:00", "Z"))
+                journal_id = Registry().journal_of(folder) or journal.journal_id
+                binding = Binding(journal_id, server, kind, since_text.replace("+00:00", "Z"))
             journal.set_meta("journal_id", binding.journal_id)
             journal.set_meta("server", binding.kind)
             journal.set_meta("base_url", binding.server)

@@ -152,6 +152,30 @@ class Registry:
             db.close()
         return found
 
+    def recorded_for(self, directory: Path) -> int:
+        """How many batches any journal recorded for ``directory`` (a directory whose journal was lost)."""
+        return len(self._for(directory))
+
+    def journal_of(self, directory: Path) -> str | None:
+        """The journal id that last recorded a batch for ``directory`` (to recover a journal under its own id)."""
+        rows = self._for(directory)
+        return rows[-1][0] if rows else None
+
+    def _for(self, directory: Path) -> list[tuple[str, str]]:
+        db = self._connect()
+        if db is None:
+            return []
+        try:
+            rows = db.execute(
+                "SELECT journal_id, recorded_at FROM batches WHERE directory = ? ORDER BY recorded_at",
+                (str(directory.resolve()),),
+            ).fetchall()
+        except sqlite3.Error:
+            return []
+        finally:
+            db.close()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     def claimed_elsewhere(self, batch_ids: Iterable[str], *, base_url: str, journal_id: str) -> set[str]:
         """The ids another journal holds for certain (created, or verified by content)."""
         return {
