@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         BatchkitError as BatchkitError,
         ConcurrencyLimitError as ConcurrencyLimitError,
         ConfigurationError as ConfigurationError,
+        DirectoryLockedError as DirectoryLockedError,
         InputError as InputError,
         JournalError as JournalError,
         NotFoundError as NotFoundError,
@@ -97,12 +98,15 @@ if TYPE_CHECKING:
     from ._shard.plan import plan_shards as plan_shards
     from ._shard.write import BuildResult as BuildResult, shard_file as shard_file
     from ._sources.source import Source as Source, read_source as read_source
+    from ._submit.inspect import BatchInspection as BatchInspection, inspect_batch as inspect_batch
     from ._submit.journal import GenerationRecord as GenerationRecord, ShardRecord as ShardRecord
     from ._submit.realtime import (
         RealtimeEvent as RealtimeEvent,
         RealtimeResult as RealtimeResult,
         send_realtime as send_realtime,
     )
+    from ._submit.reconcile import ReconcilePolicy as ReconcilePolicy
+    from ._submit.recover import RecoverResult as RecoverResult, recover as recover
     from ._submit.submit import (
         DryRunVerdict as DryRunVerdict,
         SubmitEvent as SubmitEvent,

@@ -79,6 +79,10 @@ CODES: dict[str, str] = {
     "shard-refused": "the server refused a shard, so its requests were never submitted (warning)",
     "source-changed": "the source changed since the build, but every row still gives its request_id (warning)",
     "retry-not-followed": "a directory the rows were retried into could not be followed; they keep their earlier outcome (warning)",
+    "submission-uncertain": "a shard's create may have made a batch and nothing tells which yet; its rows stay pending (warning)",
+    "batch-unverified": "a batch adopted for a lost create is finished but not checked by content yet; rows pending (warning)",
+    "output-unavailable": "a finished batch gives no results file yet (empty outputUrl, asked again); rows pending, not missing (warning)",
+    "shard-retired": "a journal row of a shard the manifest no longer lists (rebuilt) was retired; not joined (warning)",
 }
 
 
@@ -217,7 +221,14 @@ class Report(BaseModel):
 class ValidationFailed(BatchkitError):
     """Raised by :meth:`Report.raise_for_errors` when a report holds findings of severity error."""
 
+    #: How many of the first error findings the message names (all are in ``report``).
+    SHOWN = 3
+
     def __init__(self, report: Report) -> None:
         self.report = report
         counts = ", ".join(f"{code} × {n}" for code, n in sorted(report.error_counts.items()))
-        super().__init__(f"{report.stats.errors} error finding(s): {counts}")
+        errors = report.errors
+        first = "; ".join(str(f) for f in errors[: self.SHOWN])
+        more = f" (and {len(errors) - self.SHOWN:,} more)" if len(errors) > self.SHOWN else ""
+        text = f"{report.stats.errors} error finding(s): {counts}"
+        super().__init__(f"{text}. First: {first}{more}" if first else text)

@@ -37,11 +37,44 @@ def restore_batchkit_logger() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test starts without ``SYNC_*``, ``BATCHKIT_*`` or proxy variables (any spelling)."""
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test starts without ``SYNC_*``, ``BATCHKIT_*`` or proxy variables (any spelling), and with a
+    batch registry of its own (``BATCHKIT_STATE_DIR``; subprocesses inherit it), never the user's."""
     for name in list(os.environ):
         if name.upper().startswith(_PREFIXES) or name.lower() in _PROXY_VARIABLES:
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BATCHKIT_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
+class FakeTime:
+    """A wall clock for reconciliation that moves only when slept on: waits past a create's in-flight
+    horizon take no real time. ``ticks`` advances a sandbox ``ManualClock`` along, when given."""
+
+    def __init__(self, ticks: Any = None) -> None:
+        from datetime import UTC, datetime
+
+        self.ticks = ticks
+        self.moment = ticks.now() if ticks is not None else datetime.now(UTC)
+
+    def now(self) -> Any:
+        return self.ticks.now() if self.ticks is not None else self.moment
+
+    def sleep(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        if self.ticks is not None:
+            self.ticks.advance(max(seconds, 0.0))
+        else:
+            self.moment += timedelta(seconds=max(seconds, 0.0))
+
+
+def fast_policy(ticks: Any = None, **changes: Any) -> Any:
+    """A ReconcilePolicy on :class:`FakeTime`: a lost create is settled at once, without real waiting."""
+    from batchkit._submit.reconcile import ReconcilePolicy
+
+    clock = FakeTime(ticks)
+    settings: dict[str, Any] = {"skew": 3600.0, "in_flight": 1.0, "second_look": 0.5, **changes}
+    return ReconcilePolicy(now=clock.now, sleep=clock.sleep, **settings)
 
 
 # Hypothesis strategies shared by the property tests: valid batch lines (as wire dicts) and mutations of them.

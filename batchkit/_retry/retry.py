@@ -35,7 +35,7 @@ import orjson
 import polars as pl
 
 from .._api.backoff import PollPolicy, RetryPolicy
-from .._api.client import Client
+from .._api.client import Client, given_or_default, require_api_key
 from .._build.held import RETRY_OF, checked_line, take_sources
 from .._errors import InputError, ResultsError
 from .._files import file_sha256
@@ -194,6 +194,9 @@ def retry_failed(
     if mode not in ("shards", "realtime", "held"):
         msg = f"mode {mode!r} is not one of shards, realtime, held"
         raise InputError(msg)
+    if mode == "realtime":  # checked before anything is written: no intent for a create that cannot leave
+        with given_or_default(client) as api:
+            require_api_key(api)
     if out.resolve() == folder.resolve():
         msg = f"--out {out} is the directory being retried; choose a new directory for the retry"
         raise InputError(msg, path=out)

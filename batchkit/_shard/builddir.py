@@ -13,6 +13,9 @@ This module is the one place that names a build directory's files; every stage a
       held.jsonl             instead of shards: requests kept for a later build (``retry --hold``)
       realtime.jsonl         instead of shards: requests sent one by one (``retry --realtime``)
       journal.sqlite         written by submit: every create's intent, batch id and status
+      journal.lock           held by the one process that writes the journal (submit, wait, retry, recover)
+      submission.json        which API the directory was submitted to, and its journal's id
+      sandbox-state.ndjson   written by ``run --sandbox``: the sandbox account, so a resumed run finds its batches
       results/               written by results: <batch_id>.output.jsonl of each finished batch
       retries.json           written by retry: which units went to which retry directory
       results.csv            written by run: the joined results
@@ -49,6 +52,7 @@ __all__ = [
     "FORMAT",
     "HELD",
     "JOURNAL",
+    "LOCK",
     "MANIFEST",
     "REALTIME",
     "REPORT",
@@ -56,7 +60,9 @@ __all__ = [
     "RESULTS_DIR",
     "RESULTS_TABLE",
     "RETRIES",
+    "SANDBOX_STATE",
     "SNAPSHOT",
+    "SUBMISSION",
     "BuildCounts",
     "Manifest",
     "RequestsInfo",
@@ -80,6 +86,9 @@ SNAPSHOT: Final = "source.parquet"
 HELD: Final = "held.jsonl"
 REALTIME: Final = "realtime.jsonl"
 JOURNAL: Final = "journal.sqlite"
+LOCK: Final = "journal.lock"
+SUBMISSION: Final = "submission.json"
+SANDBOX_STATE: Final = "sandbox-state.ndjson"  # not .jsonl: `validate DIR` takes those for batch files
 RESULTS_DIR: Final = "results"
 RETRIES: Final = "retries.json"
 RESULTS_TABLE: Final = "results.csv"

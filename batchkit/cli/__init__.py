@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("._submit", "submit_command"),
     "status": ("._submit", "status_command"),
     "wait": ("._submit", "wait_command"),
+    "recover": ("._recover", "recover_command"),
+    "inspect": ("._inspect", "inspect_command"),
     "results": ("._results", "results_command"),
     "retry": ("._retry", "retry_command"),
     "sandbox": ("._sandbox", "sandbox"),

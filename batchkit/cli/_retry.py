@@ -85,7 +85,7 @@ def _only(value: str) -> tuple[str, ...]:
 def retry_command(
     directory: Path, out_dir: Path, only: str, realtime: bool, concurrency: int, hold: bool, force: bool,
     offline: bool, source: Path | None, min_records: int | None, max_records: int | None,
-    max_bytes: int | None, api_key: str | None, base_url: str | None, poll_initial: float,
+    max_bytes: int | None, api_key: str | None, base_url: str | None, timeout: float, poll_initial: float,
     poll_factor: float, poll_max: float, deadline: float | None,
 ) -> None:  # fmt: skip
     """Build a new directory from the units of DIRECTORY that failed, went missing or were rejected.
@@ -100,7 +100,7 @@ def retry_command(
         fail("choose one of --realtime (send them one by one now) and --hold (keep them for the next build)")
     limits = _limits(directory, min_records, max_records, max_bytes)
     poll = make_poll(poll_initial, poll_factor, poll_max)
-    with make_client(api_key, base_url) as client, _realtime_progress(realtime) as (on_event, on_progress):
+    with make_client(api_key, base_url, timeout) as client, _realtime_progress(realtime) as (on_event, on_progress):
         try:
             options = RetryOptions(
                 only=_only(only),
