@@ -52,6 +52,10 @@ CODES: dict[str, str] = {
     "unknown-model": "a model Sync does not document (warning)",
     "ignored-option": "an option the chosen model ignores (warning)",
     "deprecated-field": "a field Sync has deprecated (warning)",
+    "unsupported-input": "an input the request cannot take: an image without sync-3, audio with dialogueEdit, "
+    "an image with dubParams or dialogueEdit",
+    "ignored-input": "an audio or text input Sync ignores because the request dubs (dubParams) (warning)",
+    "unmodelled-field": "a key Sync documents that batchkit does not model yet; sent unchecked (warning)",
     "policy": "the line breaks the user's own JSON Schema (--schema)",
     # building from a source
     "missing-column": "a mapping template names a column the source does not have",
