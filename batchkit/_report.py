@@ -65,6 +65,8 @@ CODES: dict[str, str] = {
     "formula-in-cell": "a mapped cell holds a spreadsheet formula (=...) instead of its value",
     "source-encoding": "the source is not UTF-8 and was decoded with a guessed encoding (warning)",
     "cannot-shard": "no split of the valid records satisfies the limits profile (counts and bytes)",
+    "optional-empty": "an [each] value marked optional is empty for this row: no request, outcome skipped (warning)",
+    "filtered-rows": "rows the mapping's [where] left out: their units have the outcome filtered (warning)",
     # a build directory
     "shard-missing": "a shard listed in manifest.json is missing",
     "shard-changed": "a shard's bytes, records or sha256 differ from manifest.json",
@@ -98,6 +100,9 @@ class Finding(BaseModel):
     source: str | None = Field(default=None, description="the tabular source a row came from")
     row: int | None = Field(default=None, description="1-based data row of the source (header excluded)")
     source_line: int | None = Field(default=None, description="physical line of a CSV source")
+    each: dict[str, str] | None = Field(
+        default=None, description="the [each] values of the request unit, e.g. {'lang': 'de'}"
+    )
     column: str | None = None
     request_id: str | None = None
     pointer: str | None = Field(
@@ -106,7 +111,7 @@ class Finding(BaseModel):
 
     @property
     def location(self) -> str:
-        """``file.jsonl:12`` or ``campaign.csv row 7 (line 8), column video_url``."""
+        """``file.jsonl:12`` or ``campaign.csv row 7 (line 8) [lang=de], column audio_de``."""
         parts: list[str] = []
         if self.source is not None:
             where = self.source
@@ -114,6 +119,8 @@ class Finding(BaseModel):
                 where += f" row {self.row}"
             if self.source_line is not None:
                 where += f" (line {self.source_line})"
+            if self.each:
+                where += " [" + ", ".join(f"{k}={v}" for k, v in self.each.items()) + "]"
             if self.column is not None:
                 where += f", column {self.column}"
             parts.append(where)

@@ -3,7 +3,10 @@
 A :class:`Source` wraps a CSV/TSV, Parquet, Excel or NDJSON file, or an in-memory frame (polars, pandas,
 pyarrow). It knows its name, format, path, fingerprint (sha256 and size of the file) and columns, and yields
 its rows as polars DataFrames in chunks, so memory does not grow with the source. Every value is read as a
-string (``Utf8``), so nothing is coerced: ``007`` stays ``007``.
+string (``Utf8``) for building, so nothing is coerced: ``007`` stays ``007``. A typed source (Parquet, a
+DataFrame) keeps its own column types too, for the results (:meth:`Source.read_typed`). A pandas index that
+is not the default one (``0, 1, 2, ...`` without a name) becomes a column (named as the index, else
+``index``), so a request id kept there can be mapped, and comes back with the results.
 
 Each chunk holds the source's columns plus four position columns (named by the constants below):
 
@@ -89,6 +92,7 @@ class Source:
         size: int | None = None,
         rows: int | None = None,
         frame: pl.DataFrame | None = None,
+        typed: pl.DataFrame | None = None,
         delimiter: str | None = None,
         encoding: str = "utf-8",
         header_lines: int = 1,
@@ -107,6 +111,7 @@ class Source:
         self.encoding = encoding
         self.findings: list[Finding] = findings or []
         self._frame = frame
+        self._typed = typed
         self._header_lines = header_lines
         self._lines = lines
 
@@ -160,9 +165,32 @@ class Source:
             return _empty_frame(self.columns)
         return pl.concat(parts, how="vertical")
 
+    def read_typed(self) -> pl.DataFrame:
+        """Every row with :data:`ROW`, in the source's own column types: a Parquet file's or a DataFrame's
+        (ints, floats, dates ...); text for CSV, Excel and NDJSON, as :meth:`read_all` reads them. Blank rows
+        are kept (they have their row numbers too). For joins: the whole source is read at once."""
+        if self._typed is not None:
+            frame = self._typed
+        elif self.format == "parquet" and self.path is not None:
+            try:
+                frame = pl.read_parquet(self.path)
+            except (OSError, pl.exceptions.PolarsError) as exc:
+                msg = f"cannot read {self.name}: {first_line(exc)}"
+                raise InputError(msg, path=self.path) from exc
+        else:
+            return self.read_all()
+        frame = frame.rename(dict(zip(frame.columns, self.columns, strict=True)))
+        return frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(ROW))
+
     def snapshot(self) -> pl.DataFrame | None:
-        """The rows of an in-memory source as read (every column a string), in order; None for files."""
-        return self._frame if self.in_memory else None
+        """The rows of an in-memory source in their own column types, in order; None for files. (A build
+        keeps it as ``source.parquet``, read back as any Parquet file: as text to build, typed to join.)"""
+        if not self.in_memory:
+            return None
+        typed = self._typed if self._typed is not None else self._frame
+        assert typed is not None
+        # a column of nothing but nulls has no type a Parquet file keeps reliably: keep it as text
+        return typed.with_columns(pl.col(c).cast(pl.String) for c, t in typed.schema.items() if t == pl.Null)
 
     # -- readers ---------------------------------------------------------------------------------------------
 
@@ -463,6 +491,7 @@ def _from_memory(obj: Any) -> Source:
     if isinstance(obj, pl.DataFrame):
         frame = obj
     elif kind.startswith("pandas."):
+        obj = _index_as_columns(obj)
         try:
             frame = pl.from_pandas(obj.rename(columns=str))
         except Exception as exc:
@@ -482,8 +511,35 @@ def _from_memory(obj: Any) -> Source:
         raise InputError(msg)
     frame = frame.rename({c: str(c) for c in frame.columns})
     columns = _column_names(frame.columns, None)
-    frame = frame.select(_as_strings(frame.schema, kind))
-    return Source(name=kind, format="dataframe", columns=columns, rows=frame.height, frame=frame)
+    text = frame.select(_as_strings(frame.schema, kind))
+    return Source(name=kind, format="dataframe", columns=columns, rows=frame.height, frame=text, typed=frame)
+
+
+def _index_as_columns(obj: Any) -> Any:
+    """A pandas frame whose index is not the default one, with its index as columns (never dropped)."""
+    index = obj.index
+    default = (
+        index.nlevels == 1
+        and index.name is None
+        and type(index).__name__ == "RangeIndex"
+        and index.start == 0
+        and index.step == 1
+    )
+    if default:
+        return obj
+    names = [
+        name if name is not None else ("index" if index.nlevels == 1 else f"level_{i}")
+        for i, name in enumerate(index.names)
+    ]
+    taken = [name for name in names if name in obj.columns]
+    if taken:
+        msg = (
+            f"the DataFrame's index {taken[0]!r} has the name of one of its columns, so it cannot become a "
+            "column too: rename it (df.rename_axis('new_name')) or drop it (df.reset_index(drop=True))"
+        )
+        raise InputError(msg, column=str(taken[0]))
+    log.info("the DataFrame's index becomes the column(s) %s", ", ".join(map(str, names)))
+    return obj.reset_index()
 
 
 # -- helpers -------------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ _STYLE = {
     "invalid": "yellow",
     "pending": "cyan",
     "unsubmitted": "dim",
+    "skipped": "dim",
+    "filtered": "dim",
 }
 
 
