@@ -466,3 +466,20 @@ def test_every_row_and_value_is_in_a_shard_invalid_skipped_or_filtered(
             assert original["video"].startswith("https://")
     if not optional:
         assert counts.skipped == 0
+
+
+def test_the_toml_form_of_the_comforts(tmp_path: Path) -> None:
+    """[each] optional and [where] read from TOML, round-trip through to_dict, and name their line on error."""
+    path = tmp_path / "m.toml"
+    path.write_text(
+        'request_id = "{id}_{lang}"\nmodel = "lipsync-2"\nvideo = "{video}"\naudio = "{audio_{lang}|https://x.example.com/a.wav}"\n'
+        '\n[each]\nlang = ["de", "fr"]\noptional = ["lang"]\n\n[where]\nconsent = ["yes", true]\n',
+        encoding="utf-8",
+    )
+    mapping = load_mapping(path)
+    assert mapping.optional_each == {"lang"}
+    assert mapping.row_filter.describe() == "consent in (yes, true)"
+    assert load_mapping(mapping.to_dict()) == mapping
+    path.write_text(path.read_text().replace('optional = ["lang"]', 'optional = ["lng"]'), encoding="utf-8")
+    with pytest.raises(InputError, match=r"m\.toml.*optional names 'lng'"):
+        load_mapping(path)

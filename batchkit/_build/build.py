@@ -163,17 +163,7 @@ def build(
                 done = int(chunk[ROW].max())  # type: ignore[arg-type]
                 progress(done, max(total, done) if total is not None else None)
         if maker.filtered_rows:
-            report.add(
-                Finding(
-                    code="filtered-rows",
-                    severity="warning",
-                    source=src.name,
-                    message=(
-                        f"{maker.filtered_rows:,} row(s) were left out by [where] ({plan.row_filter.describe()}); "
-                        "their units are reported with the outcome filtered"
-                    ),
-                )
-            )
+            report.add(maker.filtered_note())
         held.add_to(spill, report, limits, names.__getitem__)
         spill.close()  # every line and provenance file is on disk from here on
         if rows == 0:
@@ -275,6 +265,18 @@ class _LineMaker:
         self.constant = {(p.code, p.pointer) for unit in units for p in unit.constant_warnings}
         self.row_filter = row_filter
         self.filtered_rows = 0  # rows [where] left out so far
+
+    def filtered_note(self) -> Finding:
+        """The one finding that says how many rows ``[where]`` left out (their units are ``filtered``)."""
+        return Finding(
+            code="filtered-rows",
+            severity="warning",
+            source=self.src.name,
+            message=(
+                f"{self.filtered_rows:,} row(s) were left out by [where] ({self.row_filter.describe()}); "
+                "their units are reported with the outcome filtered"
+            ),
+        )
 
     def process(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, list[Finding]]:
         chunk = chunk.with_columns(
@@ -551,6 +553,7 @@ def _duplicates(
                     source=names[record["source"]],
                     row=record["row"],
                     source_line=record["source_line"],
+                    each={v: record[v] for v in each if record[v] is not None} or None,
                     column=None if held else column,
                     request_id=rid,
                     pointer="/request_id",

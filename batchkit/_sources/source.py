@@ -3,10 +3,8 @@
 A :class:`Source` wraps a CSV/TSV, Parquet, Excel or NDJSON file, or an in-memory frame (polars, pandas,
 pyarrow). It knows its name, format, path, fingerprint (sha256 and size of the file) and columns, and yields
 its rows as polars DataFrames in chunks, so memory does not grow with the source. Every value is read as a
-string (``Utf8``) for building, so nothing is coerced: ``007`` stays ``007``. A typed source (Parquet, a
-DataFrame) keeps its own column types too, for the results (:meth:`Source.read_typed`). A pandas index that
-is not the default one (``0, 1, 2, ...`` without a name) becomes a column (named as the index, else
-``index``), so a request id kept there can be mapped, and comes back with the results.
+string (``Utf8``) for building, so nothing is coerced: ``007`` stays ``007``; a typed source (Parquet, a
+frame) keeps its own types for the results too (:meth:`Source.read_typed`, and :mod:`batchkit._sources.frames`).
 
 Each chunk holds the source's columns plus four position columns (named by the constants below):
 
@@ -36,6 +34,7 @@ from .._errors import InputError
 from .._report import Finding
 from .csv import EXTRA, csv_parts, first_line, read_header, show_delimiter
 from .encoding import BLOCK, encoding_note, guess_encoding, utf8_copy
+from .frames import index_as_columns, parquet_ready
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -166,9 +165,8 @@ class Source:
         return pl.concat(parts, how="vertical")
 
     def read_typed(self) -> pl.DataFrame:
-        """Every row with :data:`ROW`, in the source's own column types: a Parquet file's or a DataFrame's
-        (ints, floats, dates ...); text for CSV, Excel and NDJSON, as :meth:`read_all` reads them. Blank rows
-        are kept (they have their row numbers too). For joins: the whole source is read at once."""
+        """Every row with :data:`ROW` in the source's own types (Parquet, frames; text elsewhere, as
+        :meth:`read_all` reads it), blank rows kept. For joins: the whole source at once."""
         if self._typed is not None:
             frame = self._typed
         elif self.format == "parquet" and self.path is not None:
@@ -189,8 +187,7 @@ class Source:
             return None
         typed = self._typed if self._typed is not None else self._frame
         assert typed is not None
-        # a column of nothing but nulls has no type a Parquet file keeps reliably: keep it as text
-        return typed.with_columns(pl.col(c).cast(pl.String) for c, t in typed.schema.items() if t == pl.Null)
+        return parquet_ready(typed)
 
     # -- readers ---------------------------------------------------------------------------------------------
 
@@ -491,7 +488,7 @@ def _from_memory(obj: Any) -> Source:
     if isinstance(obj, pl.DataFrame):
         frame = obj
     elif kind.startswith("pandas."):
-        obj = _index_as_columns(obj)
+        obj = index_as_columns(obj)
         try:
             frame = pl.from_pandas(obj.rename(columns=str))
         except Exception as exc:
@@ -513,33 +510,6 @@ def _from_memory(obj: Any) -> Source:
     columns = _column_names(frame.columns, None)
     text = frame.select(_as_strings(frame.schema, kind))
     return Source(name=kind, format="dataframe", columns=columns, rows=frame.height, frame=text, typed=frame)
-
-
-def _index_as_columns(obj: Any) -> Any:
-    """A pandas frame whose index is not the default one, with its index as columns (never dropped)."""
-    index = obj.index
-    default = (
-        index.nlevels == 1
-        and index.name is None
-        and type(index).__name__ == "RangeIndex"
-        and index.start == 0
-        and index.step == 1
-    )
-    if default:
-        return obj
-    names = [
-        name if name is not None else ("index" if index.nlevels == 1 else f"level_{i}")
-        for i, name in enumerate(index.names)
-    ]
-    taken = [name for name in names if name in obj.columns]
-    if taken:
-        msg = (
-            f"the DataFrame's index {taken[0]!r} has the name of one of its columns, so it cannot become a "
-            "column too: rename it (df.rename_axis('new_name')) or drop it (df.reset_index(drop=True))"
-        )
-        raise InputError(msg, column=str(taken[0]))
-    log.info("the DataFrame's index becomes the column(s) %s", ", ".join(map(str, names)))
-    return obj.reset_index()
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
