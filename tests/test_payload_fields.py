@@ -284,3 +284,27 @@ def test_sandbox_refuses_dialogue_edits_of_different_videos() -> None:
     assert message.startswith("line 8: dialogue edit rows in a batch must come from the same source video")
     same = _records(20, lambda i: line(V, dialogueEdit={"id": f"e{i}"}))
     assert len(parse_upload(_batch(same), Limits())) == 20
+
+
+def test_results_of_the_newer_requests_parse_leniently() -> None:
+    """A result line of a dubbing request: the newer errorCode is read, dubParams kept as an extra key."""
+    from batchkit import OutputLine
+
+    line = OutputLine.model_validate(
+        {
+            "request_id": "v01_de",
+            "status": "FAILED",
+            "response": {
+                "id": "gen_1",
+                "status": "FAILED",
+                "input": [I],
+                "dubParams": {"targetLang": "de"},
+                "errorCode": "generation_audio_missing",
+                "error": "The video has no audio track to dub",
+            },
+        }
+    )
+    assert line.effective_error_code == "generation_audio_missing"
+    assert line.effective_error_message == "The video has no audio track to dub"
+    assert line.response is not None
+    assert line.response.model_extra == {"dubParams": {"targetLang": "de"}}

@@ -283,14 +283,11 @@ class _LineMaker:
             (pl.col(c).is_null() | ~pl.col(c).str.contains(r"\S")).alias(blank_column(c))
             for c in self.columns
         )
-        if self.row_filter:  # a row that cannot be read as the header says is invalid, whatever it holds
+        filtering = bool(self.row_filter)
+        if filtering:  # a row that cannot be read as the header says is invalid, whatever it holds
             left_out, why = filter_exprs(self.row_filter)
-            chunk = chunk.with_columns(
-                (left_out & pl.col(ISSUE).is_null()).alias(_LEFT_OUT), why.alias(_WHY)
-            )
+            chunk = chunk.with_columns((left_out & pl.col(ISSUE).is_null()).alias(_LEFT_OUT), why.alias(_WHY))
             self.filtered_rows += int(chunk[_LEFT_OUT].sum())
-        else:
-            chunk = chunk.with_columns(pl.lit(False).alias(_LEFT_OUT), pl.lit(None, pl.String).alias(_WHY))
         parts: list[pl.DataFrame] = []
         findings: list[Finding] = []
         too_long = self.limits.max_bytes  # line + newline must fit in a file
@@ -302,12 +299,13 @@ class _LineMaker:
                 exprs.request_id.alias("request_id"),
                 exprs.line.alias("line"),
                 (exprs.flag | pl.col(ISSUE).is_not_null()).alias("flag"),
-                pl.col(_LEFT_OUT),
-                pl.col(_WHY),
+                *((pl.col(_LEFT_OUT), pl.col(_WHY)) if filtering else ()),
             ).with_columns(pl.col("flag") | (pl.col("line").str.len_bytes() >= too_long).fill_null(False))
-            filtered = _filtered_units(made)
-            made = made.filter(~pl.col(_LEFT_OUT))
-            chunk_rows = chunk.filter(~pl.col(_LEFT_OUT)) if filtered.height else chunk
+            filtered, chunk_rows = None, chunk
+            if filtering:
+                filtered = _filtered_units(made)
+                made = made.filter(~pl.col(_LEFT_OUT))
+                chunk_rows = chunk.filter(~pl.col(_LEFT_OUT))
             flagged = made["flag"]
             good = made.filter(~flagged).select(
                 "row",
@@ -325,7 +323,7 @@ class _LineMaker:
                 part = pl.concat([good, pl.DataFrame(rows, schema=_UNIT_SCHEMA, orient="row")])
             else:
                 part = good
-            if filtered.height:
+            if filtered is not None and filtered.height:
                 part = pl.concat([part, filtered])
             if part.height != good.height:
                 part = part.sort("row")
