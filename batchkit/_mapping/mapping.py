@@ -576,7 +576,7 @@ def _did_you_mean(loc: list[str], data: dict[str, Any]) -> str:
     model = models.get(parent, SegmentMapping if parent.startswith("segments") else None)
     if model is None:
         return ""
-    known = list(model.model_fields)
+    known = [name for name in model.model_fields if name != "each_optional"]
     name = loc[-1]
     snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
     close = [snake] if snake in known else difflib.get_close_matches(name, known, n=1, cutoff=0.6)
