@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ._api.client import Batches as Batches, Client as Client, Generations as Generations
     from ._api.webhooks import (
         SIGNATURE_HEADER as SIGNATURE_HEADER,
+        SIGNATURE_HEADERS as SIGNATURE_HEADERS,
         parse_batch_webhook as parse_batch_webhook,
         parse_generation_webhook as parse_generation_webhook,
         sign_payload as sign_payload,
@@ -127,9 +128,12 @@ if TYPE_CHECKING:
         ActiveSpeakerDetection as ActiveSpeakerDetection,
         AudioInput as AudioInput,
         BatchLine as BatchLine,
+        DialogueEdit as DialogueEdit,
+        DubParams as DubParams,
         ElevenLabsProvider as ElevenLabsProvider,
         GeneratePayload as GeneratePayload,
         GenerationOptions as GenerationOptions,
+        ImageInput as ImageInput,
         Segment as Segment,
         SegmentAudioInput as SegmentAudioInput,
         TextInput as TextInput,

@@ -87,8 +87,14 @@ class RunResult:
 
     @property
     def frame(self) -> pl.DataFrame:
-        """The joined table: the source rows with an outcome on each (``results.frame``)."""
+        """The joined table: the source rows with an outcome on each (``results.frame``), as a polars
+        DataFrame whatever the source was (a typed source's columns keep their types); for a pandas
+        DataFrame, call :meth:`to_pandas`."""
         return self.results.frame
+
+    def to_pandas(self) -> Any:
+        """The joined table as a pandas DataFrame (needs pandas and pyarrow); see :meth:`Results.to_pandas`."""
+        return self.results.to_pandas()
 
 
 def run(

@@ -114,6 +114,8 @@ def test_the_campaign_gets_one_outcome_per_row(tmp_path: Path, client: Client, s
         "invalid": 2,
         "pending": 0,
         "unsubmitted": 0,
+        "skipped": 0,
+        "filtered": 0,
     }
     assert results.frame.columns == [*CAMPAIGN_COLUMNS, *RESULT_COLUMNS, *CHAIN_COLUMNS]
     source = pl.read_csv(tmp_path / "campaign.csv", infer_schema=False)

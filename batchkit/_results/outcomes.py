@@ -6,6 +6,8 @@
 ``rejected``    Sync refused the request
 ``missing``     its batch's results file was downloaded, and no line of it names the request (``missing-result``)
 ``invalid``     it never became a request: ``error_code`` is the build finding that says why
+``skipped``     no request by design: an ``[each]`` value marked optional is empty (``optional-empty``)
+``filtered``    no request by design: the mapping's ``[where]`` left its row out (``filtered``)
 ``pending``     not settled yet: its batch is still running, its results are not downloaded (or not to be had)
                 yet, its batch was adopted and not checked by content yet, or its shard's create is uncertain
 ``unsubmitted`` its shard was never sent, or the server refused the shard (``shard-refused``)
@@ -41,6 +43,8 @@ __all__ = [
 ]
 
 _TERMINAL: Final = ("COMPLETED", "FAILED")
+#: Build statuses that are their own outcome: units that are no request by design.
+_BY_DESIGN: Final = ("skipped", "filtered")
 _UNFINISHED: Final = ("PENDING", "PROCESSING", "JOBS_CREATED", "QUEUED")
 _SHOWN: Final = 5  # request ids named in a per-shard finding
 
@@ -83,7 +87,9 @@ def reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame) 
         .otherwise(pl.lit("failed"))
     )
     outcome = (
-        pl.when(pl.col("status") != "ok")
+        pl.when(pl.col("status").is_in(_BY_DESIGN))
+        .then(pl.col("status"))
+        .when(pl.col("status") != "ok")
         .then(pl.lit("invalid"))
         .when(state.is_null() | state.is_in(["pending", "refused"]))
         .then(pl.lit("unsubmitted"))
@@ -110,8 +116,8 @@ def reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame) 
         .otherwise(status.str.to_lowercase())
     )
     error_code = (
-        pl.when(o == "invalid")
-        .then(pl.coalesce(pl.col("code"), pl.lit("invalid")))
+        pl.when(o.is_in(["invalid", *_BY_DESIGN]))
+        .then(pl.coalesce(pl.col("code"), o))
         .when(refused)
         .then(pl.lit("shard-refused"))
         .when(o == "missing")
@@ -124,7 +130,7 @@ def reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame) 
     )
     shown_status = pl.coalesce(status, pl.lit("no status"))
     error_message = (
-        pl.when(o == "invalid")
+        pl.when(o.is_in(["invalid", *_BY_DESIGN]))
         .then(pl.col("message"))
         .when(refused)
         .then(

@@ -1,8 +1,10 @@
 """Results: download every batch's output.jsonl, join it back to the source rows, and reconcile.
 
 Every request unit of the build (a source row, or one ``[each]`` expansion of it) gets exactly one outcome,
-one of :data:`OUTCOMES`: ``completed``, ``failed``, ``rejected``, ``missing``, ``invalid``, ``pending`` or
-``unsubmitted``, by the rules in :mod:`batchkit._results.outcomes`. The source's own rows come back beside the
+one of :data:`OUTCOMES`: ``completed``, ``failed``, ``rejected``, ``missing``, ``invalid``, ``pending``,
+``unsubmitted``, or, for units that are no request by design, ``skipped`` (an optional ``[each]`` value was
+empty) and ``filtered`` (the mapping's ``[where]`` left the row out), by the rules in
+:mod:`batchkit._results.outcomes`. The source's own rows come back beside the
 outcomes (:mod:`batchkit._results.join`). This module reads what they start from: the build's units, what the journal
 knows of each shard's batch, and the downloaded result lines.
 
@@ -22,7 +24,7 @@ from typing import Any, Final
 import polars as pl
 
 from .._api.client import Client, given_or_default
-from .._errors import ResultsError
+from .._errors import ConfigurationError, ResultsError
 from .._files import file_sha256
 from .._report import Finding, Report
 from .._shard.builddir import JOURNAL, SUBMISSION, Manifest, load_manifest, verify_shards
@@ -46,12 +48,25 @@ __all__ = ["OUTCOMES", "RESULT_COLUMNS", "Results", "collect_results", "download
 
 log = logging.getLogger("batchkit")
 
-OUTCOMES: Final = ("completed", "failed", "rejected", "missing", "invalid", "pending", "unsubmitted")
+OUTCOMES: Final = (
+    "completed",
+    "failed",
+    "rejected",
+    "missing",
+    "invalid",
+    "pending",
+    "unsubmitted",
+    "skipped",
+    "filtered",
+)
 
 
 @dataclass(slots=True)
 class Results:
-    """The joined table (one row per request unit, in source order) with its findings and a summary."""
+    """The joined table (one row per request unit, in source order) with its findings and a summary.
+
+    ``frame`` is a polars DataFrame, whatever the source was; :meth:`to_pandas` gives a pandas one.
+    """
 
     frame: pl.DataFrame
     report: Report = field(default_factory=Report)
@@ -76,6 +91,15 @@ class Results:
             "error_codes": self.error_codes,
             "findings": self.report.counts,
         }
+
+    def to_pandas(self) -> Any:
+        """The table as a pandas DataFrame (needs pandas and pyarrow): the source's columns keep their
+        types, and a pandas source's index is its first column(s), under the index's name."""
+        try:
+            return self.frame.to_pandas()
+        except ModuleNotFoundError as exc:
+            msg = f"to_pandas needs pandas and pyarrow ({exc.name} is not installed): pip install pandas pyarrow"
+            raise ConfigurationError(msg) from exc
 
     def write(self, path: str | Path) -> Path:
         """Export the table; the format follows the suffix (``.csv``, ``.parquet``, ``.xlsx``, ``.jsonl``)."""

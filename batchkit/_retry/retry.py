@@ -84,10 +84,14 @@ RETRYABLE: Final = ("failed", "missing", "rejected", "unsubmitted")
 DEFAULT_ONLY: Final = ("failed", "missing", "rejected")
 Mode = Literal["shards", "realtime", "held"]
 
+#: Build statuses of units that never became requests; each is the unit's outcome as well.
+_NEVER_SENT: Final = ("invalid", "skipped", "filtered")
 _ID_ROUND: Final = re.compile(r"^(.+)\.r([1-9][0-9]*)$")
 _NAME_ROUND: Final = re.compile(r"^(.+)-retry([1-9][0-9]*)$")
 _NOT_RETRYABLE: Final = {
     "invalid": "invalid units never became requests: fix them in the source and build again",
+    "skipped": "skipped units are no request by design ([each] optional): fill in the value and build again",
+    "filtered": "filtered units are no request by design ([where]): change the filter and build again",
     "completed": "completed units already have their video",
     "pending": "pending units are still running: wait for them (`batchkit wait DIR`), then retry what fails",
 }
@@ -294,7 +298,7 @@ def _by_ids(units: pl.DataFrame, ids: Collection[str], folder: Path) -> tuple[pl
     if unknown:
         msg = f"{len(unknown):,} request_id(s) to retry are not in {folder} (such as {unknown[0]!r})"
         raise InputError(msg, path=folder)
-    for outcome in ("invalid", "pending"):
+    for outcome in (*_NEVER_SENT, "pending"):
         stuck = picked.filter(pl.col("outcome") == outcome).get_column("request_id").to_list()
         if stuck:
             msg = f"cannot retry {len(stuck):,} {outcome} unit(s) such as {stuck[0]!r}: {_NOT_RETRYABLE[outcome]}"
@@ -308,14 +312,14 @@ def _outcomes(
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """``requests.parquet`` in order, with every unit's ``outcome``, and the units per outcome."""
     units = manifest.requests_frame().with_row_index("_unit")
-    ok = pl.col("status") != "invalid"
+    ok = ~pl.col("status").is_in(_NEVER_SENT)
     if manifest.unsharded is not None:  # sent one by one: the journal knows every outcome
         known = realtime_outcomes(folder)
         outcome = pl.col("request_id").replace_strict(known, default="unsubmitted", return_dtype=pl.String)
-        units = units.with_columns(pl.when(ok).then(outcome).otherwise(pl.lit("invalid")).alias("outcome"))
+        units = units.with_columns(pl.when(ok).then(outcome).otherwise(pl.col("status")).alias("outcome"))
     else:
         results = collect_results(folder, client=client, download=download, source=source, follow=False)
-        found = results.frame.filter(pl.col("outcome") != "invalid").select("request_id", "outcome")
+        found = results.frame.filter(~pl.col("outcome").is_in(_NEVER_SENT)).select("request_id", "outcome")
         if found.get_column("request_id").is_duplicated().any():
             msg = (
                 f"{folder}/requests.parquet lists a request_id twice among its valid units (edited by hand?); "
@@ -326,7 +330,7 @@ def _outcomes(
         units = units.with_columns(
             pl.when(ok)
             .then(pl.col("outcome").fill_null("pending"))
-            .otherwise(pl.lit("invalid"))
+            .otherwise(pl.col("status"))
             .alias("outcome")
         )
     counts = dict(units.group_by("outcome").len().iter_rows())

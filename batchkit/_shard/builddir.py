@@ -8,6 +8,7 @@ This module is the one place that names a build directory's files; every stage a
       manifest.json          written last, atomically: limits, sources, mapping, counts, shards, requests
       report.json            the build Report
       requests.parquet       one row per request unit, valid or not: where it came from and where it went
+                             (status ok, invalid, skipped or filtered; held in a retry --hold directory)
       source.parquet         the rows of an in-memory source, as read (only for DataFrame sources)
       <name>-0001.jsonl ...  the shards, canonical bytes
       held.jsonl             instead of shards: requests kept for a later build (``retry --hold``)
@@ -113,7 +114,9 @@ class SourceInfo(_Record):
 
 
 class BuildCounts(_Record):
-    """Rows read, request units (rows × ``[each]`` values), requests written, invalid units, shards, bytes."""
+    """Rows read, request units (rows × ``[each]`` values), requests written, invalid units, shards, bytes,
+    and the units that were no request by design: ``skipped`` (an optional ``[each]`` value was empty) and
+    ``filtered`` (``[where]`` left their row out). ``units = requests + invalid + skipped + filtered``."""
 
     rows: int
     units: int
@@ -121,6 +124,8 @@ class BuildCounts(_Record):
     invalid: int
     shards: int
     bytes: int
+    skipped: int = 0
+    filtered: int = 0
 
 
 class ShardInfo(_Record):
@@ -213,6 +218,9 @@ class Manifest(_Record):
         for optional in ("unsharded", "retry"):
             if data.get(optional) is None:
                 data.pop(optional, None)
+        for count in ("skipped", "filtered"):  # counts of mapping comforts, left out when unused
+            if not data["counts"].get(count):
+                data["counts"].pop(count, None)
         return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
 
     def _folder(self) -> Path:

@@ -25,6 +25,8 @@ _STYLE = {
     "invalid": "yellow",
     "pending": "cyan",
     "unsubmitted": "dim",
+    "skipped": "dim",
+    "filtered": "dim",
 }
 
 
