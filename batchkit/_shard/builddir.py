@@ -20,6 +20,7 @@ This module is the one place that names a build directory's files; every stage a
       results/               written by results: <batch_id>.output.jsonl of each finished batch
       retries.json           written by retry: which units went to which retry directory
       results.csv            written by run: the joined results
+      review.html            written by review: a card per request, to approve or reject
 
 A directory made by ``batchkit retry`` says so in the manifest's ``retry`` entry, and its
 ``requests.parquet`` has one more column, ``retry_of`` (the request_id each unit retries). A directory
@@ -61,6 +62,7 @@ __all__ = [
     "RESULTS_DIR",
     "RESULTS_TABLE",
     "RETRIES",
+    "REVIEW",
     "SANDBOX_STATE",
     "SNAPSHOT",
     "SUBMISSION",
@@ -93,6 +95,7 @@ SANDBOX_STATE: Final = "sandbox-state.ndjson"  # not .jsonl: `validate DIR` take
 RESULTS_DIR: Final = "results"
 RETRIES: Final = "retries.json"
 RESULTS_TABLE: Final = "results.csv"
+REVIEW: Final = "review.html"
 _SAFE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
