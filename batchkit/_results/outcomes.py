@@ -73,94 +73,120 @@ def reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame) 
             maintain_order="left",
         )
     )
-    state = pl.col("journal_state")
-    batch = pl.col("batch_status")
-    status = pl.col("result_status")
-    has_line = pl.col("result_line").is_not_null()
+    joined = joined.with_columns(_outcome().alias("outcome"))
+    o = pl.col("outcome")
+    completed = o == "completed"
+    return joined.with_columns(
+        _error_code().alias("error_code"),
+        _error_message().alias("error_message"),
+        pl.when(completed).then(pl.col("output_url")).alias("output_url"),
+        pl.when(completed).then(pl.col("output_duration")).alias("output_duration"),
+        pl.when(o.is_in(["completed", "failed", "rejected"]))
+        .then(pl.col("generation_id"))
+        .alias("generation_id"),
+    )
+
+
+_STATE: Final = pl.col("journal_state")
+_BATCH: Final = pl.col("batch_status")
+_STATUS: Final = pl.col("result_status")
+_HAS_LINE: Final = pl.col("result_line").is_not_null()
+_REFUSED: Final = (pl.col("outcome") == "unsubmitted") & (_STATE == "refused")
+
+
+def _outcome() -> pl.Expr:
+    """The outcome of a unit, from its build status, its shard's journal state and batch, and its line."""
     line_outcome = (
-        pl.when(status == "COMPLETED")
+        pl.when(_STATUS == "COMPLETED")
         .then(pl.lit("completed"))
-        .when(status == "REJECTED")
+        .when(_STATUS == "REJECTED")
         .then(pl.lit("rejected"))
-        .when(status.is_null() & pl.col("output_url").is_not_null())
+        .when(_STATUS.is_null() & pl.col("output_url").is_not_null())
         .then(pl.lit("completed"))
         .otherwise(pl.lit("failed"))
     )
-    outcome = (
+    return (
         pl.when(pl.col("status").is_in(_BY_DESIGN))
         .then(pl.col("status"))
         .when(pl.col("status") != "ok")
         .then(pl.lit("invalid"))
-        .when(state.is_null() | state.is_in(["pending", "refused"]))
+        .when(_STATE.is_null() | _STATE.is_in(["pending", "refused"]))
         .then(pl.lit("unsubmitted"))
-        .when((state != "submitted") | batch.is_null() | ~batch.is_in(_TERMINAL) | pl.col("provisional"))
+        .when((_STATE != "submitted") | _BATCH.is_null() | ~_BATCH.is_in(_TERMINAL) | pl.col("provisional"))
         .then(pl.lit("pending"))
-        .when(has_line)
+        .when(_HAS_LINE)
         .then(line_outcome)
         .when(pl.col("downloaded"))
         .then(pl.lit("missing"))
         .when(pl.col("has_url"))
         .then(pl.lit("pending"))
-        .when(batch == "FAILED")
+        .when(_BATCH == "FAILED")
         .then(pl.lit("failed"))
         .otherwise(pl.lit("pending"))  # finished, but no results file to be had yet: never called missing
     )
-    joined = joined.with_columns(outcome.alias("outcome"))
+
+
+def _error_code() -> pl.Expr:
+    """The code that says why a unit did not complete (the build's, the server's, or batchkit's own)."""
     o = pl.col("outcome")
-    refused = (o == "unsubmitted") & (state == "refused")
     line_code = (
-        pl.when(status.is_null())
+        pl.when(_STATUS.is_null())
         .then(pl.lit("result-without-status"))
-        .when(status.is_in(_UNFINISHED))
+        .when(_STATUS.is_in(_UNFINISHED))
         .then(pl.lit("result-not-finished"))
-        .otherwise(status.str.to_lowercase())
+        .otherwise(_STATUS.str.to_lowercase())
     )
-    error_code = (
+    return (
         pl.when(o.is_in(["invalid", *_BY_DESIGN]))
         .then(pl.coalesce(pl.col("code"), o))
-        .when(refused)
+        .when(_REFUSED)
         .then(pl.lit("shard-refused"))
         .when(o == "missing")
         .then(pl.lit("missing-result"))
-        .when((o == "failed") & ~has_line)
+        .when((o == "failed") & ~_HAS_LINE)
         .then(pl.lit("batch-failed"))
         .when(o.is_in(["failed", "rejected"]))
         .then(pl.coalesce(pl.col("result_code"), line_code))
         .otherwise(pl.lit(None, pl.String))
     )
-    shown_status = pl.coalesce(status, pl.lit("no status"))
-    error_message = (
+
+
+def _error_message() -> pl.Expr:
+    """What happened to a unit that did not complete, and what to do about it."""
+    o = pl.col("outcome")
+    pending = o == "pending"
+    return (
         pl.when(o.is_in(["invalid", *_BY_DESIGN]))
         .then(pl.col("message"))
-        .when(refused)
+        .when(_REFUSED)
         .then(
             pl.concat_str(pl.lit("the server refused its shard: "), pl.coalesce("batch_message", pl.lit("?")))
         )
         .when(o == "unsubmitted")
         .then(pl.lit("its shard has not been submitted (run `batchkit submit DIR`)"))
-        .when((o == "pending") & (state == "intent"))
+        .when(pending & (_STATE == "intent"))
         .then(
             pl.coalesce(
                 pl.concat_str(pl.lit("its shard's create is not settled yet: "), "batch_message"),
                 pl.lit("its shard's submission was interrupted; run `batchkit submit DIR` to settle it"),
             )
         )
-        .when((o == "pending") & pl.col("provisional") & batch.is_in(_TERMINAL))
+        .when(pending & pl.col("provisional") & _BATCH.is_in(_TERMINAL))
         .then(pl.lit("its batch was adopted for a lost create and is not checked by content yet (run `batchkit results DIR`)"))
-        .when((o == "pending") & batch.is_in(_TERMINAL) & ~pl.col("has_url"))
+        .when(pending & _BATCH.is_in(_TERMINAL) & ~pl.col("has_url"))
         .then(pl.lit("its batch finished, but the server gives no results file yet; ask again later (`batchkit results DIR`)"))
-        .when((o == "pending") & pl.col("has_url") & ~pl.col("downloaded"))
+        .when(pending & pl.col("has_url") & ~pl.col("downloaded"))
         .then(
             pl.coalesce(
                 pl.concat_str(pl.lit("its results could not be downloaded: "), "download_error"),
                 pl.lit("its batch finished; its results are not downloaded yet (run `batchkit results DIR`)"),
             )
         )
-        .when(o == "pending")
-        .then(pl.concat_str(pl.lit("its batch is "), pl.coalesce(batch, pl.lit("not reported yet"))))
+        .when(pending)
+        .then(pl.concat_str(pl.lit("its batch is "), pl.coalesce(_BATCH, pl.lit("not reported yet"))))
         .when(o == "missing")
         .then(pl.lit("its batch finished without a result line for this request"))
-        .when((o == "failed") & ~has_line)
+        .when((o == "failed") & ~_HAS_LINE)
         .then(
             pl.concat_str(
                 pl.lit("the whole batch failed without results"),
@@ -169,18 +195,8 @@ def reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame) 
             )
         )
         .when(o.is_in(["failed", "rejected"]))
-        .then(pl.coalesce("result_message", pl.concat_str(pl.lit("the result line says "), shown_status)))
+        .then(pl.coalesce("result_message", pl.concat_str(pl.lit("the result line says "), pl.coalesce(_STATUS, pl.lit("no status")))))
         .otherwise(pl.lit(None, pl.String))
-    )
-    completed = o == "completed"
-    return joined.with_columns(
-        error_code.alias("error_code"),
-        error_message.alias("error_message"),
-        pl.when(completed).then(pl.col("output_url")).alias("output_url"),
-        pl.when(completed).then(pl.col("output_duration")).alias("output_duration"),
-        pl.when(o.is_in(["completed", "failed", "rejected"]))
-        .then(pl.col("generation_id"))
-        .alias("generation_id"),
     )
 
 
