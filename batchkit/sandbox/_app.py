@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .._wire.checks import is_http_url
 from .._wire.responses import BATCH_STATUSES
 from ._config import ROUTES, Fault
+from ._media import MEDIA_ROUTE, batch_generation_wire, generation_wire, media_response
 from ._notify import Notifier
 from ._sandbox import ConcurrencyLimitReached, IdempotencyConflict, KeyLeak, Sandbox
 from ._state import payload_problems_text, payload_result
@@ -424,7 +425,11 @@ class _Api:
         digest = hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
         try:
             generation = sandbox._create_generation(
-                payload, digest=digest, idempotency_key=key, result=payload_result(payload, config.rules)
+                payload,
+                digest=digest,
+                idempotency_key=key,
+                result=payload_result(payload, config.rules),
+                api_base=str(request.base_url).rstrip("/"),
             )
         except IdempotencyConflict:
             return _error(
@@ -432,15 +437,21 @@ class _Api:
                 "This Idempotency-Key was already used with a different request body.",
                 error_code="IDEMPOTENCY_KEY_REUSED",
             )
-        return _json(201, generation.to_wire(sandbox.clock.monotonic(), config.seed))
+        return _json(201, generation_wire(sandbox, generation))
 
     async def get_generation(self, request: Request) -> Response:
         if (denied := self._denied(request)) is not None:
             return denied
         generation = self.sandbox._get_generation(request.path_params["id"])
         if generation is None:
+            batch_generation = batch_generation_wire(self.sandbox, request.path_params["id"])
+            if batch_generation is not None:
+                return _json(200, batch_generation)
             return _error(404, "Generation not found")
-        return _json(200, generation.to_wire(self.sandbox.clock.monotonic(), self.sandbox.config.seed))
+        return _json(200, generation_wire(self.sandbox, generation))
+
+    async def media(self, request: Request) -> Response:
+        return await media_response(self.sandbox, request)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -475,6 +486,7 @@ def build_app(sandbox: Sandbox) -> ASGIApp:
         Route("/v2/generate", api.create_generation, methods=["POST"]),
         Route("/v2/generate/{id}", api.get_generation, methods=["GET"]),
         Route("/_signed/results/{name}", api.signed_result, methods=["GET"]),
+        Route(MEDIA_ROUTE, api.media, methods=["GET", "HEAD"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     return _Gate(sandbox, app)

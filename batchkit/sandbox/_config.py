@@ -209,6 +209,11 @@ class SandboxConfig(BaseModel):
     webhooks_to_loopback_only: bool = Field(
         default=True, description="deliver webhooks only to loopback hosts; others are recorded as skipped"
     )
+    output_url_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="how long a signed outputUrl stays valid on the media host, by the sandbox clock",
+    )
 
     @field_validator("api_keys")
     @classmethod

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._config import Fault, SandboxConfig
+from ._media import MEDIA_PREFIX, generation_wire, output_media
 from ._state import Clock, Result, SandboxBatch, SandboxGeneration, SystemClock, line_result
 from ._upload import UploadLine
 
@@ -157,7 +158,7 @@ class Sandbox:
         batch = self.batch(batch_id)
         if batch.is_active(self.clock.monotonic()):
             return None
-        return batch.output_jsonl(self._config.seed)
+        return batch.output_jsonl(self._config.seed, output_media(self, batch))
 
     @property
     def generations(self) -> list[SandboxGeneration]:
@@ -184,6 +185,12 @@ class Sandbox:
         """HTTP requests received, by ``(method, route template)``, e.g. ``("GET", "/v2/batch/{id}")``."""
         with self._lock:
             return Counter(self._requests)
+
+    @property
+    def media_requests(self) -> int:
+        """Requests the media host received (GET and HEAD of output videos, whatever their answer)."""
+        with self._lock:
+            return sum(n for (_, route), n in self._requests.items() if route.startswith(MEDIA_PREFIX))
 
     @property
     def key_leaks(self) -> list[KeyLeak]:
@@ -305,7 +312,13 @@ class Sandbox:
         return [w for w in wires if not wanted or w["status"] in wanted]
 
     def _create_generation(
-        self, payload: dict[str, Any], *, digest: str, idempotency_key: str | None, result: Result
+        self,
+        payload: dict[str, Any],
+        *,
+        digest: str,
+        idempotency_key: str | None,
+        result: Result,
+        api_base: str = "",
     ) -> SandboxGeneration:
         with self._lock:
             if idempotency_key is not None and idempotency_key in self._by_idempotency_key:
@@ -326,6 +339,7 @@ class Sandbox:
                 started=self.clock.monotonic(),
                 pending_seconds=config.pending_seconds,
                 seconds_per_generation=config.seconds_per_generation,
+                api_base=api_base,
             )
             self._generations[generation.id] = generation
             if idempotency_key is not None:
@@ -372,7 +386,7 @@ class Sandbox:
                     generation = self._generations[object_id]
                     if not generation.is_terminal(now) or generation.webhook_url is None:
                         continue
-                    body = generation.to_wire(now, self._config.seed)
+                    body = generation_wire(self, generation)
                     due.append(Notification(kind, object_id, generation.webhook_url, body))
                 del self._awaiting_webhook[object_id]
             return due
