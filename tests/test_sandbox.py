@@ -887,7 +887,7 @@ def test_generate_progresses_to_completed() -> None:
         clock.advance(1)
         done = client.get(path).json()
         assert done["status"] == "COMPLETED"
-        assert done["outputUrl"].endswith(f"{body['id']}.mp4")
+        assert httpx.URL(done["outputUrl"]).path.endswith(f"{body['id']}.mp4")
         assert [g.id for g in sandbox.generations] == [body["id"]]
 
 
