@@ -234,11 +234,16 @@ def _store(
     chunks = response.iter_bytes(chunk_size)
     head = b""
     pending: list[bytes] = []
-    for chunk in chunks:  # gather the first bytes to see what the body is before writing anything
-        pending.append(chunk)
-        head += chunk[: _SNIFF - len(head)]
-        if len(head) >= _SNIFF:
-            break
+    try:
+        for chunk in chunks:  # gather the first bytes to see what the body is before writing anything
+            pending.append(chunk)
+            head += chunk[: _SNIFF - len(head)]
+            if len(head) >= _SNIFF:
+                break
+    except httpx.TransportError as exc:
+        got = sum(len(chunk) for chunk in pending)
+        msg = f"GET {shown}: the body stopped after {got:,} bytes ({type(exc).__name__})"
+        raise Transient(msg, truncated=True) from None
     if not head:
         msg = f"GET {shown} answered {response.status_code} with an empty body, not a video"
         raise Failed(msg, code="fetch-empty")

@@ -82,6 +82,7 @@ FETCH_CODES: Final[dict[str, str]] = {
 }
 
 _USER_AGENT: Final = f"batchkit/{__version__} (fetch)"
+_WAKE_EVERY: Final = 0.2  # seconds between looks at pending signals while waiting for downloads
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,6 +477,7 @@ def _run_pool(
     queue = iter(todo)
     halted: str | None = None
     running: dict[cf.Future[_Outcome], FetchItem] = {}
+    skipped: list[FetchItem] = []
     pool = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batchkit-fetch")
     try:
         while True:
@@ -486,13 +488,17 @@ def _run_pool(
                 running[pool.submit(_fetch_one, item, run)] = item
             if not running:
                 break
-            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            # A timeout, so that Ctrl-C is seen at once: with some native libraries loaded (polars), a signal
+            # no longer interrupts a thread blocked on a lock, only one that wakes up now and then.
+            finished, _ = cf.wait(running, timeout=_WAKE_EVERY, return_when=cf.FIRST_COMPLETED)
             for future in finished:
                 running.pop(future)
                 outcome = future.result()
                 if outcome.fatal and halted is None and outcome.finding is not None:
                     halted = outcome.finding.message
                     log.warning("fetch: stopping new downloads: %s", halted)
+                    waiting = [f for f in running if f.cancel()]  # queued, not started
+                    skipped.extend(running.pop(f) for f in waiting)
                 done(outcome)
     except BaseException:
         run.stop.set()
@@ -505,7 +511,7 @@ def _run_pool(
         raise
     pool.shutdown(wait=True)
     if halted is not None:
-        for item in queue:
+        for item in [*skipped, *queue]:
             run.progress.finished(False)
             msg = f"not fetched: the fetch stopped when {halted}"
             done(_Outcome(item, finding=_finding(item, "fetch-destination", msg, run)))

@@ -233,7 +233,7 @@ def media_host() -> Iterator[MediaHost]:
     """The misbehaving media host, on a free loopback port, for one test."""
     server = _Server(("127.0.0.1", 0), _Handler)
     server.host = MediaHost(f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield server.host
@@ -247,7 +247,9 @@ def media_host() -> Iterator[MediaHost]:
 def item(host: MediaHost, path: str, name: str | None = None, **fields: Any) -> FetchItem:
     """A fetch item for ``path`` on the media host, named after it."""
     request_id = fields.pop("request_id", path.strip("/").replace("/", "-"))
-    return FetchItem(request_id, f"{host.url}{path}?sig=secret", name or f"{request_id}.mp4", **fields)
+    return FetchItem(
+        request_id, f"{host.url}{path}?sig=secret", f"{request_id}.mp4" if name is None else name, **fields
+    )
 
 
 # -- moto's S3 server ------------------------------------------------------------------------------------
