@@ -6,10 +6,14 @@ A :class:`Store` hands out a :class:`Writer` per file. Nothing ever appears half
   the target, are fsync'd, and the temporary file is renamed over the target (``os.replace``); the touched
   folders are fsync'd when the fetch ends. Temporary files a killed fetch left are removed before the same
   name is fetched again.
-* **fsspec** (the optional ``fetch`` extra): the bytes stream to a temporary key beside the target
-  (``.{name}.{8 hex}.part``; s3fs uploads it in parts of :data:`UPLOAD_BLOCK` bytes, so memory stays bounded),
-  which is then moved onto the target (a server-side copy on object stores) and its size checked with the
-  store; a failed upload is discarded. Stale temporary keys are removed like local ones.
+* **object stores** (``s3://``, ``gs://``, ``az://`` … through fsspec, the optional ``fetch`` extra): the bytes
+  stream to the target key itself, in parts of :data:`UPLOAD_BLOCK` bytes (memory stays bounded), and a store
+  shows an object only once its upload completes; a failed upload is discarded (s3fs aborts the multipart
+  upload), so no object appears. The size the store reports is then checked. A killed fetch can leave an
+  incomplete multipart upload, which is invisible and which a bucket lifecycle rule removes.
+* **other fsspec file systems** (``memory://``, ``sftp://`` …): the bytes go to a temporary file beside the
+  target, which is then moved into place and its size checked; stale temporary files are removed as local
+  ones are.
 
 Destination problems that stop everything (a destination that is a file, cannot be created or written, a
 missing bucket, no credentials) raise :class:`~batchkit._errors.InputError` from :meth:`Store.prepare`, before
@@ -389,9 +393,12 @@ class FsspecStore:
     def writer(self, name: str) -> Writer:
         target = self._path(name)
         folder, _, file = target.rpartition("/")
-        temp = f"{folder}/{_temp_name(file)}" if folder else _temp_name(file)
+        bucketed = self._bucketed()
+        # An object store shows an object only once its upload completes, and a discarded upload leaves none:
+        # write the target itself. Elsewhere, write a temporary file and move it into place.
+        temp = target if bucketed else (f"{folder}/{_temp_name(file)}" if folder else _temp_name(file))
         try:
-            if not self._bucketed() and folder:
+            if not bucketed and folder:
                 self.fs.makedirs(folder, exist_ok=True)
             fh = self.fs.open(temp, "wb", block_size=UPLOAD_BLOCK)
         except Exception as exc:
@@ -435,7 +442,8 @@ class _FsspecWriter:
         try:
             fh, self._fh = self._fh, None
             fh.close()
-            fs.mv(self._temp, self._target)
+            if self._temp != self._target:
+                fs.mv(self._temp, self._target)
             fs.invalidate_cache(self._target)
             stored = int(fs.info(self._target)["size"])
         except Exception as exc:
@@ -454,9 +462,10 @@ class _FsspecWriter:
                 fh.discard()  # s3fs aborts a multipart upload
             with contextlib.suppress(Exception):
                 fh.closed = True  # never let a garbage-collected file upload what it holds
-        with contextlib.suppress(Exception):
-            if self._store.fs.exists(self._temp):
-                self._store.fs.rm_file(self._temp)
+        if self._temp != self._target:
+            with contextlib.suppress(Exception):
+                if self._store.fs.exists(self._temp):
+                    self._store.fs.rm_file(self._temp)
 
 
 # --------------------------------------------------------------------------------------------- choosing

@@ -301,7 +301,7 @@ def s3() -> Iterator[S3]:
         }
         yield S3(endpoint, options)
     finally:
-        proc.terminate()
+        proc.kill()  # a throwaway server: no need to wait for a graceful stop
         proc.wait(10)
 
 
