@@ -3,9 +3,9 @@
 A :class:`Store` hands out a :class:`Writer` per file. Nothing ever appears half-written under a real name:
 
 * **local** (a path, or a ``file://`` URL; no fsspec needed): the bytes go to ``.{name}.{8 hex}.part`` beside
-  the target, are fsync'd, and the temporary file is renamed over the target (``os.replace``); the touched
-  folders are fsync'd when the fetch ends. Temporary files a killed fetch left are removed before the same
-  name is fetched again.
+  the target, which is renamed over the target (``os.replace``) once complete; with ``fsync=True`` it is
+  fsync'd first, and the touched folders when the fetch ends. Temporary files a killed fetch left are removed
+  before the same name is fetched again.
 * **object stores** (``s3://``, ``gs://``, ``az://`` … through fsspec, the optional ``fetch`` extra): the bytes
   stream to the target key itself, in parts of :data:`UPLOAD_BLOCK` bytes (memory stays bounded), and a store
   shows an object only once its upload completes; a failed upload is discarded (s3fs aborts the multipart
@@ -149,7 +149,7 @@ def _temp_name(name: str) -> str:
 class LocalStore:
     """A folder on this machine (created when missing)."""
 
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = False) -> None:
         self.root = Path(root).expanduser().absolute()
         self.fsync = fsync
         self._touched: set[Path] = set()
@@ -472,12 +472,12 @@ class _FsspecWriter:
 
 
 def open_destination(
-    dest: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None, fsync: bool = True
+    dest: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None, fsync: bool = False
 ) -> Store:
     """The store for ``dest``: a local folder for a path or a ``file://`` URL, else an fsspec file system.
 
     ``storage_options`` (e.g. ``{"client_kwargs": {"endpoint_url": ...}}`` for s3fs) are passed to fsspec.
-    ``fsync=False`` skips the fsync of each local file before its rename (faster, less safe on power loss).
+    ``fsync=True`` fsyncs each local file before its rename (durable across a power loss, and slower).
     """
     if isinstance(dest, os.PathLike):
         return LocalStore(dest, fsync=fsync)

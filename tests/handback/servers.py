@@ -30,7 +30,7 @@ from batchkit.sandbox._media import sample_bytes
 
 MP4 = sample_bytes()
 #: No waiting between tries in tests; small chunks so stops and progress are seen often.
-FAST = FetchOptions(sleep=lambda seconds: None, chunk_size=64 * 1024, timeout=5.0, fsync=False)
+FAST = FetchOptions(sleep=lambda seconds: None, chunk_size=64 * 1024, timeout=5.0)
 
 
 def tree(folder: Path) -> dict[str, tuple[int, int, int]]:

@@ -17,9 +17,15 @@ from batchkit._handback.fetch import FETCH_CODES, FetchItem, FetchProgress, fetc
 
 
 def test_fetches_every_completed_output_as_a_real_mp4(finished_batch: SandboxBatch, tmp_path: Path) -> None:
-    """18 completed requests give 18 files named after outputFileName, the sandbox's MP4 bytes, in the ledger."""
+    """18 completed requests give 18 files named after outputFileName, the sandbox's MP4 bytes, in the ledger
+    (with fsync=True: durable files, the same outcome)."""
     items = finished_batch.items()
-    result = fetch_outputs(items, tmp_path / "videos", ledger_path=tmp_path / "fetched.parquet", options=FAST)
+    result = fetch_outputs(
+        items,
+        tmp_path / "videos",
+        ledger_path=tmp_path / "fetched.parquet",
+        options=replace(FAST, fsync=True),
+    )
     assert result.ok
     assert result.findings == []
     assert len(items) == len(result.fetched) == 18
