@@ -200,7 +200,7 @@ _VALUES = st.one_of(
 _TEMPLATES = st.sampled_from(["{a}", "{a}_{b}", "{a}/{b}", "{b}/{a}/{a}", "take {a}", "{a}.mp4", "{a}/x"])
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     template=_TEMPLATES,
     rows=st.lists(st.fixed_dictionaries({"a": _VALUES, "b": _VALUES}), min_size=1, max_size=12),
