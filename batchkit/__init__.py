@@ -16,6 +16,7 @@ The package is laid out by stage, bottom layer first; a module imports only its 
     _results/                       every unit back with one outcome, joined to its row
     _handback/                      the videos fetched, the sheet in its own layout, a review page
     _retry/                         what failed becomes the next batch
+    _handback/                      the videos fetched to the user's storage; the review page
     sandbox/                        a local emulator of the API
     _run.py                         the whole pipeline in one call
     cli/                            the thin command line

@@ -34,6 +34,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import _common
 import httpx
 
 from batchkit._handback.fetch import FetchItem, FetchOptions, fetch_outputs
@@ -136,20 +137,18 @@ def tree(folder: Path) -> dict[str, tuple[int, int, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = _common.parser(__doc__)
     parser.add_argument("--files", type=int, default=500, help="videos of 1 MB each")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each side (the best counts)")
-    parser.add_argument("--quick", action="store_true", help="100 files, one run of each")
     parser.add_argument("--serve", nargs=2, metavar=("DIR", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(Path(args.serve[0]), int(args.serve[1]))
         return
-    if args.quick:
+    if args.quick:  # 100 files, one run of each
         args.files, args.repeat = 100, 1
+    _common.header()
     folder = prepare(args.files)
     port = _free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(folder), str(port)])
@@ -215,9 +214,12 @@ def run(base: str, args: argparse.Namespace) -> None:
                 f"  {label:<20} {seconds:6.2f} s  {total / MB / seconds:7.1f} MB/s  {ratio:5.2f}× bare"
                 f"  (CPU {cpus[label]:.2f} s)"
             )
-        ratio = best["bare"] / best["fetch"]
-        print(
-            f"fetch throughput = {ratio:.2f}× bare (target ≥ {TARGET}×): {'ok' if ratio >= TARGET else 'MISSED'}"
+        _common.ratio(
+            "fetch throughput / bare throughput",
+            best["bare"] / best["fetch"],
+            target=TARGET,
+            lower_is_better=False,
+            quick=args.quick,
         )
         rerun(base, items, work / f"fetch-{args.repeat - 1}", args.concurrency)
     finally:

@@ -34,6 +34,7 @@ LAYERS: tuple[str, ...] = (
     "_results",
     "_handback",
     "_retry",
+    "_handback",
     "sandbox",
     "_run",
     "cli",

@@ -55,7 +55,7 @@ from .naming import check_name, name_key
 from .stores import Store, open_destination
 
 if TYPE_CHECKING:
-    from .._client import Client
+    from .._api.client import Client
 
 __all__ = [
     "FETCH_CODES",
