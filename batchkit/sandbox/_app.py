@@ -451,7 +451,10 @@ class _Api:
         return _json(200, generation_wire(self.sandbox, generation))
 
     async def media(self, request: Request) -> Response:
-        return await media_response(self.sandbox, request)
+        def leak(method: str, path: str, host: str) -> None:
+            self.sandbox._record_leak(KeyLeak(method, path, host))
+
+        return await media_response(self.sandbox, request, leak)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -24,17 +24,19 @@ import hmac
 import math
 import urllib.parse
 import weakref
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from ._sandbox import Sandbox
-    from ._state import MediaUrl, SandboxBatch, SandboxGeneration
+    from ._config import SandboxConfig
+    from ._state import Clock, MediaUrl, SandboxBatch, SandboxGeneration
 
 __all__ = [
     "MEDIA_PREFIX",
@@ -50,6 +52,24 @@ __all__ = [
 
 MEDIA_PREFIX: Final = "/_media/out/"
 MEDIA_ROUTE: Final = MEDIA_PREFIX + "{name}"
+
+
+class Sandbox(Protocol):
+    """What the media host reads of a :class:`~batchkit.sandbox.Sandbox` (which imports this module)."""
+
+    url: str | None
+    clock: Clock
+    _signing_key: bytes
+    _batches: dict[str, SandboxBatch]
+
+    @property
+    def _lock(self) -> AbstractContextManager[Any]: ...
+
+    @property
+    def config(self) -> SandboxConfig: ...
+
+    def _get_generation(self, generation_id: str) -> SandboxGeneration | None: ...
+
 
 #: Per sandbox: (seed, batch id) → the generation id of each COMPLETED request → its input index.
 _INDEX: weakref.WeakKeyDictionary[Sandbox, dict[tuple[int, str], dict[str, int]]] = (
@@ -157,14 +177,16 @@ def _check(
     return "expired" if int(expires) < sandbox.clock.now().timestamp() else "ok"
 
 
-async def media_response(sandbox: Sandbox, request: Request) -> Response:
-    """Answer ``GET``/``HEAD /_media/out/{generation_id}.mp4`` (see the module docstring)."""
+async def media_response(
+    sandbox: Sandbox, request: Request, on_key_leak: Callable[[str, str, str], None]
+) -> Response:
+    """Answer ``GET``/``HEAD /_media/out/{generation_id}.mp4`` (see the module docstring).
+
+    ``on_key_leak(method, path, host)`` records a request that carried ``x-api-key``."""
     from starlette.responses import FileResponse, JSONResponse
 
-    from ._sandbox import KeyLeak
-
     if "x-api-key" in request.headers:
-        sandbox._record_leak(KeyLeak(request.method, request.url.path, request.url.hostname or ""))
+        on_key_leak(request.method, request.url.path, request.url.hostname or "")
         refusal = ["x-api-key must not be sent to a media host; fetch output videos without your key"]
         return JSONResponse({"statusCode": 400, "message": refusal}, status_code=400)
     name: str = request.path_params["name"]

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import FAST, MP4, S3, MediaHost, item
 
 from batchkit import InputError
 from batchkit._handback.fetch import fetch_outputs
 from batchkit._handback.stores import FsspecStore, open_destination
+
+from .servers import FAST, MP4, S3, MediaHost, item
 
 
 def _objects(store: FsspecStore, bucket: str) -> dict[str, dict[str, Any]]:
