@@ -1,6 +1,8 @@
 """Servers for the fetch tests, all on loopback: the sandbox, a media host that misbehaves, moto's S3.
 
-Fixtures live in ``conftest.py``; the helpers the tests import live here."""
+The fixtures are defined here and imported by the test modules that use them (``*_fixture``, registered under
+their short names): a ``conftest.py`` in this folder would shadow ``tests/conftest.py``, which other tests
+import by name."""
 
 from __future__ import annotations
 
@@ -99,8 +101,8 @@ class SandboxBatch:
         return self.sandbox.key_leaks[self._leaks_before :]
 
 
-@pytest.fixture(scope="module")
-def sandbox_server() -> Iterator[tuple[Sandbox, ManualClock, Client]]:
+@pytest.fixture(scope="module", name="sandbox_server")
+def sandbox_server_fixture() -> Iterator[tuple[Sandbox, ManualClock, Client]]:
     """One served sandbox (manual clock, instant batches) for a test module."""
     clock = ManualClock()
     sandbox = Sandbox(clock=clock, pending_seconds=0, seconds_per_generation=0)
@@ -108,8 +110,10 @@ def sandbox_server() -> Iterator[tuple[Sandbox, ManualClock, Client]]:
         yield sandbox, clock, client
 
 
-@pytest.fixture
-def finished_batch(sandbox_server: tuple[Sandbox, ManualClock, Client], tmp_path: Path) -> SandboxBatch:
+@pytest.fixture(name="finished_batch")
+def finished_batch_fixture(
+    sandbox_server: tuple[Sandbox, ManualClock, Client], tmp_path: Path
+) -> SandboxBatch:
     """A new finished batch of 20 requests (2 of them failed) on the module's sandbox."""
     sandbox, clock, client = sandbox_server
     records = [record(i, video="?sandbox=fail" if i in (4, 9) else "") for i in range(20)]
@@ -228,8 +232,8 @@ class _Server(ThreadingHTTPServer):
     host: MediaHost
 
 
-@pytest.fixture
-def media_host() -> Iterator[MediaHost]:
+@pytest.fixture(name="media_host")
+def media_host_fixture() -> Iterator[MediaHost]:
     """The misbehaving media host, on a free loopback port, for one test."""
     server = _Server(("127.0.0.1", 0), _Handler)
     server.host = MediaHost(f"http://127.0.0.1:{server.server_address[1]}")
@@ -271,8 +275,8 @@ class S3:
         return name
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3]:
+@pytest.fixture(scope="module", name="s3")
+def s3_fixture() -> Iterator[S3]:
     """moto's standalone S3 server in a subprocess on loopback, with dummy credentials."""
     port = _free_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}

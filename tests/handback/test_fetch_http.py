@@ -7,10 +7,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from servers import (
+    FAST,
+    MP4,
+    MediaHost,
+    item,
+    media_host_fixture,  # noqa: F401 - fixtures
+    tree,
+)
 
 from batchkit._handback.fetch import FETCH_CODES, FetchItem, fetch_outputs
-
-from .servers import FAST, MP4, MediaHost, item, tree
 
 
 def _fetch(host: MediaHost, tmp_path: Path, items: list[FetchItem], **kwargs: object):  # type: ignore[no-untyped-def]

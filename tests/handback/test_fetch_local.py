@@ -18,13 +18,20 @@ from pathlib import Path
 import orjson
 import polars as pl
 import pytest
+from servers import (
+    FAST,
+    MP4,
+    MediaHost,
+    item,
+    media_host_fixture,  # noqa: F401 - fixtures
+    tree,
+    wait_for,
+)
 
 from batchkit import InputError
 from batchkit._handback.fetch import FetchItem, fetch_outputs
 from batchkit._handback.ledger import FetchLedger, journal_path
 from batchkit._handback.stores import LocalStore, StoreError, Writer, open_destination
-
-from .servers import FAST, MP4, MediaHost, item, tree, wait_for
 
 
 def _fetch(items: list[FetchItem], dest: Path | str, tmp_path: Path, **kwargs: object):  # type: ignore[no-untyped-def]

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import FAST, MP4, S3, MediaHost, item, media_host_fixture, s3_fixture  # noqa: F401 - fixtures
 
 from batchkit import InputError
 from batchkit._handback.fetch import fetch_outputs
 from batchkit._handback.stores import FsspecStore, open_destination
-
-from .servers import FAST, MP4, S3, MediaHost, item
 
 
 def _objects(store: FsspecStore, bucket: str) -> dict[str, dict[str, Any]]:

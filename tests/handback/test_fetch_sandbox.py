@@ -10,11 +10,10 @@ from pathlib import Path
 import httpx
 import polars as pl
 import pytest
+from servers import FAST, MP4, SandboxBatch, finished_batch_fixture, sandbox_server_fixture, tree  # noqa: F401 - fixtures
 
 from batchkit import ConfigurationError
 from batchkit._handback.fetch import FETCH_CODES, FetchItem, FetchProgress, fetch_outputs, renew_from
-
-from .servers import FAST, MP4, SandboxBatch, tree
 
 
 def test_fetches_every_completed_output_as_a_real_mp4(finished_batch: SandboxBatch, tmp_path: Path) -> None:
