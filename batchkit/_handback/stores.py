@@ -153,6 +153,7 @@ class LocalStore:
         self.root = Path(root).expanduser().absolute()
         self.fsync = fsync
         self._touched: set[Path] = set()
+        self._stale: dict[Path, dict[str, list[str]]] = {}  # folder → target name → leftover temp files
         self._lock = threading.Lock()
 
     @property
@@ -216,7 +217,7 @@ class LocalStore:
         where = str(target)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            _sweep(target)
+            self._sweep(target)
             temp = target.with_name(_temp_name(target.name))
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         except OSError as exc:
@@ -235,20 +236,34 @@ class LocalStore:
         for folder in folders:
             sync_dir(folder)
 
+    def _sweep(self, target: Path) -> None:
+        """Remove the temporary files an interrupted fetch of ``target`` left beside it (each folder is
+        listed once per fetch, so a folder of many files costs one listing, not one per file)."""
+        folder = target.parent
+        with self._lock:
+            stale = self._stale.get(folder)
+            if stale is None:
+                stale = self._stale[folder] = _leftovers(folder)
+            names = stale.pop(target.name, [])
+        for name in names:
+            log.debug("removing %s, left by an interrupted fetch", folder / name)
+            with contextlib.suppress(OSError):
+                os.unlink(folder / name)
 
-def _sweep(target: Path) -> None:
-    """Remove the temporary files an interrupted fetch of ``target`` left beside it."""
+
+def _leftovers(folder: Path) -> dict[str, list[str]]:
+    """The temporary files in ``folder``, by the name of the file they were to become."""
+    found: dict[str, list[str]] = {}
     try:
-        entries = os.scandir(target.parent)
+        entries = os.scandir(folder)
     except OSError:
-        return
+        return found
     with entries:
         for entry in entries:
             match = _TEMP.fullmatch(entry.name)
-            if match and match["name"] == target.name:
-                log.debug("removing %s, left by an interrupted fetch", entry.path)
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+            if match:
+                found.setdefault(match["name"], []).append(entry.name)
+    return found
 
 
 class _LocalWriter:
