@@ -10,13 +10,13 @@ The package is laid out by stage, bottom layer first; a module imports only its 
     _validate/                      lines or files → Report
     _sources/                       tables read as text, every row keeping its position
     _mapping/                       a mapping of templates over columns → generate payloads
+    _probe/                         media probed with Range reads, the cost estimated
     _shard/                         balanced shards and the build directory's layout
     _build/                         source → lines → validated → sharded: the offline half
     _submit/                        shards → batches through a crash-safe journal
     _results/                       every unit back with one outcome, joined to its row
     _handback/                      the videos fetched, the sheet in its own layout, a review page
     _retry/                         what failed becomes the next batch
-    _handback/                      the videos fetched to the user's storage; the review page
     sandbox/                        a local emulator of the API
     _run.py                         the whole pipeline in one call
     cli/                            the thin command line

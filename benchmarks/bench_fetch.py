@@ -38,7 +38,7 @@ import _common
 import httpx
 
 from batchkit._handback.fetch import FetchItem, FetchOptions, fetch_outputs
-from batchkit.sandbox._media import sample_bytes
+from batchkit.sandbox._outputs import sample_bytes
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"

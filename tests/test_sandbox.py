@@ -519,7 +519,7 @@ def test_output_lines_have_the_documented_shape_in_a_shuffled_order() -> None:
     ]  # fmt: skip
     assert done["status"] == "COMPLETED"
     media = httpx.URL(done["outputUrl"])  # a signed link to the sandbox's media host (tests/handback)
-    assert (media.host, media.path) == ("localhost", f"/_media/out/{done['id']}.mp4")
+    assert (media.host, media.path) == ("localhost", f"/_outputs/{done['id']}.mp4")
     assert 3 <= done["outputDuration"] <= 30
     assert done["error"] is None
     failed = by_id["req-2"]

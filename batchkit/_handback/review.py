@@ -46,9 +46,11 @@ from urllib.parse import quote
 import orjson
 import polars as pl
 
+from .._build.held import RETRY_OF
 from .._errors import InputError
+from .._results.join import CHAIN_COLUMNS, RESULT_COLUMNS
 
-__all__ = ["CARD_COLUMNS", "PAGE_FORMAT", "page_data", "read_page_data", "render_page", "write_review"]
+__all__ = ["CARD_COLUMNS", "PAGE_FORMAT", "build_id_of", "page_data", "read_page_data", "render_page", "write_review"]
 
 log = logging.getLogger("batchkit")
 
@@ -57,18 +59,7 @@ PAGE_FORMAT: Final = "batchkit-review/1"
 
 #: The columns the results table adds after the source's own (and the ``[each]`` variables). Cards read them;
 #: everything else is a source column. (``retry_of`` is in the table of a retry directory.)
-_RESULT_COLUMNS: Final = (
-    "request_id",
-    "retry_of",
-    "shard",
-    "batch_id",
-    "outcome",
-    "error_code",
-    "error_message",
-    "output_url",
-    "output_duration",
-    "generation_id",
-)
+_RESULT_COLUMNS: Final = (*RESULT_COLUMNS, RETRY_OF, *CHAIN_COLUMNS)
 #: Outcomes in the order the filters list them (any other value the table holds comes after, sorted).
 _OUTCOME_ORDER: Final = ("completed", "failed", "rejected", "missing", "invalid", "pending", "unsubmitted")
 
@@ -185,7 +176,7 @@ def page_data(
     return {
         "format": PAGE_FORMAT,
         "title": title,
-        "build": build_id if build_id is not None else _default_build_id(ids),
+        "build": build_id if build_id is not None else build_id_of(ids),
         "each": each,
         "fields": shown,
         "outcomes": listed,
@@ -313,7 +304,8 @@ def _poster_uris(posters: Mapping[str, bytes | None]) -> dict[str, str]:
     return out
 
 
-def _default_build_id(ids: Sequence[str | None]) -> str:
+def build_id_of(ids: Sequence[str | None]) -> str:
+    """The id of a build's page: a digest of its set of request_ids (the same build in any order is the same)."""
     digest = hashlib.sha256()  # of the set of request_ids: the same build in another order is the same build
     for request_id in sorted(ids, key=lambda i: (i is None, i or "")):
         digest.update(b"\x00" if request_id is None else request_id.encode() + b"\x1f")

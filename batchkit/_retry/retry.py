@@ -26,7 +26,7 @@ import functools
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -147,7 +147,10 @@ class RetryOptions:
 
     ``only`` names the outcomes to retry (default failed, missing, rejected). ``mode`` is ``shards`` (a new
     build directory of balanced shards), ``realtime`` (sent one by one through ``POST /v2/generate`` now) or
-    ``held`` (kept for the next ``build --include-held``). ``limits`` default to the retried directory's;
+    ``held`` (kept for the next ``build --include-held``). ``request_ids`` selects exactly those units
+    instead (e.g. the cards a reviewer rejected, ``retry --from-review``), whatever their outcome, but never an
+    invalid unit (it never became a request) or a pending one (still running). ``limits`` default to the
+    retried directory's;
     ``name`` is the shard stem (default ``<name>-retry1``); ``force`` replaces another build in the output
     directory or retries units retried before. ``download`` and ``source`` are those of
     :func:`batchkit.collect_results`; ``concurrency``, ``poll``, ``deadline`` and ``backoff`` those of
@@ -155,6 +158,7 @@ class RetryOptions:
     """
 
     only: Sequence[str] = DEFAULT_ONLY
+    request_ids: Collection[str] | None = None
     mode: Mode = "shards"
     limits: Limits | None = None
     name: str | None = None
@@ -202,7 +206,10 @@ def retry_failed(
         raise InputError(msg, path=folder)
     limits = limits or manifest.limits
     units, outcomes = _outcomes(folder, manifest, client=client, download=opts.download, source=opts.source)
-    picked = units.filter(pl.col("outcome").is_in(list(chosen)))
+    if opts.request_ids is not None:
+        picked, chosen = _by_ids(units, opts.request_ids, folder)
+    else:
+        picked = units.filter(pl.col("outcome").is_in(list(chosen)))
     selected = {o: int((picked["outcome"] == o).sum()) for o in chosen}
     selected = {o: n for o, n in selected.items() if n}
     if picked.is_empty():
@@ -274,6 +281,23 @@ def _check_only(only: Sequence[str]) -> tuple[str, ...]:
             msg = f"unknown outcome {outcome!r}; choose from {', '.join(RETRYABLE)}"
             raise InputError(msg)
     return tuple(dict.fromkeys(names))
+
+
+def _by_ids(units: pl.DataFrame, ids: Collection[str], folder: Path) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """The units named in ``ids``, refusing ids the directory lacks and units that cannot be sent again."""
+    wanted = set(ids)
+    picked = units.filter(pl.col("request_id").is_in(list(wanted)))
+    unknown = sorted(wanted - set(picked.get_column("request_id").to_list()))
+    if unknown:
+        msg = f"{len(unknown):,} request_id(s) to retry are not in {folder} (such as {unknown[0]!r})"
+        raise InputError(msg, path=folder)
+    for outcome in ("invalid", "pending"):
+        stuck = picked.filter(pl.col("outcome") == outcome).get_column("request_id").to_list()
+        if stuck:
+            msg = f"cannot retry {len(stuck):,} {outcome} unit(s) such as {stuck[0]!r}: {_NOT_RETRYABLE[outcome]}"
+            raise InputError(msg, path=folder)
+    present = set(picked.get_column("outcome").to_list())
+    return picked, tuple(o for o in OUTCOMES if o in present)
 
 
 def _outcomes(

@@ -35,8 +35,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .._wire.checks import is_http_url
 from .._wire.responses import BATCH_STATUSES
 from ._config import ROUTES, Fault
-from ._media import MEDIA_ROUTE, batch_generation_wire, generation_wire, media_response
+from ._estimate import estimate_routes
+from ._media import MEDIA_PREFIX, media_app
 from ._notify import Notifier
+from ._outputs import OUTPUT_ROUTE, batch_generation_wire, generation_wire, output_video_response
 from ._sandbox import ConcurrencyLimitReached, IdempotencyConflict, KeyLeak, Sandbox
 from ._state import payload_problems_text, payload_result
 from ._upload import UploadRefused, parse_upload
@@ -450,11 +452,11 @@ class _Api:
             return _error(404, "Generation not found")
         return _json(200, generation_wire(self.sandbox, generation))
 
-    async def media(self, request: Request) -> Response:
+    async def output_video(self, request: Request) -> Response:
         def leak(method: str, path: str, host: str) -> None:
             self.sandbox._record_leak(KeyLeak(method, path, host))
 
-        return await media_response(self.sandbox, request, leak)
+        return await output_video_response(self.sandbox, request, leak)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -489,7 +491,9 @@ def build_app(sandbox: Sandbox) -> ASGIApp:
         Route("/v2/generate", api.create_generation, methods=["POST"]),
         Route("/v2/generate/{id}", api.get_generation, methods=["GET"]),
         Route("/_signed/results/{name}", api.signed_result, methods=["GET"]),
-        Route(MEDIA_ROUTE, api.media, methods=["GET", "HEAD"]),
+        *estimate_routes(sandbox),
+        Route(MEDIA_PREFIX + "/{name:path}", media_app(sandbox.media), methods=["GET", "HEAD"]),
+        Route(OUTPUT_ROUTE, api.output_video, methods=["GET", "HEAD"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     return _Gate(sandbox, app)

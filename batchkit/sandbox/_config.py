@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from typing import Any, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -44,7 +45,19 @@ ROUTES: Final[tuple[str, ...]] = (
     "POST /v2/generate",
     "GET /v2/generate/{id}",
     "GET /_signed/results/{name}",
+    "POST /v2/generations/estimate",
+    "POST /v2/analyze/cost",
 )
+
+
+#: USD per second of input, by model: the sandbox's made-up prices (not Sync's).
+SANDBOX_PRICES: Final[Mapping[str, float]] = {
+    "lipsync-1.9.0-beta": 0.04,
+    "lipsync-2": 0.05,
+    "lipsync-2-pro": 0.08,
+    "react-1": 0.10,
+    "sync-3": 0.12,
+}
 
 
 @functools.lru_cache(maxsize=256)
@@ -209,10 +222,14 @@ class SandboxConfig(BaseModel):
     webhooks_to_loopback_only: bool = Field(
         default=True, description="deliver webhooks only to loopback hosts; others are recorded as skipped"
     )
+    prices: dict[str, float] = Field(
+        default_factory=lambda: dict(SANDBOX_PRICES),
+        description="USD per second of input by model, for the estimate endpoints (sandbox prices, not Sync's)",
+    )
     output_url_seconds: float = Field(
         default=3600.0,
         gt=0,
-        description="how long a signed outputUrl stays valid on the media host, by the sandbox clock",
+        description="how long a signed outputUrl stays valid on the output host, by the sandbox clock",
     )
 
     @field_validator("api_keys")

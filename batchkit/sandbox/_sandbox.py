@@ -22,7 +22,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._config import Fault, SandboxConfig
-from ._media import MEDIA_PREFIX, generation_wire, output_media
+from ._media import MediaHost
+from ._outputs import OUTPUT_PREFIX, generation_wire, output_media
 from ._state import Clock, Result, SandboxBatch, SandboxGeneration, SystemClock, line_result
 from ._upload import UploadLine
 
@@ -116,6 +117,8 @@ class Sandbox:
         self._awaiting_webhook: dict[str, Literal["batch", "generation"]] = {}
         self._leaks: list[KeyLeak] = []
         self._dry_runs = 0
+        #: The media host served under ``/_media/`` (see :mod:`batchkit.sandbox._media`).
+        self.media = MediaHost(lambda: self.url)
 
     def __repr__(self) -> str:
         return f"<Sandbox url={self.url!r} batches={len(self._batches)} generations={len(self._generations)}>"
@@ -187,10 +190,10 @@ class Sandbox:
             return Counter(self._requests)
 
     @property
-    def media_requests(self) -> int:
-        """Requests the media host received (GET and HEAD of output videos, whatever their answer)."""
+    def output_video_requests(self) -> int:
+        """Requests for output videos (GET and HEAD of ``/_outputs/``, whatever their answer)."""
         with self._lock:
-            return sum(n for (_, route), n in self._requests.items() if route.startswith(MEDIA_PREFIX))
+            return sum(n for (_, route), n in self._requests.items() if route.startswith(OUTPUT_PREFIX))
 
     @property
     def key_leaks(self) -> list[KeyLeak]:

@@ -28,7 +28,7 @@ from batchkit import Client
 from batchkit._handback.fetch import FetchItem, FetchOptions
 from batchkit._handback.naming import NameRequest, assign_names
 from batchkit.sandbox import ManualClock, Sandbox, serve
-from batchkit.sandbox._media import sample_bytes
+from batchkit.sandbox._outputs import sample_bytes
 
 MP4 = sample_bytes()
 #: No waiting between tries in tests; small chunks so stops and progress are seen often.
@@ -89,7 +89,7 @@ class SandboxBatch:
     @property
     def media_requests(self) -> int:
         """Requests the sandbox's media host received since this batch was made."""
-        return self.sandbox.media_requests - self._media_before
+        return self.sandbox.output_video_requests - self._media_before
 
     @property
     def renewals(self) -> int:
@@ -118,7 +118,11 @@ def finished_batch_fixture(
     sandbox, clock, client = sandbox_server
     records = [record(i, video="?sandbox=fail" if i in (4, 9) else "") for i in range(20)]
     data = b"".join(orjson.dumps(r) + b"\n" for r in records)
-    before = (sandbox.media_requests, sandbox.requests[("GET", "/v2/generate/{id}")], len(sandbox.key_leaks))
+    before = (
+        sandbox.output_video_requests,
+        sandbox.requests[("GET", "/v2/generate/{id}")],
+        len(sandbox.key_leaks),
+    )
     batch = client.batches.create(data)
     output = client.batches.download(client.batches.get(batch.id), tmp_path / "output.jsonl")
     lines = [orjson.loads(line) for line in output.read_bytes().splitlines()]

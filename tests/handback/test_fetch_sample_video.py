@@ -10,7 +10,7 @@ import av
 from batchkit._handback.download import looks_like_video
 from batchkit._handback.fetch import FETCH_CODES
 from batchkit._report import CODES
-from batchkit.sandbox._media import sample_bytes, sample_path
+from batchkit.sandbox._outputs import sample_bytes, sample_path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "batchkit" / "_handback"
 

@@ -183,7 +183,7 @@ def test_a_given_http_client_is_used_and_left_open(finished_batch: SandboxBatch,
         assert not http.is_closed
     assert result.ok
     assert len(seen) == 4
-    assert all(p.startswith("/_media/out/") for p in seen)
+    assert all(p.startswith("/_outputs/") for p in seen)
 
 
 def test_progress_reports_bytes_and_files_up_to_the_total(
@@ -220,7 +220,7 @@ def test_the_media_host_serves_ranges_etags_and_refuses_what_it_should(finished_
         assert part.headers["content-range"] == f"bytes 0-7/{len(MP4)}"
         assert http.head(url).headers["content-length"] == str(len(MP4))
         assert http.get(url.replace("sig=", "sig=0")).status_code == 403
-        assert http.get(httpx.URL(url).copy_with(path="/_media/out/nope.mp4")).status_code == 404
+        assert http.get(httpx.URL(url).copy_with(path="/_outputs/nope.mp4")).status_code == 404
         assert http.get(url, headers={"x-api-key": "sk-test"}).status_code == 400
     assert [leak.path for leak in finished_batch.key_leaks] == [httpx.URL(url).path]
 

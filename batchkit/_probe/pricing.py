@@ -1,0 +1,510 @@
+"""What a campaign will cost: seconds of input × a price per model, totalled by model, ``[each]`` value and shard.
+
+A :class:`PriceBook` gives a rate, USD per second, for a model and an input length. Two come with batchkit:
+
+* :class:`TablePrices`, a user's ``prices.toml`` for offline use::
+
+      # USD per second of input media, by model
+      currency = "USD"          # optional; USD is the only currency accepted
+      [prices]
+      "lipsync-2" = 0.05
+      "lipsync-2-pro" = 0.083
+
+* :class:`ApiPrices`, which asks Sync: ``POST /v2/generations/estimate`` with ``{model, duration}`` (the
+  newer endpoint; ``422 cost_estimate_unavailable`` means unknown), and when that endpoint does not exist
+  (404/405) the SDK's ``POST /v2/analyze/cost``, whose body is a whole generate request: it is asked with an
+  example payload that the caller supplies per model and length. Sync bills output frames × a price per frame,
+  so the cost of the rounded-up length, divided by it, is the rate.
+
+:func:`estimate` rounds every known length up to whole ``resolution`` seconds, asks the price book once per
+distinct (model, rounded length), never once per row, and prices each request at ``seconds × rate``. The
+aggregation is columnar (polars): a million requests take a group-by, not a Python loop. Unknown is never 0:
+a request without a length or without a price is counted as unknown, ``total_usd`` is then ``None``, and
+``known_usd`` sums what is known.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol, overload
+
+import httpx
+import orjson
+import polars as pl
+
+from .._errors import APIStatusError, InputError
+
+__all__ = ["ApiPrices", "Estimate", "EstimateItem", "PriceBook", "Subtotal", "TablePrices", "estimate"]
+
+log = logging.getLogger("batchkit")
+
+_NONE_LABEL: Final = "(none)"
+
+
+class PriceBook(Protocol):
+    """Where prices come from: ``rate(model, seconds)`` is USD per second of input, or None when unknown.
+
+    A book whose rates do not depend on the length may also have ``flat_rates``, a mapping of model to rate
+    (as :class:`TablePrices` does): :func:`estimate` then prices a frame in one pass instead of two.
+    """
+
+    @property
+    def source(self) -> str:
+        """Where the prices come from, for reports (``prices.toml``, ``Sync's estimate API``)."""
+        ...
+
+    def rate(self, model: str, seconds: float) -> float | None:
+        """USD per second for a request of ``model`` whose input lasts ``seconds`` (rounded up)."""
+        ...
+
+
+class TablePrices:
+    """Fixed prices, USD per second of input, by model: ``TablePrices({"lipsync-2": 0.05})``."""
+
+    def __init__(self, prices: Mapping[str, float], *, source: str = "price table") -> None:
+        self._prices = {model: _valid_price(model, value, source) for model, value in prices.items()}
+        self._source = source
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def prices(self) -> dict[str, float]:
+        return dict(self._prices)
+
+    def rate(self, model: str, seconds: float) -> float | None:
+        return self._prices.get(model)
+
+    @property
+    def flat_rates(self) -> dict[str, float]:
+        """The rates, which do not depend on the length: :func:`estimate` then prices in a single pass."""
+        return dict(self._prices)
+
+    def __repr__(self) -> str:
+        return f"TablePrices({self._prices!r})"
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> TablePrices:
+        """Read a ``prices.toml`` (layout in the module docstring); :class:`~batchkit.InputError` if unusable."""
+        where = Path(path)
+        try:
+            data = tomllib.loads(where.read_text(encoding="utf-8"))
+        except OSError as exc:
+            msg = f"{where}: cannot read the price file ({exc.strerror or exc})"
+            raise InputError(msg, path=where) from None
+        except UnicodeDecodeError:
+            msg = f"{where}: the price file is not UTF-8 text"
+            raise InputError(msg, path=where) from None
+        except tomllib.TOMLDecodeError as exc:
+            msg = f'{where}: not valid TOML ({exc}); prices look like: [prices] "lipsync-2" = 0.05'
+            raise InputError(msg, path=where) from None
+        unknown = sorted(set(data) - {"prices", "currency"})
+        if unknown:
+            msg = f"{where}: unknown key(s) {', '.join(unknown)}; a price file holds [prices] and optionally currency"
+            raise InputError(msg, path=where)
+        currency = data.get("currency", "USD")
+        if currency != "USD":
+            msg = f'{where}: currency is {currency!r}; prices must be in USD (currency = "USD")'
+            raise InputError(msg, path=where)
+        table = data.get("prices")
+        if not isinstance(table, dict) or not table:
+            msg = f'{where}: no [prices] table; add one: [prices] then "lipsync-2" = 0.05 (USD per second)'
+            raise InputError(msg, path=where)
+        try:
+            return cls(table, source=str(where))
+        except ValueError as exc:
+            msg = f"{where}: {exc}"
+            raise InputError(msg, path=where) from None
+
+
+def _valid_price(model: object, value: object, source: str) -> float:
+    if not isinstance(model, str) or not model.strip():
+        msg = f"model names must be non-empty strings, not {model!r}"
+        raise ValueError(msg)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"the price of {model!r} is {value!r}; a price is a number of USD per second, e.g. 0.05"
+        raise ValueError(msg)
+    if not math.isfinite(value) or value < 0:
+        msg = f"the price of {model!r} is {value}; prices must be finite and ≥ 0 (USD per second)"
+        raise ValueError(msg)
+    return float(value)
+
+
+class _Caller(Protocol):
+    """What :class:`ApiPrices` needs of :class:`batchkit.Client`: one authenticated call with retries."""
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        rule: Literal["idempotent"],
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response: ...
+
+
+#: ``examples(model, seconds)``: a generate payload whose inputs last about ``seconds``, and their exact length.
+ExampleFinder = Callable[[str, float], tuple[Mapping[str, Any], float] | None]
+
+
+class ApiPrices:
+    """Prices from Sync's own estimate endpoints, through a :class:`batchkit.Client` (or the sandbox).
+
+    ``fps`` is sent to the newer endpoint when given (Sync assumes 30). ``examples`` makes the fallback to
+    ``POST /v2/analyze/cost`` possible (see the module docstring); without it, a server that lacks the newer
+    endpoint prices nothing. Each (model, length) is asked once; answers, unknowns included, are remembered.
+    """
+
+    def __init__(
+        self, client: _Caller, *, fps: float | None = None, examples: ExampleFinder | None = None
+    ) -> None:
+        self._client = client
+        self._fps = fps
+        self._examples = examples
+        self._memo: dict[tuple[str, float], float | None] = {}
+        self._newer: bool | None = None
+        #: API calls made so far.
+        self.calls = 0
+
+    @property
+    def source(self) -> str:
+        return "Sync's estimate API"
+
+    def rate(self, model: str, seconds: float) -> float | None:
+        key = (model, seconds)
+        if key not in self._memo:
+            self._memo[key] = self._ask(model, seconds)
+        return self._memo[key]
+
+    def _post(self, path: str, body: Mapping[str, Any]) -> Any:
+        self.calls += 1
+        response = self._client._call(
+            "POST",
+            path,
+            rule="idempotent",
+            content=orjson.dumps(body),
+            headers={"content-type": "application/json"},
+        )
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            log.warning("estimate: %s answered %d with a body that is not JSON", path, response.status_code)
+            return None
+
+    def _ask(self, model: str, seconds: float) -> float | None:
+        if seconds <= 0:
+            return None
+        if self._newer is not False:
+            body: dict[str, Any] = {"model": model, "duration": seconds}
+            if self._fps is not None:
+                body["fps"] = self._fps
+            try:
+                answer = self._post("/v2/generations/estimate", body)
+            except APIStatusError as exc:
+                if exc.status_code in (404, 405):
+                    log.info(
+                        "estimate: POST /v2/generations/estimate is not there; using POST /v2/analyze/cost"
+                    )
+                    self._newer = False
+                elif exc.status_code in (400, 422):
+                    log.info(
+                        "estimate: no price for %s at %g s (%s)",
+                        model,
+                        seconds,
+                        exc.error_code or exc.status_code,
+                    )
+                    return None
+                else:
+                    raise
+            else:
+                self._newer = True
+                cost = _cost(answer)
+                return cost / seconds if cost is not None else None
+        return self._fallback(model, seconds)
+
+    def _fallback(self, model: str, seconds: float) -> float | None:
+        example = self._examples(model, seconds) if self._examples is not None else None
+        if example is None:
+            return None
+        payload, length = example
+        if not length or length <= 0:
+            return None
+        try:
+            answer = self._post("/v2/analyze/cost", {**payload, "model": model})
+        except APIStatusError as exc:
+            if exc.status_code in (400, 404, 405, 422):
+                log.info("estimate: POST /v2/analyze/cost gave no price for %s (%s)", model, exc.status_code)
+                return None
+            raise
+        cost = _cost(answer[0] if isinstance(answer, list) and answer else answer)
+        return cost / length if cost is not None else None
+
+
+def _cost(answer: Any) -> float | None:
+    value = answer.get("estimatedGenerationCost") if isinstance(answer, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------------- estimate
+
+
+@dataclass(frozen=True, slots=True)
+class EstimateItem:
+    """One request to price: its model, its billable seconds (None when unknown), its ``[each]`` value and shard."""
+
+    request_id: str
+    model: str
+    seconds: float | None
+    each: str | None = None
+    shard: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subtotal:
+    """Requests, seconds and dollars of one group. ``total_usd`` is None when any request's cost is unknown."""
+
+    requests: int
+    priced: int
+    unknown: int
+    seconds: float
+    known_usd: float
+
+    @property
+    def total_usd(self) -> float | None:
+        return self.known_usd if self.unknown == 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total_usd": self.total_usd}
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """The price of a set of requests, with totals by model, by ``[each]`` value and by shard.
+
+    ``unknown_seconds`` requests have no known length, ``unknown_price`` have one but no price for their
+    model (``unpriced_models`` names those models); ``unknown`` is both together.
+    """
+
+    source: str
+    requests: int
+    priced: int
+    unknown_seconds: int
+    unknown_price: int
+    seconds: float
+    known_usd: float
+    by_model: dict[str, Subtotal] = field(default_factory=dict)
+    by_each: dict[str, Subtotal] = field(default_factory=dict)
+    by_shard: dict[str, Subtotal] = field(default_factory=dict)
+    unpriced_models: tuple[str, ...] = ()
+
+    @property
+    def unknown(self) -> int:
+        return self.unknown_seconds + self.unknown_price
+
+    @property
+    def total_usd(self) -> float | None:
+        """The whole cost, or None when any request's cost is unknown (see :attr:`known_usd`)."""
+        return self.known_usd if self.unknown == 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The estimate as JSON-ready data (``total_usd`` is null when anything is unknown)."""
+        return {
+            "source": self.source,
+            "requests": self.requests,
+            "priced": self.priced,
+            "unknown": self.unknown,
+            "unknown_seconds": self.unknown_seconds,
+            "unknown_price": self.unknown_price,
+            "unpriced_models": list(self.unpriced_models),
+            "seconds": self.seconds,
+            "known_usd": self.known_usd,
+            "total_usd": self.total_usd,
+            "by_model": {k: v.to_dict() for k, v in self.by_model.items()},
+            "by_each": {k: v.to_dict() for k, v in self.by_each.items()},
+            "by_shard": {k: v.to_dict() for k, v in self.by_shard.items()},
+        }
+
+
+_SCHEMA: Final = {
+    "request_id": pl.String,
+    "model": pl.String,
+    "seconds": pl.Float64,
+    "each": pl.String,
+    "shard": pl.String,
+}
+
+
+def _frame(items: Iterable[EstimateItem] | pl.DataFrame) -> pl.DataFrame:
+    if isinstance(items, pl.DataFrame):
+        missing = {"model", "seconds"} - set(items.columns)
+        if missing:
+            msg = f"the frame to estimate needs the column(s) {', '.join(sorted(missing))} (and may have each, shard)"
+            raise InputError(msg)
+        columns = [
+            (pl.col(name) if name == "shard" else pl.col(name).cast(dtype))
+            if name in items.columns
+            else pl.lit(None, dtype).alias(name)
+            for name, dtype in _SCHEMA.items()
+            if name != "request_id"
+        ]
+        return items.select(columns)
+    rows = [(i.model, i.seconds, i.each, i.shard) for i in items]
+    return pl.DataFrame(rows, schema={k: v for k, v in _SCHEMA.items() if k != "request_id"}, orient="row")
+
+
+def estimate(
+    items: Iterable[EstimateItem] | pl.DataFrame, prices: PriceBook, *, resolution: float = 1.0
+) -> Estimate:
+    """Price every request of ``items`` (:class:`EstimateItem` objects, or a polars frame with columns
+    ``model`` and ``seconds`` and optionally ``each`` and ``shard``) with ``prices``.
+
+    Lengths are rounded up to whole ``resolution`` seconds before the price book is asked, once per distinct
+    (model, rounded length); each request then costs ``seconds × rate``. A length that is null, not finite or
+    not positive is unknown.
+    """
+    if not (math.isfinite(resolution) and resolution > 0):
+        msg = f"resolution must be a positive number of seconds, not {resolution}"
+        raise InputError(msg)
+    frame = _frame(items)
+    seconds = pl.col("seconds")
+    usable = seconds.is_not_null() & seconds.is_finite() & (seconds > 0)
+    rows = frame.lazy().with_columns(
+        seconds=pl.when(usable).then(seconds).otherwise(None),
+        units=pl.when(usable).then((seconds / resolution).ceil().cast(pl.Int64)).otherwise(None),
+    )
+    has_shard = bool(frame.get_column("shard").is_not_null().any())
+    # One pass over the rows gives a small table, and everything but the shard totals comes from it.
+    small_plan = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), seconds.sum())
+    flat = getattr(prices, "flat_rates", None)
+    if isinstance(flat, Mapping):
+        # Rates that do not depend on the length: the length only needs to be known or not (units 1 or
+        # null), which keeps the group-by small, and the shard totals run alongside it.
+        rows = rows.with_columns(units=pl.when(pl.col("units").is_not_null()).then(pl.lit(1, dtype=pl.Int64)))
+        small_plan = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), seconds.sum())
+        rate = _lookup(pl.col("model"), {str(k): float(v) for k, v in flat.items()})
+        plans = [small_plan, _shard_plan(rows.with_columns(rate=rate))] if has_shard else [small_plan]
+        small, *shard = pl.collect_all(plans)
+        pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
+        table = pairs.with_columns(
+            rate=pl.Series([flat.get(m) for m in pairs.get_column("model").to_list()], dtype=pl.Float64)
+        )
+    else:
+        small = small_plan.collect()
+        pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
+        rates = [prices.rate(model, units * resolution) for model, units in pairs.iter_rows()]
+        table = pairs.with_columns(rate=pl.Series(rates, dtype=pl.Float64))
+        shard = [_shard_plan(_with_rates(rows, table)).collect()] if has_shard else []
+    priced = _measures(small.join(table, on=["model", "units"], how="left"), weight=pl.col("requests"))
+    overall = priced.select(_SUMS).row(0, named=True)
+    unpriced = priced.filter(pl.col("unknown_price") > 0).get_column("model").unique().to_list()
+    return Estimate(
+        source=prices.source,
+        requests=int(overall["requests"] or 0),
+        priced=int(overall["priced"] or 0),
+        unknown_seconds=int(overall["unknown_seconds"] or 0),
+        unknown_price=int(overall["unknown_price"] or 0),
+        seconds=float(overall["seconds"] or 0.0),
+        known_usd=float(overall["usd"] or 0.0),
+        by_model=_subtotals(priced.group_by("model").agg(_SUMS), "model"),
+        by_each=_subtotals(priced.group_by("each").agg(_SUMS), "each")
+        if small.get_column("each").is_not_null().any()
+        else {},
+        by_shard=_subtotals(shard[0], "shard") if shard else {},
+        unpriced_models=tuple(sorted(m if m is not None else _NONE_LABEL for m in unpriced)),
+    )
+
+
+_SUMS: Final = [pl.col("requests", "priced", "unknown_seconds", "unknown_price", "seconds", "usd").sum()]
+_DENSE_LIMIT: Final = 1 << 22  # rate table cells; past it, shard totals join instead of looking up
+
+
+@overload
+def _measures(frame: pl.DataFrame, *, weight: pl.Expr) -> pl.DataFrame: ...
+@overload
+def _measures(frame: pl.LazyFrame, *, weight: pl.Expr) -> pl.LazyFrame: ...
+def _measures(frame: pl.DataFrame | pl.LazyFrame, *, weight: pl.Expr) -> pl.DataFrame | pl.LazyFrame:
+    """Add priced / unknown counts and dollars to rows (or groups of ``weight`` rows) that have ``rate``."""
+    units, rate = pl.col("units"), pl.col("rate")
+    return frame.with_columns(
+        unknown_seconds=pl.when(units.is_null()).then(weight).otherwise(0),
+        unknown_price=pl.when(units.is_not_null() & rate.is_null()).then(weight).otherwise(0),
+        priced=pl.when(rate.is_not_null()).then(weight).otherwise(0),
+        usd=pl.col("seconds") * rate,
+    )
+
+
+def _lookup(key: pl.Expr, values: Mapping[str, float]) -> pl.Expr:
+    """``values[key]`` per row (null when absent): string comparisons for a few keys, a hash map for many."""
+    if len(values) > 16:
+        return key.replace_strict(values, default=None, return_dtype=pl.Float64)
+    found = pl.lit(None, dtype=pl.Float64)
+    for name, value in values.items():
+        found = pl.when(key == name).then(pl.lit(value, dtype=pl.Float64)).otherwise(found)
+    return found
+
+
+def _with_rates(rows: pl.LazyFrame, table: pl.DataFrame) -> pl.LazyFrame:
+    """``rows`` with each one's rate, looked up by (model, rounded length) in ``table``."""
+    models = table.get_column("model").unique().sort().to_list()
+    top = table.get_column("units").max()
+    span = (top if isinstance(top, int) else 0) + 1
+    if not models or len(models) * span > _DENSE_LIMIT or len(models) > 64:
+        return rows.join(table.lazy(), on=["model", "units"], how="left")
+    # A dense (model × rounded length) table, so that a row's rate is one gather, not a join.
+    dense: list[float | None] = [None] * (len(models) * span)
+    index = {m: i for i, m in enumerate(models)}
+    for model, units, rate in table.iter_rows():
+        dense[index[model] * span + units] = rate
+    which = pl.lit(None, dtype=pl.Int64)
+    for i, model in reversed(list(enumerate(models))):
+        which = pl.when(pl.col("model") == model).then(pl.lit(i, dtype=pl.Int64)).otherwise(which)
+    cells = rows.select((which * span + pl.col("units")).fill_null(len(dense))).collect().to_series()
+    return rows.with_columns(rate=pl.Series([*dense, None], dtype=pl.Float64).gather(cells))
+
+
+def _shard_plan(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Totals by shard of rows that carry their ``rate``."""
+    rate, seconds = pl.col("rate"), pl.col("seconds")
+    known = pl.col("units").is_not_null()
+    return (
+        rows.group_by("shard")
+        .agg(
+            pl.len().alias("requests"),
+            (rate.is_not_null() & known).sum().alias("priced"),
+            known.not_().sum().alias("unknown_seconds"),
+            seconds.sum(),
+            (seconds * rate).sum().alias("usd"),
+        )
+        .with_columns(unknown_price=pl.col("requests") - pl.col("priced") - pl.col("unknown_seconds"))
+    )
+
+
+def _subtotals(table: pl.DataFrame, key: str) -> dict[str, Subtotal]:
+    """One :class:`Subtotal` per value of ``key``, in order (no value last)."""
+    columns = [key, "requests", "priced", "unknown_seconds", "unknown_price", "seconds", "usd"]
+    if table.schema[key] != pl.String:
+        table = table.with_columns(pl.col(key).cast(pl.String))
+    return {
+        (label if label is not None else _NONE_LABEL): Subtotal(
+            requests=int(requests),
+            priced=int(n_priced),
+            unknown=int(no_seconds) + int(no_price),
+            seconds=float(total_seconds or 0.0),
+            known_usd=float(usd or 0.0),
+        )
+        for label, requests, n_priced, no_seconds, no_price, total_seconds, usd in table.sort(
+            key, nulls_last=True
+        )
+        .select(columns)
+        .iter_rows()
+    }
