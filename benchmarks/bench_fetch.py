@@ -6,7 +6,8 @@
 The media host is a small HTTP/1.1 server in its own process (``--serve``: keep-alive, ``sendfile``,
 ``video/mp4``, a request counter at ``/_count``), so this process's CPU is the client's alone. The files
 (``benchmarks/data/fetch-<n>x1MB/``, git-ignored) start like the sandbox's MP4, so fetch's sniffing accepts
-them. Timed alternately in this process, best of ``--repeat``, each into a fresh folder on the same disk:
+them. Timed alternately in this process (each side first in turn, after an ``os.sync()`` so that no side pays for the
+writeback of the one before), best of ``--repeat``, each into a fresh folder on the same disk:
 
 * **bare**: one ``httpx.Client`` (pool of ``concurrency``), a thread pool of ``concurrency``, each file streamed
   in 1 MiB chunks straight to its final name: no verification, no hashing, no temporary file, no fsync;
@@ -193,10 +194,15 @@ def run(base: str, args: argparse.Namespace) -> None:
         ),
     }
     try:
+        labels = list(sides)
         for attempt in range(args.repeat):
-            for label, side in sides.items():
+            for label in labels[attempt % 3 :] + labels[: attempt % 3]:  # each side goes first in turn
+                side = sides[label]
                 dest = work / f"{label.replace(', ', '-').replace('=', '-')}-{attempt}"
                 dest.mkdir()
+                # Start every side with no dirty pages of the one before: else the kernel's writeback of its
+                # 500 MB throttles whoever comes next.
+                os.sync()
                 cpu = time.process_time()
                 start = time.perf_counter()
                 side(dest)

@@ -83,6 +83,7 @@ FETCH_CODES: Final[dict[str, str]] = {
 
 _USER_AGENT: Final = f"batchkit/{__version__} (fetch)"
 _WAKE_EVERY: Final = 0.2  # seconds between looks at pending signals while waiting for downloads
+_QUEUED: Final = 4  # downloads submitted ahead, per worker, so that none idles while this thread records
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,7 +488,7 @@ def _run_pool(
     pool = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batchkit-fetch")
     try:
         while True:
-            while halted is None and len(running) < 2 * concurrency:
+            while halted is None and len(running) < _QUEUED * concurrency:
                 item = next(queue, None)
                 if item is None:
                     break

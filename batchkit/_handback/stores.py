@@ -154,6 +154,7 @@ class LocalStore:
         self.fsync = fsync
         self._touched: set[Path] = set()
         self._stale: dict[Path, dict[str, list[str]]] = {}  # folder → target name → leftover temp files
+        self._made: set[Path] = set()  # folders known to exist
         self._lock = threading.Lock()
 
     @property
@@ -216,7 +217,9 @@ class LocalStore:
         target = self._path(name)
         where = str(target)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent not in self._made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(target.parent)
             self._sweep(target)
             temp = target.with_name(_temp_name(target.name))
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
@@ -286,11 +289,11 @@ class _LocalWriter:
         try:
             try:
                 fh.flush()
+                written = fh.tell()
                 if self._store.fsync:
                     os.fsync(fh.fileno())
             finally:
                 fh.close()
-            written = os.stat(self._temp).st_size
             if written != size:
                 msg = f"{self._target}: {written:,} bytes on disk, {size:,} expected; run fetch again"
                 raise StoreError(msg)
