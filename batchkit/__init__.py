@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ._api.client import Batches as Batches, Client as Client, Generations as Generations
     from ._api.webhooks import (
         SIGNATURE_HEADER as SIGNATURE_HEADER,
+        SIGNATURE_HEADERS as SIGNATURE_HEADERS,
         parse_batch_webhook as parse_batch_webhook,
         parse_generation_webhook as parse_generation_webhook,
         sign_payload as sign_payload,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         BatchkitError as BatchkitError,
         ConcurrencyLimitError as ConcurrencyLimitError,
         ConfigurationError as ConfigurationError,
+        DirectoryLockedError as DirectoryLockedError,
         InputError as InputError,
         JournalError as JournalError,
         NotFoundError as NotFoundError,
@@ -97,12 +99,15 @@ if TYPE_CHECKING:
     from ._shard.plan import plan_shards as plan_shards
     from ._shard.write import BuildResult as BuildResult, shard_file as shard_file
     from ._sources.source import Source as Source, read_source as read_source
+    from ._submit.inspect import BatchInspection as BatchInspection, inspect_batch as inspect_batch
     from ._submit.journal import GenerationRecord as GenerationRecord, ShardRecord as ShardRecord
     from ._submit.realtime import (
         RealtimeEvent as RealtimeEvent,
         RealtimeResult as RealtimeResult,
         send_realtime as send_realtime,
     )
+    from ._submit.reconcile import ReconcilePolicy as ReconcilePolicy
+    from ._submit.recover import RecoverResult as RecoverResult, recover as recover
     from ._submit.submit import (
         DryRunVerdict as DryRunVerdict,
         SubmitEvent as SubmitEvent,
@@ -123,9 +128,12 @@ if TYPE_CHECKING:
         ActiveSpeakerDetection as ActiveSpeakerDetection,
         AudioInput as AudioInput,
         BatchLine as BatchLine,
+        DialogueEdit as DialogueEdit,
+        DubParams as DubParams,
         ElevenLabsProvider as ElevenLabsProvider,
         GeneratePayload as GeneratePayload,
         GenerationOptions as GenerationOptions,
+        ImageInput as ImageInput,
         Segment as Segment,
         SegmentAudioInput as SegmentAudioInput,
         TextInput as TextInput,

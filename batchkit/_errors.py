@@ -6,7 +6,8 @@
     ├── InputError                 a path, source, mapping or option cannot be used (.path .line .row .column)
     ├── ValidationFailed           findings of severity error (.report); defined in _report
     ├── JournalError               the submission journal cannot go on safely (.shard)
-    │   └── AmbiguousSubmissionError   a create may have reached the server and no single batch matches it
+    │   ├── AmbiguousSubmissionError   a create may have reached the server and no single batch matches it
+    │   └── DirectoryLockedError       another process holds the directory (.pid .host .since)
     ├── ResultsError               results cannot be joined (changed shards, edited manifest)
     ├── ConfigurationError         no API key, a refused base URL
     ├── WebhookVerificationError   a webhook is not a genuine, fresh, well-formed Sync notification (.reason)
@@ -43,6 +44,7 @@ __all__ = [
     "BatchkitError",
     "ConcurrencyLimitError",
     "ConfigurationError",
+    "DirectoryLockedError",
     "InputError",
     "JournalError",
     "NotFoundError",
@@ -89,6 +91,19 @@ class JournalError(BatchkitError):
 
 class AmbiguousSubmissionError(JournalError):
     """A create may have reached the server, and no single listed batch can be matched to it."""
+
+
+class DirectoryLockedError(JournalError):
+    """Another process holds the build directory's lock (one submitter per directory): ``pid``, ``host``,
+    ``since`` name it, as far as it wrote them."""
+
+    def __init__(
+        self, message: str, *, pid: int | None = None, host: str | None = None, since: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.host = host
+        self.since = since
 
 
 class ResultsError(BatchkitError):

@@ -52,6 +52,10 @@ CODES: dict[str, str] = {
     "unknown-model": "a model Sync does not document (warning)",
     "ignored-option": "an option the chosen model ignores (warning)",
     "deprecated-field": "a field Sync has deprecated (warning)",
+    "unsupported-input": "an input the request cannot take: an image without sync-3, audio with dialogueEdit, "
+    "an image with dubParams or dialogueEdit",
+    "ignored-input": "an audio or text input Sync ignores because the request dubs (dubParams) (warning)",
+    "unmodelled-field": "a key Sync documents that batchkit does not model yet; sent unchecked (warning)",
     "policy": "the line breaks the user's own JSON Schema (--schema)",
     # building from a source
     "missing-column": "a mapping template names a column the source does not have",
@@ -61,6 +65,8 @@ CODES: dict[str, str] = {
     "formula-in-cell": "a mapped cell holds a spreadsheet formula (=...) instead of its value",
     "source-encoding": "the source is not UTF-8 and was decoded with a guessed encoding (warning)",
     "cannot-shard": "no split of the valid records satisfies the limits profile (counts and bytes)",
+    "optional-empty": "an [each] value marked optional is empty for this row: no request, outcome skipped (warning)",
+    "filtered-rows": "rows the mapping's [where] left out: their units have the outcome filtered (warning)",
     # a build directory
     "shard-missing": "a shard listed in manifest.json is missing",
     "shard-changed": "a shard's bytes, records or sha256 differ from manifest.json",
@@ -79,6 +85,10 @@ CODES: dict[str, str] = {
     "shard-refused": "the server refused a shard, so its requests were never submitted (warning)",
     "source-changed": "the source changed since the build, but every row still gives its request_id (warning)",
     "retry-not-followed": "a directory the rows were retried into could not be followed; they keep their earlier outcome (warning)",
+    "submission-uncertain": "a shard's create may have made a batch and nothing tells which yet; its rows stay pending (warning)",
+    "batch-unverified": "a batch adopted for a lost create is finished but not checked by content yet; rows pending (warning)",
+    "output-unavailable": "a finished batch gives no results file yet (empty outputUrl, asked again); rows pending, not missing (warning)",
+    "shard-retired": "a journal row of a shard the manifest no longer lists (rebuilt) was retired; not joined (warning)",
 }
 
 
@@ -95,6 +105,9 @@ class Finding(BaseModel):
     source: str | None = Field(default=None, description="the tabular source a row came from")
     row: int | None = Field(default=None, description="1-based data row of the source (header excluded)")
     source_line: int | None = Field(default=None, description="physical line of a CSV source")
+    each: dict[str, str] | None = Field(
+        default=None, description="the [each] values of the request unit, e.g. {'lang': 'de'}"
+    )
     column: str | None = None
     request_id: str | None = None
     pointer: str | None = Field(
@@ -103,7 +116,7 @@ class Finding(BaseModel):
 
     @property
     def location(self) -> str:
-        """``file.jsonl:12`` or ``campaign.csv row 7 (line 8), column video_url``."""
+        """``file.jsonl:12`` or ``campaign.csv row 7 (line 8) [lang=de], column audio_de``."""
         parts: list[str] = []
         if self.source is not None:
             where = self.source
@@ -111,6 +124,8 @@ class Finding(BaseModel):
                 where += f" row {self.row}"
             if self.source_line is not None:
                 where += f" (line {self.source_line})"
+            if self.each:
+                where += " [" + ", ".join(f"{k}={v}" for k, v in self.each.items()) + "]"
             if self.column is not None:
                 where += f", column {self.column}"
             parts.append(where)
@@ -217,7 +232,14 @@ class Report(BaseModel):
 class ValidationFailed(BatchkitError):
     """Raised by :meth:`Report.raise_for_errors` when a report holds findings of severity error."""
 
+    #: How many of the first error findings the message names (all are in ``report``).
+    SHOWN = 3
+
     def __init__(self, report: Report) -> None:
         self.report = report
         counts = ", ".join(f"{code} × {n}" for code, n in sorted(report.error_counts.items()))
-        super().__init__(f"{report.stats.errors} error finding(s): {counts}")
+        errors = report.errors
+        first = "; ".join(str(f) for f in errors[: self.SHOWN])
+        more = f" (and {len(errors) - self.SHOWN:,} more)" if len(errors) > self.SHOWN else ""
+        text = f"{report.stats.errors} error finding(s): {counts}"
+        super().__init__(f"{text}. First: {first}{more}" if first else text)

@@ -18,15 +18,26 @@ from typing import Any, Literal
 import polars as pl
 
 from ._api.backoff import PollPolicy
-from ._api.client import Client
+from ._api.client import Client, given_or_default, require_api_key
 from ._build.build import build
 from ._build.options import BuildOptions
-from ._errors import InputError, JournalError
+from ._errors import ConfigurationError, InputError, JournalError
 from ._mapping.mapping import Mapping, load_mapping
+from ._results.export import check_export_path
 from ._results.results import Results, collect_results
-from ._shard.builddir import JOURNAL, MANIFEST, RESULTS_DIR, RESULTS_TABLE, Manifest, load_manifest
+from ._shard.builddir import (
+    JOURNAL,
+    MANIFEST,
+    RESULTS_DIR,
+    RESULTS_TABLE,
+    SANDBOX_STATE,
+    SUBMISSION,
+    Manifest,
+    load_manifest,
+)
 from ._sources.source import read_source
-from ._submit.journal import Journal
+from ._submit.lock import directory_lock
+from ._submit.reconcile import ReconcilePolicy
 from ._submit.submit import OnEvent, OnProgress, SubmitResult, submit, wait
 
 __all__ = ["RunOptions", "RunResult", "Stage", "run"]
@@ -39,6 +50,8 @@ OnStage = Callable[[Stage, str], None]
 #: Poll fast against the sandbox: a demo of a few shards finishes in seconds.
 SANDBOX_POLL = PollPolicy(initial=0.2, factor=1.5, maximum=1.0)
 SANDBOX_KEY = "sandbox"
+#: Rounds of submit + wait when a shard comes back to send (its adopted batch turned out to be another's).
+_ROUNDS = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,7 +61,8 @@ class RunOptions(BuildOptions):
     ``sandbox`` starts a local sandbox for the run (no API key needed). ``dry_run`` builds, then asks the
     server to validate every shard: nothing is created or billed. ``webhook_url`` is sent with every batch;
     ``poll`` and ``deadline`` (seconds) govern the wait; ``results_path`` is where the joined table goes
-    (default ``DIR/results.csv``; ``.csv``, ``.parquet``, ``.xlsx`` or ``.jsonl``).
+    (default ``DIR/results.csv``; ``.csv``, ``.parquet``, ``.xlsx`` or ``.jsonl``); ``policy`` is how a lost
+    create is reconciled (:class:`batchkit.ReconcilePolicy`).
     """
 
     sandbox: bool = False
@@ -57,6 +71,7 @@ class RunOptions(BuildOptions):
     poll: PollPolicy | None = None
     deadline: float | None = None
     results_path: str | Path | None = None
+    policy: ReconcilePolicy | None = None
 
 
 @dataclass(slots=True)
@@ -72,8 +87,14 @@ class RunResult:
 
     @property
     def frame(self) -> pl.DataFrame:
-        """The joined table: the source rows with an outcome on each (``results.frame``)."""
+        """The joined table: the source rows with an outcome on each (``results.frame``), as a polars
+        DataFrame whatever the source was (a typed source's columns keep their types); for a pandas
+        DataFrame, call :meth:`to_pandas`."""
         return self.results.frame
+
+    def to_pandas(self) -> Any:
+        """The joined table as a pandas DataFrame (needs pandas and pyarrow); see :meth:`Results.to_pandas`."""
+        return self.results.to_pandas()
 
 
 def run(
@@ -102,33 +123,77 @@ def run(
     folder = Path(out_dir)
     stage = on_stage or (lambda _stage, _note: None)
     plan = load_mapping(mapping)
-    manifest, built = _build_or_reuse(source, plan, folder, opts, stage)
-    with _api(client, opts.sandbox, folder) as (api, sandboxed):
-        if opts.dry_run:
-            stage("dry-run", f"asking the server to validate {len(manifest.shards)} shard(s)")
-            submission = submit(
-                folder, client=api, dry_run=True, webhook_url=opts.webhook_url, on_event=on_event
-            )
-            results = collect_results(folder, download=False, source=_memory(source))
-            return RunResult(folder, manifest, submission, results, None, built)
-        _mark_sandbox(folder, sandboxed)
+    target = Path(opts.results_path) if opts.results_path is not None else folder / RESULTS_TABLE
+    _check_before_spending(client, opts.sandbox, target)
+    folder.mkdir(parents=True, exist_ok=True)
+    with directory_lock(folder, "batchkit run"):
+        manifest, built = _build_or_reuse(source, plan, folder, opts, stage)
+        with _api(client, opts.sandbox, folder, stage) as (api, sandboxed):
+            if opts.dry_run:
+                stage("dry-run", f"asking the server to validate {len(manifest.shards)} shard(s)")
+                submission = submit(
+                    folder, client=api, dry_run=True, webhook_url=opts.webhook_url, on_event=on_event
+                )
+                results = collect_results(folder, download=False, source=_memory(source))
+                return RunResult(folder, manifest, submission, results, None, built)
+            submission = _submit_and_wait(folder, api, opts, sandboxed, stage, on_event, on_progress)
+            stage("results", "downloading and joining results")
+            results = collect_results(folder, client=api, source=_memory(source))
+        written = results.write(target)
+    return RunResult(folder, manifest, submission, results, written, built)
+
+
+def _submit_and_wait(
+    folder: Path,
+    api: Client,
+    opts: RunOptions,
+    sandboxed: bool,
+    stage: OnStage,
+    on_event: OnEvent | None,
+    on_progress: OnProgress | None,
+) -> SubmitResult:
+    """Submit, wait, and again while a shard comes back to send (its adopted batch was another's)."""
+    # The sandbox lives in this process: a create sent to an earlier one cannot land any more.
+    policy = (
+        ReconcilePolicy(in_flight=0.0, second_look=0.0, at_least_twice_the_timeout=False)
+        if sandboxed
+        else opts.policy
+    )
+    manifest = load_manifest(folder)
+    submission = SubmitResult()
+    for _ in range(_ROUNDS):
         stage("submit", f"{len(manifest.shards)} shard(s), {manifest.counts.requests:,} request(s)")
-        submission = submit(
-            folder, client=api, webhook_url=opts.webhook_url, on_event=on_event, settle=0 if sandboxed else 5
-        )
+        submission = submit(folder, client=api, webhook_url=opts.webhook_url, on_event=on_event, policy=policy)
+        if not submission.submitted:
+            break
         stage("wait", "polling until every batch is done")
-        wait(
+        shards = wait(
             folder,
             client=api,
             poll=opts.poll or (SANDBOX_POLL if sandboxed else None),
             deadline=opts.deadline,
             on_progress=on_progress,
+            on_event=on_event,
+            policy=policy,
         )
-        stage("results", "downloading and joining results")
-        results = collect_results(folder, client=api, source=_memory(source))
-    target = Path(opts.results_path) if opts.results_path is not None else folder / RESULTS_TABLE
-    written = results.write(target)
-    return RunResult(folder, manifest, submission, results, written, built)
+        if not any(s.state == "pending" for s in shards):
+            break
+    return submission
+
+
+def _check_before_spending(client: Client | None, sandbox: bool, target: Path) -> None:
+    """Everything that would fail after hours of work, checked before anything is written or sent."""
+    check_export_path(target)
+    if sandbox:
+        import importlib.util
+
+        missing = [name for name in ("starlette", "uvicorn", "multipart") if importlib.util.find_spec(name) is None]
+        if missing:
+            msg = f"--sandbox needs the optional 'sandbox' extra (missing: {', '.join(missing)}): pip install 'batchkit[sandbox]'"
+            raise ConfigurationError(msg)
+        return
+    with given_or_default(client) as api:
+        require_api_key(api)
 
 
 def _memory(source: Any) -> Any:
@@ -140,7 +205,7 @@ def _build_or_reuse(
     source: Any, plan: Mapping, folder: Path, options: RunOptions, stage: OnStage
 ) -> tuple[Manifest, bool]:
     """Reuse the directory's build when it came from this very input; build otherwise (if still allowed)."""
-    submitted = (folder / JOURNAL).exists()
+    submitted = (folder / JOURNAL).exists() or (folder / SUBMISSION).exists()
     if (folder / MANIFEST).exists():
         manifest = load_manifest(folder)
         same = _same_input(manifest, source, plan, options)
@@ -173,8 +238,9 @@ def _same_input(manifest: Manifest, source: Any, plan: Mapping, options: RunOpti
 
 
 @contextmanager
-def _api(client: Client | None, sandbox: bool, folder: Path) -> Iterator[tuple[Client, bool]]:
-    """The client to use: the caller's, a sandbox's (started here), or one from the environment."""
+def _api(client: Client | None, sandbox: bool, folder: Path, stage: OnStage) -> Iterator[tuple[Client, bool]]:
+    """The client to use: the caller's, a sandbox's (started here, its account kept in the directory), or one
+    from the environment."""
     if not sandbox:
         if client is not None:
             yield client, False
@@ -182,40 +248,37 @@ def _api(client: Client | None, sandbox: bool, folder: Path) -> Iterator[tuple[C
         with Client() as made:
             yield made, False
         return
-    from .sandbox import serve
+    from .sandbox import Sandbox, serve
 
-    _forget_old_sandbox(folder)
-    with serve() as url, Client(api_key=SANDBOX_KEY, base_url=url) as made:
-        log.info("sandbox: serving on %s for this run", url)
+    state = folder / SANDBOX_STATE
+    if not state.exists():
+        _start_sandbox_over(folder, stage)
+    with serve(Sandbox(state_path=state)) as url, Client(api_key=SANDBOX_KEY, base_url=url) as made:
+        log.info("sandbox: serving on %s for this run (account kept in %s)", url, state)
         yield made, True
 
 
-def _mark_sandbox(folder: Path, sandboxed: bool) -> None:
-    """Record which kind of server the journal talks to; refuse to mix the sandbox with the real API."""
-    with Journal.open(folder) as journal:
-        kind = journal.meta("server")
-        wanted = "sandbox" if sandboxed else "api"
-        if kind is None:
-            journal.set_meta("server", wanted)
-        elif kind != wanted:
-            msg = (
-                f"{folder} was submitted to the {'sandbox' if kind == 'sandbox' else 'real API'}; "
-                f"it cannot be resumed against the {'sandbox' if sandboxed else 'real API'}: give another --out"
-            )
-            raise JournalError(msg)
+def _start_sandbox_over(folder: Path, stage: OnStage) -> None:
+    """An earlier sandbox submission whose sandbox account is gone (no state file): its batches no longer exist
+    anywhere, so its journal is void. Say so, and start over (only ever for a sandbox-bound directory)."""
+    from ._submit.binding import read_binding
 
-
-def _forget_old_sandbox(folder: Path) -> None:
-    """A sandbox lives only as long as its run, so a journal of an earlier sandbox run is void: start over."""
-    path = folder / JOURNAL
-    if not path.exists():
+    binding = read_binding(folder)
+    journal = folder / JOURNAL
+    if binding is None and not journal.exists():
         return
-    with Journal.open(folder) as journal:
-        if journal.meta("server") != "sandbox":
-            return
-    log.info("starting the sandbox submission of %s over: the earlier sandbox is gone", folder)
+    if binding is not None and binding.kind != "sandbox":
+        return  # bound to the real API: submit refuses it, with the reason
+    if binding is None:
+        from ._submit.journal import Journal
+
+        with Journal.open(folder) as opened:
+            if opened.meta("server") != "sandbox":
+                return
+    stage("submit", f"the sandbox of the earlier run of {folder} is gone ({SANDBOX_STATE} missing): starting over")
     for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
+        Path(f"{journal}{suffix}").unlink(missing_ok=True)
+    (folder / SUBMISSION).unlink(missing_ok=True)
     results = folder / RESULTS_DIR
     if results.is_dir():
         for file in results.glob("*.output.jsonl"):

@@ -100,7 +100,7 @@ def main() -> None:
         http = httpx.Client(event_hooks={"request": [count]})
         with Client(api_key="bench", base_url=url, http_client=http) as client:
             cpu0, wall0 = time.process_time(), time.perf_counter()
-            submit(build, client=client, settle=0)
+            submit(build, client=client)
             t_submit = time.perf_counter() - wall0
             shards = wait(build, client=client, poll=PollPolicy(initial=0.5, factor=1.5, maximum=2.0))
             listed = client.batches.list()

@@ -37,11 +37,44 @@ def restore_batchkit_logger() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test starts without ``SYNC_*``, ``BATCHKIT_*`` or proxy variables (any spelling)."""
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test starts without ``SYNC_*``, ``BATCHKIT_*`` or proxy variables (any spelling), and with a
+    batch registry of its own (``BATCHKIT_STATE_DIR``; subprocesses inherit it), never the user's."""
     for name in list(os.environ):
         if name.upper().startswith(_PREFIXES) or name.lower() in _PROXY_VARIABLES:
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BATCHKIT_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
+class FakeTime:
+    """A wall clock for reconciliation that moves only when slept on: waits past a create's in-flight
+    horizon take no real time. ``ticks`` advances a sandbox ``ManualClock`` along, when given."""
+
+    def __init__(self, ticks: Any = None) -> None:
+        from datetime import UTC, datetime
+
+        self.ticks = ticks
+        self.moment = ticks.now() if ticks is not None else datetime.now(UTC)
+
+    def now(self) -> Any:
+        return self.ticks.now() if self.ticks is not None else self.moment
+
+    def sleep(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        if self.ticks is not None:
+            self.ticks.advance(max(seconds, 0.0))
+        else:
+            self.moment += timedelta(seconds=max(seconds, 0.0))
+
+
+def fast_policy(ticks: Any = None, **changes: Any) -> Any:
+    """A ReconcilePolicy on :class:`FakeTime`: a lost create is settled at once, without real waiting."""
+    from batchkit._submit.reconcile import ReconcilePolicy
+
+    clock = FakeTime(ticks)
+    settings: dict[str, Any] = {"skew": 3600.0, "in_flight": 1.0, "second_look": 0.5, **changes}
+    return ReconcilePolicy(now=clock.now, sleep=clock.sleep, **settings)
 
 
 # Hypothesis strategies shared by the property tests: valid batch lines (as wire dicts) and mutations of them.
@@ -79,15 +112,18 @@ def output_file_names() -> st.SearchStrategy[str]:
 @st.composite
 def valid_lines(draw: st.DrawFn, *, rare: bool = True) -> dict[str, Any]:
     """A batch line (wire dict) with no finding at all. ``rare=False`` leaves out the rarer features
-    (segments, active speaker detection) that the fast gate never clears."""
-    model = draw(st.sampled_from(KNOWN_MODELS))
+    (segments, active speaker detection, image inputs, dubbing, dialogue edits) that the fast gate never
+    clears."""
+    # dubbing and dialogue edits take no audio (a dubbing request ignores it: a warning); images need sync-3
+    mode = draw(st.sampled_from(["speech", "speech", "speech", "image", "dub", "edit"])) if rare else "speech"
+    model = "sync-3" if mode == "image" else draw(st.sampled_from(KNOWN_MODELS))
     source = st.one_of(
         st.builds(lambda u: {"url": u}, urls()),
         st.builds(lambda a: {"assetId": a}, st.text(min_size=1, max_size=12)),
     )
-    video = {"type": "video", **draw(source)}
-    use_segments = rare and draw(st.booleans())
-    n_audio = draw(st.integers(1, 3))
+    video = {"type": "image" if mode == "image" else "video", **draw(source)}
+    use_segments = rare and mode in ("speech", "image") and draw(st.booleans())
+    n_audio = draw(st.integers(1, 3)) if mode in ("speech", "image") else 0
     audios: list[dict[str, Any]] = []
     for k in range(n_audio):
         if draw(st.booleans()):
@@ -124,7 +160,7 @@ def valid_lines(draw: st.DrawFn, *, rare: bool = True) -> dict[str, Any]:
             options["prompt"] = draw(st.sampled_from(["happy", "sad", "neutral"]))
         if rare and draw(st.booleans()):
             options["active_speaker_detection"] = {
-                "auto_detect": draw(st.booleans()),
+                "auto_detect": mode != "image" and draw(st.booleans()),  # images: manual selection only
                 "frame_number": draw(st.integers(0, 1000)),
                 "coordinates": draw(st.lists(st.integers(0, 2000), min_size=2, max_size=2)),
             }
@@ -142,6 +178,15 @@ def valid_lines(draw: st.DrawFn, *, rare: bool = True) -> dict[str, Any]:
                 span["audioInput"].update({"startTime": 0.0, "endTime": 1.0})
             spans.append(span)
         payload["segments"] = spans
+    if mode == "dub":
+        dub: dict[str, Any] = {"targetLang": draw(st.sampled_from(["es", "fr", "de", "hi", "pt-BR"]))}
+        if draw(st.booleans()):
+            dub["sourceLang"] = draw(st.sampled_from(["auto", "en"]))
+        if draw(st.booleans()):
+            dub["providerName"] = "elevenlabs"
+        payload["dubParams"] = dub
+    elif mode == "edit":
+        payload["dialogueEdit"] = {"id": draw(st.uuids()).hex}
     if draw(st.booleans()):
         payload["webhookUrl"] = draw(urls())
     if draw(st.booleans()):

@@ -94,6 +94,8 @@ def test_campaign_skip_invalid_builds_balanced_shards(tmp_path: Path) -> None:
         "invalid": 2,
         "shards": 2,
         "bytes": result.counts.bytes,
+        "skipped": 0,
+        "filtered": 0,
     }
     assert [s.records for s in result.manifest.shards] == [29, 29]
     assert [p.name for p in result.shards] == ["campaign-0001.jsonl", "campaign-0002.jsonl"]
@@ -232,7 +234,7 @@ def test_dataframe_source_writes_a_snapshot(tmp_path: Path) -> None:
         "polars.DataFrame",
     )
     snapshot = pl.read_parquet(tmp_path / "df" / "source.parquet")
-    assert snapshot["n"].to_list()[:3] == ["0", "1", "2"]
+    assert snapshot["n"].to_list()[:3] == [0, 1, 2]  # the frame's own types: the results get them back
     assert result.shards[0].name == "batch-0001.jsonl"
     raw = orjson.loads((tmp_path / "df" / "manifest.json").read_bytes())
     assert raw["sources"][0]["snapshot"] == "source.parquet"

@@ -50,7 +50,7 @@ def _build(tmp_path: Path, *, localization: bool = False) -> Path:
 
 def _finished(tmp_path: Path, client: Client, *, localization: bool = False) -> Path:
     directory = _build(tmp_path, localization=localization)
-    submit(directory, client=client, settle=0, poll=FAST_POLL)
+    submit(directory, client=client, poll=FAST_POLL)
     wait(directory, client=client, poll=FAST_POLL)
     return directory
 

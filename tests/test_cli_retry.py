@@ -68,7 +68,7 @@ def finished(tmp_path: Path, url: str) -> Path:
     directory = tmp_path / "build"
     build(write_source(tmp_path / "people.csv"), write_mapping(tmp_path / "m.toml"), directory)
     with Client(api_key="k", base_url=url, retry=RetryPolicy(initial=0.01)) as client:
-        submit(directory, client=client, settle=0, poll=FAST_POLL)
+        submit(directory, client=client, poll=FAST_POLL)
         wait(directory, client=client, poll=FAST_POLL)
     return directory
 
@@ -177,7 +177,7 @@ def test_nothing_to_retry_exits_0(tmp_path: Path, url: str) -> None:
     directory = tmp_path / "ok"
     build(write_source(tmp_path / "ok.csv", marks={}), write_mapping(tmp_path / "m.toml"), directory)
     with Client(api_key="k", base_url=url, retry=RetryPolicy(initial=0.01)) as client:
-        submit(directory, client=client, settle=0, poll=FAST_POLL)
+        submit(directory, client=client, poll=FAST_POLL)
         wait(directory, client=client, poll=FAST_POLL)
     result = retry(url, directory, "--out", tmp_path / "r")
     assert result.exit_code == 0, result.output

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from batchkit import Limits
+from batchkit._shard.builddir import SANDBOX_STATE
 from batchkit._shard.write import shard_file
 from batchkit.cli import main
 from batchkit.sandbox import Sandbox, serve
@@ -111,9 +112,16 @@ def test_run_with_the_sandbox_end_to_end(tmp_path: Path) -> None:
     assert dict(frame.group_by("outcome").len().iter_rows()) == {
         "completed": 52, "failed": 3, "rejected": 2, "missing": 1, "invalid": 2,
     }  # fmt: skip
-    code, _, err = _invoke(args, key=None)  # again: the build is reused
+    state = out / SANDBOX_STATE
+    made = state.read_bytes().count(b'"kind":"batch"')
+    assert made == 1  # 58 valid rows: one shard
+    for file in (out / "results").iterdir():  # as an interrupted run leaves it: nothing downloaded yet
+        file.unlink()
+    code, _, err = _invoke(args, key=None)  # again: the build is reused, the same sandbox account resumed
     assert code == 0
     assert "reuse" in err
+    assert state.read_bytes().count(b'"kind":"batch"') == made  # nothing was sent again
+    assert pl.read_csv(out / "results.csv", infer_schema=False).filter(pl.col("outcome") == "completed").height == 52
     code, _, err = _invoke(args[:-1], key="real-key")  # the same directory against the real API: refused
     assert code == 2
     assert "sandbox" in err

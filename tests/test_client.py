@@ -126,7 +126,7 @@ def json_response(status: int, body: Any, **headers: str) -> httpx.Response:
 
 
 def test_create_sends_the_documented_multipart_form(tmp_path: Path) -> None:
-    """input part named after the file with application/jsonl; dry_run always sent; webhook_url only if given."""
+    """input part named after the file with application/octet-stream (as the SDKs, the official example and curl send it); dry_run always sent; webhook_url only if given."""
     path = tmp_path / "c-0001.jsonl"
     path.write_bytes(LINES)
     r = rig(json_response(201, batch_json()))
@@ -139,7 +139,7 @@ def test_create_sends_the_documented_multipart_form(tmp_path: Path) -> None:
     parts = form(request)
     assert set(parts) == {"input", "dry_run"}
     assert parts["dry_run"].data == b"false"
-    assert parts["input"] == Part("c-0001.jsonl", "application/jsonl", LINES)
+    assert parts["input"] == Part("c-0001.jsonl", "application/octet-stream", LINES)
 
 
 def test_dry_run_sends_true_and_returns_the_validation_result() -> None:
@@ -161,7 +161,7 @@ def test_create_accepts_a_binary_file_object(tmp_path: Path) -> None:
     r = rig(json_response(201, batch_json()))
     with path.open("rb") as fh:
         r.client.batches.create(fh)
-    assert form(r.api.requests[0])["input"] == Part("shard.jsonl", "application/jsonl", LINES)
+    assert form(r.api.requests[0])["input"] == Part("shard.jsonl", "application/octet-stream", LINES)
 
 
 def text_file(path: Path) -> Any:

@@ -9,8 +9,9 @@ Python blocks run in order in one copy of the fixtures. What a block prints is c
 
 Shell blocks run in order too, in their own copy of the fixtures, with ``SYNC_BASE_URL`` and ``SYNC_API_KEY``
 pointing at a sandbox started for the test (the README says where it assumes one). Every command must exit
-0, unless its comment says ``exit N``; a command the README marks ``# needs a real API key``, the
-foreground ``batchkit sandbox`` server and ``export`` lines are not run. The opening install commands are
+0, unless its comment says ``exit N``; a command the README marks ``# needs a real API key``, one with a
+placeholder in capitals for the reader to fill in (``BATCH_ID``), the foreground ``batchkit sandbox`` server
+and ``export`` lines are not run. The opening install commands are
 CI's own job; of the first one, its ``batchkit`` part is run here.
 """
 
@@ -36,6 +37,7 @@ README = (ROOT / "README.md").read_text()
 FENCE = re.compile(r"```(python|sh|text)\n(.*?)```", flags=re.S)
 BIN = Path(sys.executable).parent
 _CHECKER = doctest.OutputChecker()
+_PLACEHOLDER = re.compile(r"(?<![\w.-])[A-Z][A-Z_]{2,}(?![\w.-])")
 
 
 @dataclass
@@ -128,7 +130,7 @@ def _commands(block: Block) -> Iterator[tuple[int, str, int]]:
         command = command.strip()
         if not command or command.startswith(("export ", "batchkit sandbox")):
             continue
-        if "needs a real API key" in comment:
+        if "needs a real API key" in comment or _PLACEHOLDER.search(command.replace("$SYNC_", "")):
             continue
         status = re.search(r"\bexit (\d)\b", comment)
         yield block.line + offset, command, int(status.group(1)) if status else 0

@@ -12,6 +12,7 @@ import orjson
 import polars as pl
 import pytest
 
+from batchkit import APIConnectionError
 from batchkit._api.backoff import PollPolicy, RetryPolicy
 from batchkit._api.client import Client
 from batchkit._build.build import build
@@ -79,7 +80,7 @@ def finished(tmp_path: Path, client: Client) -> Path:
     """25 rows, one batch, finished: 3 failed, 1 rejected, 1 missing."""
     directory = tmp_path / "build"
     build(write_source(tmp_path / "people.csv"), MAPPING, directory, BuildOptions(limits=LIMITS))
-    submit(directory, client=client, settle=0, poll=FAST_POLL)
+    submit(directory, client=client, poll=FAST_POLL)
     wait(directory, client=client, poll=FAST_POLL)
     return directory
 
@@ -204,12 +205,13 @@ def test_a_create_sent_just_before_a_crash_is_adopted(
     out = tmp_path / "rt"
     collect_results(finished, client=client)  # results downloaded: the retry below needs no server
     dead = Client(api_key="k", base_url=f"http://127.0.0.1:{_free_port()}", retry=RetryPolicy(max_attempts=1))
-    with dead:
-        events = realtime(finished, out, dead, download=False)
-    assert {e.kind for e in events} == {"uncertain"}  # nothing reached any server
+    with dead, pytest.raises(APIConnectionError, match="nothing was sent"):
+        realtime(finished, out, dead, download=False)  # the directory is written; no server to bind it to
     assert sandbox.generations == []
-    with Journal.open(out) as journal:
+    with Journal.open(out) as journal:  # as a crash between the intent and the create leaves it
+        journal.sync_generations(rid for rid, _ in read_realtime_lines(out))
         first = journal.generations()[0]
+        journal.record_generation_intent(first.request_id)
     payload = orjson.loads(dict(read_realtime_lines(out))[first.request_id])["payload"]
     made = client.generations.create(
         payload, idempotency_key=first.idempotency_key
@@ -318,7 +320,7 @@ def test_past_the_deadline_nothing_new_starts_and_a_later_run_finishes(tmp_path:
     directory = tmp_path / "build"
     build(write_source(tmp_path / "people.csv"), MAPPING, directory, BuildOptions(limits=LIMITS))
     with serve(sandbox) as url, Client(api_key="k", base_url=url, retry=RetryPolicy(initial=0.001)) as c:
-        submit(directory, client=c, settle=0, poll=FAST_POLL)
+        submit(directory, client=c, poll=FAST_POLL)
         clock.advance(5)
         wait(directory, client=c, poll=FAST_POLL)
         out = tmp_path / "rt"

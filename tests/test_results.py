@@ -62,7 +62,7 @@ def _campaign(tmp_path: Path) -> Path:
 
 
 def _finish(directory: Path, client: Client) -> None:
-    submit(directory, client=client, settle=0, poll=FAST_POLL)
+    submit(directory, client=client, poll=FAST_POLL)
     wait(directory, client=client, poll=FAST_POLL)
 
 
@@ -114,6 +114,8 @@ def test_the_campaign_gets_one_outcome_per_row(tmp_path: Path, client: Client, s
         "invalid": 2,
         "pending": 0,
         "unsubmitted": 0,
+        "skipped": 0,
+        "filtered": 0,
     }
     assert results.frame.columns == [*CAMPAIGN_COLUMNS, *RESULT_COLUMNS, *CHAIN_COLUMNS]
     source = pl.read_csv(tmp_path / "campaign.csv", infer_schema=False)
@@ -560,7 +562,8 @@ def _submitted(journal: Journal, file: str, batch_id: str, status: str, output_u
 
 def test_batches_in_every_end_state(tmp_path: Path) -> None:
     """A FAILED batch without results → failed (batch-failed); a COMPLETED batch without an outputUrl →
-    missing; a finished batch not downloaded yet → pending."""
+    pending with an output-unavailable finding (never missing: its results may exist); a finished batch not
+    downloaded yet → pending."""
     directory = _campaign(tmp_path)
     with _journal(directory) as journal:
         _submitted(journal, "campaign-0001.jsonl", "batch_a", "FAILED", None)
@@ -583,8 +586,9 @@ def test_batches_in_every_end_state(tmp_path: Path) -> None:
         journal.record_status("campaign-0002.jsonl", status="COMPLETED", metrics={}, output_url=None)
     results = collect_results(directory, download=False)
     second = results.frame.filter(pl.col("shard") == "campaign-0002.jsonl")
-    assert set(second["outcome"]) == {"missing"}
-    assert second["error_message"].str.contains("empty outputUrl").all()
+    assert set(second["outcome"]) == {"pending"}
+    assert second["error_message"].str.contains("no results file yet").all()
+    assert "output-unavailable" in _codes(results)
 
 
 def test_running_batches_are_pending(tmp_path: Path) -> None:
@@ -592,7 +596,7 @@ def test_running_batches_are_pending(tmp_path: Path) -> None:
     slow = Sandbox(pending_seconds=60, seed=7)
     directory = _campaign(tmp_path)
     with serve(slow) as url, Client(api_key="k", base_url=url, retry=RetryPolicy(initial=0.01)) as client:
-        submit(directory, client=client, settle=0, poll=FAST_POLL)
+        submit(directory, client=client, poll=FAST_POLL)
         results = collect_results(directory, client=client)
     _check_units(results, directory)
     assert results.outcomes["pending"] == 58
@@ -617,7 +621,7 @@ def test_refused_and_interrupted_shards(tmp_path: Path, client: Client, sandbox:
     interrupted → pending (it may exist: settle it with submit, never resend blindly)."""
     directory = _campaign(tmp_path)
     sandbox.configure(limits=Limits(min_records=30))
-    submit(directory, client=client, settle=0, poll=FAST_POLL)
+    submit(directory, client=client, poll=FAST_POLL)
     with Journal.open(directory, create=False) as journal:
         assert {s.state for s in journal.shards()} == {"refused"}
         journal.record_intent("campaign-0002.jsonl", webhook_url=None)
@@ -630,7 +634,7 @@ def test_refused_and_interrupted_shards(tmp_path: Path, client: Client, sandbox:
     second = results.frame.filter(pl.col("shard") == "campaign-0002.jsonl")
     assert set(second["outcome"]) == {"pending"}
     assert second["error_message"].str.contains("interrupted").all()
-    assert _codes(results) == ["shard-refused"]
+    assert _codes(results) == ["shard-refused", "submission-uncertain"]
 
 
 # -- the invariant, for any outputs --------------------------------------------------------------------------

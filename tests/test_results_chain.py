@@ -48,7 +48,7 @@ def finished(tmp_path: Path, client: Client) -> Path:
     source = write_source(tmp_path / "rows.csv", 24, MARKS)
     out = tmp_path / "first"
     build(source, MAPPING, out, BuildOptions(limits=LIMITS))
-    submit(out, client=client, settle=0, poll=FAST_POLL)
+    submit(out, client=client, poll=FAST_POLL)
     wait(out, client=client, poll=FAST_POLL)
     collect_results(out, client=client)  # downloads the results: later steps read them offline
     return out
@@ -115,7 +115,7 @@ def test_held_rows_count_only_once_a_later_build_sent_them(
         BuildOptions(limits=LIMITS, include_held=[held], name="next"),
     )
     assert _by_id(collect_results(finished, download=False).frame)["u012"] == ("missing", 1, "first")
-    submit(nxt, client=kind, settle=0, poll=FAST_POLL)
+    submit(nxt, client=kind, poll=FAST_POLL)
     wait(nxt, client=kind, poll=FAST_POLL)
     collect_results(nxt, client=kind)  # downloads next's results
     followed = _by_id(collect_results(finished, download=False).frame)

@@ -36,7 +36,7 @@ def finished(tmp_path: Path, client: Client) -> Path:
     source = write_source(tmp_path / "rows.csv", 24, {2: "fail", 5: "fail", 9: "reject", 12: "missing"})
     out = tmp_path / "first"
     build(source, MAPPING, out, BuildOptions(limits=LIMITS))
-    submit(out, client=client, settle=0, poll=FAST_POLL)
+    submit(out, client=client, poll=FAST_POLL)
     wait(out, client=client, poll=FAST_POLL)
     return out
 

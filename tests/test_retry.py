@@ -77,7 +77,7 @@ def client(sandbox: Sandbox) -> Iterator[Client]:
 
 
 def run_batch(directory: Path, client: Client) -> None:
-    submit(directory, client=client, settle=0, poll=FAST_POLL)
+    submit(directory, client=client, poll=FAST_POLL)
     wait(directory, client=client, poll=FAST_POLL)
 
 

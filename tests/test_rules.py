@@ -103,9 +103,14 @@ def test_clean_line_has_no_problem() -> None:
             id="no-type",
         ),
         pytest.param(
-            changed(lambda o: o["payload"]["input"][0].update(type="image")),
+            changed(lambda o: o["payload"]["input"][0].update(type="picture")),
             [("invalid-value", "/payload/input/0/type"), ("missing-video", "/payload/input")],
-            id="image",
+            id="unknown-type",
+        ),
+        pytest.param(
+            changed(lambda o: o["payload"]["input"][0].update(type="image")),
+            [("unsupported-input", "/payload/model")],
+            id="image-without-sync-3",
         ),
         pytest.param(
             changed(lambda o: o["payload"].update(outputFileName="a.mp4")),

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -1048,3 +1049,73 @@ def test_default_limits_are_the_documented_ones() -> None:
     assert SandboxConfig().limits == DEFAULT_LIMITS
     assert SandboxConfig().pending_seconds + 29 * SandboxConfig().seconds_per_generation < 1
     assert timedelta(seconds=SandboxConfig().pending_seconds) < timedelta(seconds=1)
+
+
+# -- behaving like a server: late creates, foreign batches, finished on create, a persistent account ----------
+
+
+def _upload(client: httpx.Client, data: bytes | None = None) -> httpx.Response:
+    files = {"input": ("batch.jsonl", data or batch_file(), "application/octet-stream")}
+    return client.post("/v2/batch", files=files, data={"dry_run": "false"}, headers={"x-api-key": "k"})
+
+
+def test_latency_is_spent_after_the_upload_so_a_create_lands_without_its_client() -> None:
+    """A client that gives up during the latency still gets its batch made, as a real server goes on working."""
+    sandbox = Sandbox(latency=0.3)
+    with serve(sandbox) as url, httpx.Client(base_url=url, timeout=0.05) as client:
+        with pytest.raises(httpx.TimeoutException):
+            _upload(client)
+        deadline = time.monotonic() + 5
+        while not sandbox.batches and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert len(sandbox.batches) == 1
+
+
+def test_every_answer_names_the_account() -> None:
+    sandbox = Sandbox()
+    with serve(sandbox) as url, httpx.Client(base_url=url) as client:
+        response = client.get("/v2/batch", headers={"x-api-key": "k"})
+    assert response.headers["x-batchkit-sandbox"] == sandbox.account_id
+
+
+def test_foreign_batches_of_the_same_size_appear_on_the_account() -> None:
+    """A knob makes someone else's batch of the same size before each create; the Python API adds them too."""
+    sandbox = Sandbox(foreign_batches=2, pending_seconds=0)
+    with serve(sandbox) as url, httpx.Client(base_url=url) as client:
+        created = _upload(client).json()
+        extra = sandbox.add_foreign_batch(25, finished=True)  # (from Python: any size)
+        listed = client.get("/v2/batch", headers={"x-api-key": "k"}).json()
+    assert len(listed) == 4
+    size = len(sandbox.batch(created["id"]).request_ids)
+    assert sorted(b["metrics"]["total_generations"] for b in listed) == sorted([size, size, size, 25])
+    ours = set(sandbox.batch(created["id"]).request_ids)
+    assert not any(ours & set(b.request_ids) for b in sandbox.batches if b.id != created["id"])
+    assert sandbox.batch_json(extra.id)["status"] == "COMPLETED"
+
+
+def test_a_batch_can_be_finished_when_the_create_answers() -> None:
+    sandbox = Sandbox(finished_on_create=True)
+    with serve(sandbox) as url, httpx.Client(base_url=url) as client:
+        created = _upload(client).json()
+    assert created["status"] == "COMPLETED"
+    assert created["outputUrl"]
+
+
+def test_an_account_kept_in_a_state_file_survives_a_restart(tmp_path: Path) -> None:
+    """Started again from its state file (another port), the sandbox has the same account and batches, still
+    progressing on the clock, with result URLs on the new address."""
+    state = tmp_path / "sandbox.jsonl"
+    first = Sandbox(state_path=state, pending_seconds=0.05, seconds_per_generation=0.001)
+    with serve(first) as url, httpx.Client(base_url=url) as client:
+        created = _upload(client).json()
+    again = Sandbox(state_path=state)
+    assert again.account_id == first.account_id
+    time.sleep(0.2)
+    with serve(again) as url, httpx.Client(base_url=url) as client:
+        batch = client.get(f"/v2/batch/{created['id']}", headers={"x-api-key": "k"}).json()
+        assert batch["status"] == "COMPLETED"
+        assert batch["outputUrl"].startswith(url)
+        signed = client.get(batch["outputUrl"], headers={"x-api-key": "k"}).headers["location"]
+        output = client.get(signed)
+    assert output.status_code == 200
+    assert len(output.content.splitlines()) == len(first.batch(created["id"]).request_ids)

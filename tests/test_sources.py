@@ -291,7 +291,8 @@ def test_polars_pandas_and_arrow_frames(tmp_path: Path) -> None:
         assert rows_of(source.read_all(), "id", "n", ROW) == [("007", "1", 1), ("008", "2", 2)]
         snapshot = source.snapshot()
         assert snapshot is not None
-        assert snapshot.schema["n"] == pl.String
+        assert snapshot.schema["n"] == pl.Int64  # kept in its own type, for the results
+        assert source.read_typed().schema["n"] == pl.Int64
 
 
 def test_unsupported_object_is_an_input_error() -> None:

@@ -74,6 +74,8 @@ FileInput = str | os.PathLike[str] | bytes | IO[bytes]
 M = TypeVar("M", bound=BaseModel)
 
 _USER_AGENT = f"batchkit/{__version__}"
+#: The batchkit sandbox names its emulated account in this header of every answer.
+SANDBOX_HEADER: Final = "x-batchkit-sandbox"
 _MAX_REDIRECTS = 10
 _CHUNK = 1 << 16
 _IDEMPOTENCY_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-")
@@ -159,6 +161,11 @@ def _validate(model: type[M], data: Any, response: httpx.Response, what: str) ->
         raise APIError(msg, method=what.split()[0], url=redact(response.url)) from None
 
 
+def require_api_key(client: Client) -> None:
+    """Fail before anything is recorded or sent when ``client`` has no key (``ConfigurationError``)."""
+    client._require_key()
+
+
 def _read_upload(file: FileInput) -> tuple[str, bytes]:
     """The part's filename and the exact bytes to send on every attempt."""
     if isinstance(file, bytes | bytearray | memoryview):
@@ -234,6 +241,7 @@ class Client:
         self._http = http_client if http_client is not None else httpx.Client(follow_redirects=False)
         self._sleep = sleep
         self._clock = clock
+        self._sandbox_id: str | None = None
         self.batches = Batches(self)
         self.generations = Generations(self)
 
@@ -245,6 +253,23 @@ class Client:
     @property
     def has_api_key(self) -> bool:
         return self._api_key is not None
+
+    @property
+    def timeout(self) -> float:
+        """How long a request may be on its way once it leaves: its upload (write) plus the wait for the
+        answer (read), in seconds."""
+        parts = (self._timeout.write, self._timeout.read)
+        return float(sum(p for p in parts if p is not None)) or 60.0
+
+    @property
+    def is_loopback(self) -> bool:
+        """The base URL is a loopback host (a sandbox, a test server)."""
+        return _is_loopback(self._base.host)
+
+    @property
+    def sandbox_id(self) -> str | None:
+        """The account id a batchkit sandbox announced in its last answer (None for any other server)."""
+        return self._sandbox_id
 
     def __repr__(self) -> str:
         return f"<batchkit.Client base_url={self.base_url!r} api_key={'set' if self._api_key else 'unset'}>"
@@ -313,6 +338,9 @@ class Client:
                 )
             except httpx.TransportError as exc:
                 raise transport_error(exc, method, redact(url)) from exc
+            announced = response.headers.get(SANDBOX_HEADER)
+            if announced and self.is_loopback:
+                self._sandbox_id = announced
             if not response.is_success:
                 raise error_from_response(response, method=method, path=path, secret=key)
             return response
@@ -352,7 +380,7 @@ class Batches:
             "/v2/batch",
             rule="create",
             data=data,
-            files={"input": (name, content, "application/jsonl")},
+            files={"input": (name, content, "application/octet-stream")},
         )
         try:
             body = _json(response, what)

@@ -3,6 +3,12 @@
 Sync signs each notification with HMAC-SHA256 over ``"{t}.{raw body}"``, keyed by the organisation's webhook
 signing secret (``whsec_…``, used as UTF-8 text, not decoded) (``sync-api.md`` §7.3). Verify the raw request
 body, before any JSON parsing; the compact re-serialisation Sync's own Python sample uses is accepted too.
+
+Sync documents two headers: the webhooks guide and the Get Batch page say "Deliveries include a
+Sync-Signature header signed with the organization webhook secret"; the payload-reference pages name
+``X-Signature-Primary`` ("An HMAC signature of the payload") without a format. :func:`verify_signature` takes
+either: give it the request's headers and it finds the signature in whichever is present (both are read in
+the ``t=…,v1=…`` format, the only one documented).
 Every failure raises :class:`~batchkit.WebhookVerificationError`, whose ``reason`` says which check failed;
 answer such a request with HTTP 400 and do not act on it.
 """
@@ -26,13 +32,17 @@ from .._wire.responses import BatchWebhook, GenerationWebhook
 __all__ = [
     "DEFAULT_TOLERANCE",
     "SIGNATURE_HEADER",
+    "SIGNATURE_HEADERS",
     "parse_batch_webhook",
     "parse_generation_webhook",
     "sign_payload",
+    "signature_header",
     "verify_signature",
 ]
 
 SIGNATURE_HEADER = "Sync-Signature"
+#: Every header Sync documents for the signature, in the order they are looked for.
+SIGNATURE_HEADERS: tuple[str, ...] = (SIGNATURE_HEADER, "X-Signature-Primary")
 #: Seconds a signature stays acceptable; older (or future) timestamps are refused as replays.
 DEFAULT_TOLERANCE = 300.0
 
@@ -90,9 +100,17 @@ def _compact(raw: bytes) -> bytes | None:
         return None
 
 
+def signature_header(headers: Mapping[str, str]) -> str | None:
+    """The signature among a request's ``headers`` (any letter case): ``Sync-Signature``, else
+    ``X-Signature-Primary``; None when neither is there."""
+    wanted = {name.lower(): rank for rank, name in enumerate(SIGNATURE_HEADERS)}
+    found = sorted((wanted[k.lower()], v) for k, v in headers.items() if k.lower() in wanted)
+    return found[0][1] if found else None
+
+
 def verify_signature(
     body: bytes | str,
-    header: str | None,
+    header: str | Mapping[str, str] | None,
     secret: str,
     *,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -100,10 +118,12 @@ def verify_signature(
 ) -> None:
     """Check that ``body`` is a genuine, fresh Sync notification; raise if not.
 
-    ``header`` is the ``Sync-Signature`` value; ``secret`` the webhook signing secret. The signature must match
-    the raw body (or its compact re-serialisation) for one of the header's ``v1=`` entries, compared in
-    constant time, and the timestamp must lie within ``tolerance`` seconds of ``now`` (default: the clock);
-    pass ``tolerance=math.inf`` to skip the replay check.
+    ``header`` is the signature header's value, or the request's headers (any mapping; names in any case),
+    in which the ``Sync-Signature`` header, else the ``X-Signature-Primary`` one, is used. ``secret`` is the
+    webhook signing secret. The signature must match the raw body (or its compact re-serialisation) for
+    one of the header's ``v1=`` entries, compared in constant time, and the timestamp must lie within
+    ``tolerance`` seconds of ``now`` (default: the clock); pass ``tolerance=math.inf`` to skip the replay
+    check.
 
     Raises :class:`WebhookVerificationError` (``reason``: ``malformed-header``, ``mismatch``, ``expired``),
     or :class:`ConfigurationError` when ``secret`` is empty.
@@ -111,6 +131,11 @@ def verify_signature(
     if not secret:
         msg = "no webhook signing secret: pass the whsec_… secret from sync.so/keys (webhooks tab)"
         raise ConfigurationError(msg)
+    if isinstance(header, Mapping):
+        header = signature_header(header)
+        if header is None:
+            msg = f"the request has no {' or '.join(SIGNATURE_HEADERS)} header; is it a Sync notification?"
+            raise WebhookVerificationError(msg, reason="malformed-header")
     parsed = _read_header(header)
     if isinstance(parsed, str):
         msg = f"malformed {SIGNATURE_HEADER} header: {parsed}; {_FORMAT}"

@@ -29,13 +29,14 @@ import orjson
 import polars as pl
 
 from .._wire.checks import request_id_problem
-from .columnar import blank_column, frame_exprs
+from .columnar import blank_column, filter_exprs, frame_exprs
 from .options import BuildOptions
 from .._errors import InputError
 from .._report import ValidationFailed
 from .._wire.limits import DEFAULT_LIMITS, Limits
 from .._shard.builddir import SourceInfo
 from .._mapping.mapping import Mapping, load_mapping
+from .._mapping.select import RowFilter
 from .._shard.plan import expected_layout
 from .._report import Finding, Report, Severity
 from .._wire.rules import line_problems
@@ -128,7 +129,7 @@ def build(
                         pointer=problem.pointer,
                     )
                 )
-    maker = _LineMaker(src, units, limits, each)
+    maker = _LineMaker(src, units, limits, each, plan.row_filter)
     total = src.count_rows()
     layout = expected_layout(total * len(units) + held.count if total is not None else None, limits)
     names = [src.name, *(info.name for info in held.sources)]
@@ -161,6 +162,8 @@ def build(
             if progress is not None:
                 done = int(chunk[ROW].max())  # type: ignore[arg-type]
                 progress(done, max(total, done) if total is not None else None)
+        if maker.filtered_rows:
+            report.add(maker.filtered_note())
         held.add_to(spill, report, limits, names.__getitem__)
         spill.close()  # every line and provenance file is on disk from here on
         if rows == 0:
@@ -172,7 +175,7 @@ def build(
         report.stats.lines = rows
         report.stats.records = spill.units
         report.stats.valid_records = valid
-        if valid < spill.units and not skip_invalid:
+        if valid + spill.skipped + spill.filtered < spill.units and not skip_invalid:
             clear_previous(folder, stem)
             write_report(folder, report)
             raise ValidationFailed(report)
@@ -207,6 +210,23 @@ def build(
 
 
 _RETRY_OF: Final = "retry_of"
+#: Helper columns of a chunk: the row is left out by [where], and why.
+_LEFT_OUT: Final = "\x00left-out"
+_WHY: Final = "\x00why"
+
+
+def _filtered_units(made: pl.DataFrame) -> pl.DataFrame:
+    """The units of the rows ``[where]`` left out, as ``requests.parquet`` records (outcome ``filtered``)."""
+    return made.filter(pl.col(_LEFT_OUT)).select(
+        "row",
+        "source_line",
+        "request_id",
+        pl.lit(None, dtype=pl.String).alias("line"),
+        pl.lit("filtered").alias("status"),
+        pl.lit("filtered").alias("code"),
+        pl.col(_WHY).alias("message"),
+        pl.lit(False).alias("usable"),
+    )
 
 
 def _load_held(paths: Sequence[str | Path], folder: Path) -> HeldRequests:
@@ -233,7 +253,9 @@ def _missing_column(src: Source, column: str) -> Finding:
 class _LineMaker:
     """Makes the lines of one chunk: columnar for clean rows, the validator's rules for flagged ones."""
 
-    def __init__(self, src: Source, units: list[UnitPlan], limits: Limits, each: list[str]) -> None:
+    def __init__(
+        self, src: Source, units: list[UnitPlan], limits: Limits, each: list[str], row_filter: RowFilter
+    ) -> None:
         self.src = src
         self.units = units
         self.limits = limits
@@ -241,12 +263,31 @@ class _LineMaker:
         self.exprs = [frame_exprs(unit, limits) for unit in units]
         self.columns = list(dict.fromkeys(c for unit in units for c in unit.columns))
         self.constant = {(p.code, p.pointer) for unit in units for p in unit.constant_warnings}
+        self.row_filter = row_filter
+        self.filtered_rows = 0  # rows [where] left out so far
+
+    def filtered_note(self) -> Finding:
+        """The one finding that says how many rows ``[where]`` left out (their units are ``filtered``)."""
+        return Finding(
+            code="filtered-rows",
+            severity="warning",
+            source=self.src.name,
+            message=(
+                f"{self.filtered_rows:,} row(s) were left out by [where] ({self.row_filter.describe()}); "
+                "their units are reported with the outcome filtered"
+            ),
+        )
 
     def process(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, list[Finding]]:
         chunk = chunk.with_columns(
             (pl.col(c).is_null() | ~pl.col(c).str.contains(r"\S")).alias(blank_column(c))
             for c in self.columns
         )
+        filtering = bool(self.row_filter)
+        if filtering:  # a row that cannot be read as the header says is invalid, whatever it holds
+            left_out, why = filter_exprs(self.row_filter)
+            chunk = chunk.with_columns((left_out & pl.col(ISSUE).is_null()).alias(_LEFT_OUT), why.alias(_WHY))
+            self.filtered_rows += int(chunk[_LEFT_OUT].sum())
         parts: list[pl.DataFrame] = []
         findings: list[Finding] = []
         too_long = self.limits.max_bytes  # line + newline must fit in a file
@@ -258,7 +299,13 @@ class _LineMaker:
                 exprs.request_id.alias("request_id"),
                 exprs.line.alias("line"),
                 (exprs.flag | pl.col(ISSUE).is_not_null()).alias("flag"),
+                *((pl.col(_LEFT_OUT), pl.col(_WHY)) if filtering else ()),
             ).with_columns(pl.col("flag") | (pl.col("line").str.len_bytes() >= too_long).fill_null(False))
+            filtered, chunk_rows = None, chunk
+            if filtering:
+                filtered = _filtered_units(made)
+                made = made.filter(~pl.col(_LEFT_OUT))
+                chunk_rows = chunk.filter(~pl.col(_LEFT_OUT))
             flagged = made["flag"]
             good = made.filter(~flagged).select(
                 "row",
@@ -271,11 +318,15 @@ class _LineMaker:
                 pl.lit(True).alias("usable"),
             )
             if flagged.any():
-                rows, found = self._explain(chunk.filter(flagged), unit)
+                rows, found = self._explain(chunk_rows.filter(flagged), unit)
                 findings.extend(found)
-                part = pl.concat([good, pl.DataFrame(rows, schema=_UNIT_SCHEMA, orient="row")]).sort("row")
+                part = pl.concat([good, pl.DataFrame(rows, schema=_UNIT_SCHEMA, orient="row")])
             else:
                 part = good
+            if filtered is not None and filtered.height:
+                part = pl.concat([part, filtered])
+            if part.height != good.height:
+                part = part.sort("row")
             parts.append(
                 part.with_columns(
                     *[pl.lit(unit.values[v], dtype=pl.String).alias(v) for v in self.each],
@@ -290,42 +341,67 @@ class _LineMaker:
     def _explain(self, rows: pl.DataFrame, unit: UnitPlan) -> tuple[list[tuple[Any, ...]], list[Finding]]:
         out: list[tuple[Any, ...]] = []
         findings: list[Finding] = []
-        rid_leaf = unit.request_id
         for row in rows.iter_rows(named=True):
-            rid = rid_leaf.render(row) if isinstance(rid_leaf, Leaf) else rid_leaf.value
-            usable = rid is not None and row[ISSUE] is None and request_id_problem(rid) is None
-            found = self._row_findings(row, unit, rid if usable else None)
-            errors = [f for f in found if f.severity == "error"]
-            line = None
-            if not errors:
-                line = orjson.dumps(unit.resolve(row).obj).decode()
-                size = len(line.encode()) + 1
-                if size > self.limits.max_bytes:
-                    errors.append(
-                        self._finding(
-                            row,
-                            "line-too-large",
-                            f"the line is {size:,} bytes with its newline, over the {self.limits.max_bytes:,}"
-                            "-byte file limit on its own; shorten it (scripts, URLs) or raise the limit",
-                            request_id=rid if usable else None,
-                        )
-                    )
-                    found.append(errors[-1])
+            record, found = self._explain_row(row, unit)
+            out.append(record)
+            if unit.values:  # name the [each] value in the finding's place: row 7 [lang=de]
+                found = [f.model_copy(update={"each": unit.values}) for f in found]
             findings.extend(found)
-            first = errors[0] if errors else None
-            out.append(
-                (
-                    row[ROW],
-                    row[SOURCE_LINE],
-                    rid,
-                    None if errors else line,
-                    "invalid" if errors else "ok",
-                    first.code if first else None,
-                    first.message if first else None,
-                    usable,
-                )
-            )
         return out, findings
+
+    def _explain_row(self, row: dict[str, Any], unit: UnitPlan) -> tuple[tuple[Any, ...], list[Finding]]:
+        """One flagged unit: its ``requests.parquet`` record and its findings, by the validator's rules."""
+        rid_leaf = unit.request_id
+        rid = rid_leaf.render(row) if isinstance(rid_leaf, Leaf) else rid_leaf.value
+        usable = rid is not None and row[ISSUE] is None and request_id_problem(rid) is None
+        skipped = self._skipped(row, unit, rid if usable else None)
+        if skipped is not None:
+            return (row[ROW], row[SOURCE_LINE], rid, None, "skipped", skipped.code, skipped.message, False), [
+                skipped
+            ]
+        found = self._row_findings(row, unit, rid if usable else None)
+        errors = [f for f in found if f.severity == "error"]
+        line = None
+        if not errors:
+            line = orjson.dumps(unit.resolve(row).obj).decode()
+            size = len(line.encode()) + 1
+            if size > self.limits.max_bytes:
+                errors.append(
+                    self._finding(
+                        row,
+                        "line-too-large",
+                        f"the line is {size:,} bytes with its newline, over the {self.limits.max_bytes:,}"
+                        "-byte file limit on its own; shorten it (scripts, URLs) or raise the limit",
+                        request_id=rid if usable else None,
+                    )
+                )
+                found.append(errors[-1])
+        first = errors[0] if errors else None
+        status = "invalid" if errors else "ok"
+        code, message = (first.code, first.message) if first else (None, None)
+        return (row[ROW], row[SOURCE_LINE], rid, None if errors else line, status, code, message, usable), found
+
+    def _skipped(self, row: dict[str, Any], unit: UnitPlan, rid: str | None) -> Finding | None:
+        """The ``optional-empty`` finding when the unit's only empty required values come from columns read
+        through an optional ``[each]`` variable (``[each] optional``); None when the unit is not skipped."""
+        if row[ISSUE] is not None or not any(leaf.optional for leaf in unit.leaves):
+            return None
+        empty = unit.resolve(row).empty
+        if not empty or not all(set(leaf.blank_columns(row)) <= set(leaf.optional) for leaf in empty):
+            return None
+        columns = ", ".join(dict.fromkeys(c for leaf in empty for c in leaf.blank_columns(row)))
+        fields = ", ".join(leaf.field for leaf in empty)
+        values = ", ".join(f"{k}={v}" for k, v in unit.values.items())
+        return self._finding(
+            row,
+            "optional-empty",
+            f"{fields} is empty for {values} (column {columns}), which [each] marks optional: no request "
+            "is made for it (outcome skipped)",
+            severity="warning",
+            column=columns,
+            request_id=rid,
+            pointer=empty[0].pointer,
+        )
 
     def _row_findings(self, row: dict[str, Any], unit: UnitPlan, rid: str | None) -> list[Finding]:
         if row[ISSUE] is not None:
@@ -347,7 +423,7 @@ class _LineMaker:
                 )
         resolved = unit.resolve(row)
         for leaf in resolved.empty:
-            blank = [c for c in leaf.columns if not (row[c] or "").strip()]
+            blank = leaf.blank_columns(row)
             names = ", ".join(blank)
             verb = "is" if len(blank) == 1 else "are"
             found.append(
@@ -475,6 +551,7 @@ def _duplicates(
                     source=names[record["source"]],
                     row=record["row"],
                     source_line=record["source_line"],
+                    each={v: record[v] for v in each if record[v] is not None} or None,
                     column=None if held else column,
                     request_id=rid,
                     pointer="/request_id",

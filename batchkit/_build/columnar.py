@@ -17,10 +17,11 @@ import polars as pl
 
 from .._wire.checks import MAX_REQUEST_ID_LENGTH
 from .._wire.limits import Limits
-from .._wire.checks import EMOTIONS, MODEL_MODES, SYNC_MODES
+from .._wire.checks import EMOTIONS, IMAGE_MODEL, MODEL_MODES, SYNC_MODES
+from .._mapping.select import RowFilter
 from .._mapping.templates import Column, Const, Leaf, UnitPlan
 
-__all__ = ["FrameExprs", "blank_column", "frame_exprs"]
+__all__ = ["FrameExprs", "blank_column", "filter_exprs", "frame_exprs"]
 
 #: Patterns that clear a value without a closer look. Each is at least as strict as the check in
 #: ``_checks`` it stands for, ASCII only, and refuses the two characters JSON escapes (``"`` and ``\``),
@@ -61,13 +62,13 @@ def frame_exprs(unit: UnitPlan, limits: Limits) -> FrameExprs:
     blanks: dict[str, pl.Expr] = {}
     for i, leaf in enumerate(unit.leaves):
         columns = leaf.columns
-        if len(leaf.parts) == 1:
+        if len(leaf.parts) == 1 and not leaf.has_fallback:
             values[leaf.pointer] = pl.col(columns[0])
         else:
             name = f"\x00value:{unit.index}:{i}"
             staged.append(_concat(leaf.parts).alias(name))
             values[leaf.pointer] = pl.col(name)
-        blanks[leaf.pointer] = pl.any_horizontal(pl.col(blank_column(c)) for c in columns)
+        blanks[leaf.pointer] = _blank(leaf, values[leaf.pointer])
     flags: list[pl.Expr] = [pl.col(column).str.starts_with("=") for column in unit.columns]
     for leaf in unit.leaves:
         value = values[leaf.pointer]
@@ -78,6 +79,8 @@ def frame_exprs(unit: UnitPlan, limits: Limits) -> FrameExprs:
     model = values.get("/payload/model")
     if model is not None and ("model_mode" in options or "prompt" in options):
         flags.append(model != "react-1")
+    if model is not None and unit.tree["payload"]["input"][0].get("type") == Const("image"):
+        flags.append(model != IMAGE_MODEL)  # image inputs are sync-3 only
     flag = pl.any_horizontal(f.fill_null(False) for f in flags) if unit.columnar else pl.lit(True)
     rid_node = unit.request_id
     rid = values["/request_id"] if isinstance(rid_node, Leaf) else pl.lit(rid_node.value, dtype=pl.String)
@@ -89,8 +92,25 @@ def _lit(text: str) -> pl.Expr:
 
 
 def _concat(parts: Sequence[str | Column | pl.Expr]) -> pl.Expr:
-    exprs = [pl.col(p.name) if isinstance(p, Column) else _lit(p) if isinstance(p, str) else p for p in parts]
+    exprs = [_column(p) if isinstance(p, Column) else _lit(p) if isinstance(p, str) else p for p in parts]
     return exprs[0] if len(exprs) == 1 else pl.concat_str(exprs)
+
+
+def _column(part: Column) -> pl.Expr:
+    """A column's value in a template: its cell, or its fallback where the cell is empty."""
+    if part.fallback is None:
+        return pl.col(part.name)
+    return pl.when(pl.col(blank_column(part.name))).then(_lit(part.fallback)).otherwise(pl.col(part.name))
+
+
+def _blank(leaf: Leaf, value: pl.Expr) -> pl.Expr:
+    """True where the leaf is empty: a column it reads without a fallback is empty, or (with fallbacks) its
+    text is empty or blank, as :meth:`Leaf.render` says."""
+    plain = [c.name for c in leaf.parts if isinstance(c, Column) and c.fallback is None]
+    if not leaf.has_fallback:
+        return pl.any_horizontal(pl.col(blank_column(c)) for c in plain)
+    blank = value.is_null() | ~value.str.contains(r"\S")
+    return pl.any_horizontal(blank, *(pl.col(blank_column(c)) for c in plain))
 
 
 def _check_expr(leaf: Leaf, value: pl.Expr, limits: Limits) -> pl.Expr:
@@ -164,3 +184,22 @@ def _pieces(
         out.append("}")
     else:
         out.append(orjson.dumps(node).decode())
+
+
+def filter_exprs(row_filter: RowFilter) -> tuple[pl.Expr, pl.Expr]:
+    """``[where]`` over a chunk: true where a row is left out, and why (null where it is kept).
+
+    Cells are compared as trimmed, lower-case text (:func:`batchkit._mapping.select.normalise`); an empty
+    cell matches nothing but an empty listed value.
+    """
+    left_out = pl.lit(False)
+    why = pl.lit(None, dtype=pl.String)
+    for column, values in reversed(row_filter.allowed):  # the first failing column gives the reason
+        cell = pl.col(column).fill_null("").str.strip_chars()
+        miss = ~cell.str.to_lowercase().is_in(list(values))
+        shown = pl.when(cell == "").then(_lit("empty")).otherwise(pl.concat_str(_lit("'"), cell, _lit("'")))
+        listed = ", ".join(values) or "''"
+        reason = pl.concat_str(_lit(f"left out by [where]: column {column} is "), shown, _lit(f", not one of {listed}"))
+        left_out = left_out | miss
+        why = pl.when(miss).then(reason).otherwise(why)
+    return left_out, why

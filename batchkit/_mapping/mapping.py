@@ -6,6 +6,13 @@ are literal braces, anything else is literal text. ``[each]`` expands one row in
 column ``audio_de`` for ``lang = "de"``. Numbers and booleans (``options.temperature``, ``tts.stability``,
 segment times) are TOML values, or templates whose text is parsed per row.
 
+The visual input is ``video`` (or ``video_asset_id``), or for sync-3 a still ``image`` (or ``image_asset_id``).
+``[dub]`` dubs the video's own audio track into ``target_lang`` (``payload.dubParams``: no audio input);
+``[dialogue_edit]`` renders a completed dialogue-edit preview (``payload.dialogueEdit``: no audio input).
+``[where]`` keeps only the rows whose columns hold listed values, and ``[each] optional = true`` lets an
+expansion's values be blank (:mod:`batchkit._mapping.select`); the units they leave out are reported as
+``filtered`` or ``skipped``, never dropped.
+
 This module holds the :class:`Mapping` model, checked when it is made, and :func:`load_mapping`, whose errors
 name the file, line and key. :meth:`Mapping.compile` turns a mapping into one
 :class:`~batchkit._mapping.templates.UnitPlan` per unit (one per ``[each]`` position); templates and the compiled
@@ -27,12 +34,14 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
+    StrictStr,
     ValidationError,
     model_validator,
 )
 
 from .._errors import InputError
 from .._wire.limits import DEFAULT_LIMITS, Limits
+from .select import RowFilter, check_optional, check_where, split_each
 from .templates import (
     Const,
     Kind,
@@ -98,6 +107,25 @@ class SegmentMapping(_Strict):
     audio_input: SegmentAudioMapping
 
 
+class DubMapping(_Strict):
+    """``[dub]``: native dubbing (``payload.dubParams``): Sync dubs the video's own audio into ``target_lang``."""
+
+    target_lang: str
+    source_lang: str | None = None
+    num_speakers: Int | None = None
+    provider_name: str | None = None
+
+
+class DialogueEditMapping(_Strict):
+    """``[dialogue_edit]``: render a completed dialogue-edit preview (``payload.dialogueEdit``, early access)."""
+
+    id: str
+
+
+_VISUALS: Final = ("video", "video_asset_id", "image", "image_asset_id")
+_SPEECH: Final = ("audio", "audio_asset_id", "tts")
+
+
 class Mapping(_Strict):
     """How a row becomes a request. Strings are templates (``{column}``); see the module doc."""
 
@@ -105,29 +133,53 @@ class Mapping(_Strict):
     model: str
     video: str | None = None
     video_asset_id: str | None = None
+    image: str | None = None
+    image_asset_id: str | None = None
     audio: str | None = None
     audio_asset_id: str | None = None
     audio_ref_id: str | None = None
     tts: TTSMapping | None = None
+    dub: DubMapping | None = None
+    dialogue_edit: DialogueEditMapping | None = None
     options: OptionsMapping | None = None
     segments: list[SegmentMapping] | None = None
     output_file_name: str | None = None
     webhook_url: str | None = None
     each: dict[str, list[str]] = {}
+    #: ``optional`` of ``[each]`` (split out when read, put back by :meth:`to_dict`)
+    each_optional: StrictBool | list[str] = False
+    where: dict[str, list[StrictStr | StrictInt | StrictBool]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_each(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "each_optional" in data:
+                msg = "unknown key 'each_optional'; write optional = true inside [each]"
+                raise ValueError(msg)
+            each, optional = split_each(data.get("each"))
+            if optional is not False:
+                data = {**data, "each": each, "each_optional": optional}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        videos = [k for k in ("video", "video_asset_id") if getattr(self, k) is not None]
-        if len(videos) != 1:
-            msg = "give exactly one of video (a URL template) or video_asset_id"
+        visuals = [k for k in _VISUALS if getattr(self, k) is not None]
+        if len(visuals) != 1:
+            msg = (
+                "give exactly one of video or video_asset_id (the video), or image or image_asset_id "
+                "(a still image, sync-3 only)"
+            )
             raise ValueError(msg)
-        audios = [k for k in ("audio", "audio_asset_id", "tts") if getattr(self, k) is not None]
-        if len(audios) != 1:
-            msg = "give exactly one of audio (a URL template), audio_asset_id, or a [tts] table"
-            raise ValueError(msg)
+        _check_inputs(self, visuals[0], [k for k in _SPEECH if getattr(self, k) is not None])
         _check_each(self.each)
+        check_optional(self.each_optional, list(self.each))
+        check_where(self.where)
+        templates = list(
+            _templates(self.model_dump(exclude={"each", "each_optional", "where"}, exclude_none=True))
+        )
         for unit in self.units():
-            for path, template in _templates(self.model_dump(exclude={"each"}, exclude_none=True)):
+            for path, template in templates:
                 parse_template(substitute(template, unit), where=path)
         return self
 
@@ -138,11 +190,27 @@ class Mapping(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         """The mapping as plain data (what the manifest records), unset keys left out."""
-        return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+        data = self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+        optional = data.pop("each_optional")
+        if optional is not False:
+            data["each"] = {**data["each"], "optional": optional}
+        if not data["where"]:
+            del data["where"]
+        return data
 
     @property
     def each_names(self) -> list[str]:
         return list(self.each)
+
+    @property
+    def row_filter(self) -> RowFilter:
+        """``[where]``: which rows become requests (an empty filter keeps every row)."""
+        return RowFilter.of(self.where)
+
+    @property
+    def optional_each(self) -> frozenset[str]:
+        """The ``[each]`` variables whose values may be blank (their units are then skipped)."""
+        return check_optional(self.each_optional, list(self.each))
 
     def units(self) -> list[dict[str, str]]:
         """One dict of loop-variable values per request a row expands to (``[{}]`` without ``[each]``)."""
@@ -157,6 +225,7 @@ class Mapping(_Strict):
         for unit in self.units():
             for leaf in walk_leaves(self._tree(unit, DEFAULT_LIMITS)):
                 seen.update(dict.fromkeys(leaf.columns))
+        seen.update(dict.fromkeys(self.where))
         return list(seen)
 
     def compile(self, limits: Limits = DEFAULT_LIMITS) -> list[UnitPlan]:
@@ -171,17 +240,54 @@ class Mapping(_Strict):
 
     def _tree(self, unit: dict[str, str], limits: Limits) -> dict[str, Any]:
         """The wire line for one unit, keys in model order, with :class:`Leaf` or :class:`Const` leaves."""
+        optional = self.optional_each
 
         def leaf(pointer: str, name: str, value: Any, kind: Kind, *, required: bool = False) -> Leaf | Const:
-            return compile_leaf(pointer, name, value, kind, unit, required=required)
+            return compile_leaf(pointer, name, value, kind, unit, required=required, optional=optional)
 
-        video: dict[str, Any] = {"type": Const("video")}
-        if self.video is not None:
-            video["url"] = leaf("/payload/input/0/url", "video", self.video, "url", required=True)
-        else:
-            video["assetId"] = leaf(
-                "/payload/input/0/assetId", "video_asset_id", self.video_asset_id, "text", required=True
+        key = next(k for k in _VISUALS if getattr(self, k) is not None)
+        visual: dict[str, Any] = {"type": Const("image" if key.startswith("image") else "video")}
+        if key.endswith("asset_id"):
+            visual["assetId"] = leaf(
+                "/payload/input/0/assetId", key, getattr(self, key), "text", required=True
             )
+        else:
+            visual["url"] = leaf("/payload/input/0/url", key, getattr(self, key), "url", required=True)
+        speech = self._speech_tree(leaf)
+        payload: dict[str, Any] = {
+            "model": leaf("/payload/model", "model", self.model, "text", required=True),
+            "input": [visual] if speech is None else [visual, speech],
+        }
+        if self.options is not None:
+            payload["options"] = _options_tree(self.options, leaf)
+        if self.segments is not None:
+            payload["segments"] = [_segment_tree(i, s, leaf) for i, s in enumerate(self.segments)]
+        if self.webhook_url is not None:
+            payload["webhookUrl"] = leaf("/payload/webhookUrl", "webhook_url", self.webhook_url, "url")
+        if self.output_file_name is not None:
+            payload["outputFileName"] = leaf(
+                "/payload/outputFileName", "output_file_name", self.output_file_name, "name"
+            )
+        if self.dub is not None:
+            payload["dubParams"] = _dub_tree(self.dub, leaf)
+        if self.dialogue_edit is not None:
+            payload["dialogueEdit"] = {
+                "id": leaf(
+                    "/payload/dialogueEdit/id",
+                    "dialogue_edit.id",
+                    self.dialogue_edit.id,
+                    "text",
+                    required=True,
+                )
+            }
+        return {
+            "request_id": leaf("/request_id", "request_id", self.request_id, "rid", required=True),
+            "endpoint": Const(limits.endpoint),
+            "payload": payload,
+        }
+
+    def _speech_tree(self, leaf: Any) -> dict[str, Any] | None:
+        """The second input: recorded audio, or text-to-speech; None when the request has neither."""
         second: dict[str, Any]
         if self.tts is not None:
             base = "/payload/input/1/provider"
@@ -204,34 +310,65 @@ class Mapping(_Strict):
                 "type": Const("audio"),
                 "url": leaf("/payload/input/1/url", "audio", self.audio, "url", required=True),
             }
-        else:
+        elif self.audio_asset_id is not None:
             second = {
                 "type": Const("audio"),
                 "assetId": leaf(
                     "/payload/input/1/assetId", "audio_asset_id", self.audio_asset_id, "text", required=True
                 ),
             }
+        else:
+            return None
         if self.audio_ref_id is not None:
             second["refId"] = leaf("/payload/input/1/refId", "audio_ref_id", self.audio_ref_id, "text")
-        payload: dict[str, Any] = {
-            "model": leaf("/payload/model", "model", self.model, "text", required=True),
-            "input": [video, second],
-        }
-        if self.options is not None:
-            payload["options"] = _options_tree(self.options, leaf)
-        if self.segments is not None:
-            payload["segments"] = [_segment_tree(i, s, leaf) for i, s in enumerate(self.segments)]
-        if self.webhook_url is not None:
-            payload["webhookUrl"] = leaf("/payload/webhookUrl", "webhook_url", self.webhook_url, "url")
-        if self.output_file_name is not None:
-            payload["outputFileName"] = leaf(
-                "/payload/outputFileName", "output_file_name", self.output_file_name, "name"
-            )
-        return {
-            "request_id": leaf("/request_id", "request_id", self.request_id, "rid", required=True),
-            "endpoint": Const(limits.endpoint),
-            "payload": payload,
-        }
+        return second
+
+
+def _check_inputs(mapping: Mapping, visual: str, speech: list[str]) -> None:
+    """One audio source, or none with ``[dub]`` (Sync ignores it) or ``[dialogue_edit]`` (none allowed);
+    both of those need a video."""
+    modes = [name for name in ("dub", "dialogue_edit") if getattr(mapping, name) is not None]
+    if len(modes) > 1:
+        msg = "give [dub] or [dialogue_edit], not both"
+        raise ValueError(msg)
+    if not modes:
+        if len(speech) != 1:
+            msg = "give exactly one of audio (a URL template), audio_asset_id, or a [tts] table"
+            raise ValueError(msg)
+        return
+    mode = f"[{modes[0]}]"
+    if speech:
+        why = (
+            "Sync ignores audio when it dubs" if modes[0] == "dub" else "a dialogue edit takes no audio input"
+        )
+        given = "[tts]" if speech[0] == "tts" else speech[0]
+        msg = f"{mode} takes no {given} ({why}); leave it out"
+        raise ValueError(msg)
+    if mapping.audio_ref_id is not None:
+        msg = "audio_ref_id names the refId of an audio input, which a request with {mode} does not have"
+        raise ValueError(msg.format(mode=mode))
+    if visual.startswith("image"):
+        msg = f"{mode} needs a video (video or video_asset_id): it works on the video's own audio track"
+        raise ValueError(msg)
+
+
+def _dub_tree(dub: DubMapping, leaf: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "targetLang": leaf(
+            "/payload/dubParams/targetLang", "dub.target_lang", dub.target_lang, "text", required=True
+        )
+    }
+    if dub.source_lang is not None:
+        out["sourceLang"] = leaf("/payload/dubParams/sourceLang", "dub.source_lang", dub.source_lang, "text")
+    if dub.num_speakers is not None:
+        out["numSpeakers"] = leaf(
+            "/payload/dubParams/numSpeakers", "dub.num_speakers", dub.num_speakers, "int"
+        )
+    if dub.provider_name is not None:
+        out["providerName"] = leaf(
+            "/payload/dubParams/providerName", "dub.provider_name", dub.provider_name, "text"
+        )
+    return out
 
 
 def _options_tree(options: OptionsMapping, leaf: Any) -> dict[str, Any]:
@@ -340,8 +477,8 @@ def _check_each(each: dict[str, list[str]]) -> None:
             msg = f"[each] {name} is empty; list at least one value"
             raise ValueError(msg)
         for value in values:
-            if "{" in value or "}" in value:
-                msg = f"[each] {name} value {value!r} may not contain braces"
+            if "{" in value or "}" in value or "|" in value:
+                msg = f"[each] {name} value {value!r} may not contain braces or |"
                 raise ValueError(msg)
     if len(set(widths.values())) > 1:
         shown = ", ".join(f"{n} has {w}" for n, w in widths.items())
@@ -432,12 +569,14 @@ def _did_you_mean(loc: list[str], data: dict[str, Any]) -> str:
         "tts": TTSMapping,
         "options": OptionsMapping,
         "options.active_speaker_detection": ActiveSpeakerMapping,
+        "dub": DubMapping,
+        "dialogue_edit": DialogueEditMapping,
     }
     parent = ".".join(p for p in loc[:-1] if not p.isdigit())
     model = models.get(parent, SegmentMapping if parent.startswith("segments") else None)
     if model is None:
         return ""
-    known = list(model.model_fields)
+    known = [name for name in model.model_fields if name != "each_optional"]
     name = loc[-1]
     snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
     close = [snake] if snake in known else difflib.get_close_matches(name, known, n=1, cutoff=0.6)

@@ -1,9 +1,11 @@
 """Templates and the plan a mapping compiles to: how one unit's wire line is made from a row.
 
-A template is a string over the row's columns: ``{name}`` reads column ``name``, ``{{`` and ``}}`` are
-literal braces, anything else is literal text (:func:`parse_template`). The loop variables of ``[each]`` are
-substituted first (:func:`substitute`), so ``"{audio_{lang}}"`` reads column ``audio_de`` for
-``lang = "de"``. Numbers and booleans are parsed from a template's text per row (:func:`parse_typed`).
+A template is a string over the row's columns: ``{name}`` reads column ``name``, ``{name|text}`` reads it and
+puts ``text`` in its place when the cell is empty (a fallback; ``{name|}`` is an empty one), ``{{`` and ``}}``
+are literal braces, anything else is literal text (:func:`parse_template`). A fallback cannot hold braces; a
+column name holding ``|`` is written ``\\|``. The loop variables of ``[each]`` are substituted first
+(:func:`substitute`), so ``"{audio_{lang}}"`` reads column ``audio_de`` for ``lang = "de"``. Numbers and
+booleans are parsed from a template's text per row (:func:`parse_typed`).
 
 :meth:`batchkit._mapping.mapping.Mapping.compile` makes one :class:`UnitPlan` per unit (one per ``[each]``
 position): a tree of the wire line whose leaves are constants (:class:`Const`) or templates (:class:`Leaf`).
@@ -42,6 +44,7 @@ Kind = Literal["rid", "url", "name", "text", "number", "int", "bool"]
 
 _TOKENS: Final = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _EACH_TOKENS: Final = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_FALLBACK: Final = re.compile(r"(?<!\\)\|")
 _TRUE: Final = frozenset({"true", "yes", "1", "y", "on"})
 _FALSE: Final = frozenset({"false", "no", "0", "n", "off"})
 #: What stands in for a template while the mapping's constant parts are checked.
@@ -58,9 +61,10 @@ _PROBE: Final[dict[str, Any]] = {
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """A reference to a source column inside a template."""
+    """A reference to a source column inside a template, with the text an empty cell takes (if any)."""
 
     name: str
+    fallback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,27 +83,47 @@ class Leaf:
     parts: tuple[str | Column, ...]
     kind: Kind
     required: bool
+    #: columns this unit reads through an optional ``[each]`` variable (``audio_de`` for ``{audio_{lang}}``)
+    optional: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(p.name for p in self.parts if isinstance(p, Column)))
 
+    @property
+    def has_fallback(self) -> bool:
+        return any(isinstance(p, Column) and p.fallback is not None for p in self.parts)
+
     def render(self, row: dict[str, Any]) -> str | None:
-        """The template's text for one row; None when a column it reads is empty."""
+        """The template's text for one row; None when a column it reads is empty (and has no fallback),
+        or when the text is empty or blank."""
         out: list[str] = []
         for part in self.parts:
             if isinstance(part, Column):
                 value = row.get(part.name)
                 if value is None or not value.strip():
-                    return None
+                    if part.fallback is None:
+                        return None
+                    value = part.fallback
                 out.append(value)
             else:
                 out.append(part)
-        return "".join(out)
+        text = "".join(out)
+        return text if text.strip() else None
+
+    def blank_columns(self, row: dict[str, Any]) -> list[str]:
+        """The columns that leave this template empty in ``row``: empty ones without a fallback, else (all
+        fallbacks being empty too) every empty one."""
+        empty = [p for p in self.parts if isinstance(p, Column) and not (row.get(p.name) or "").strip()]
+        names = [p.name for p in empty if p.fallback is None] or [p.name for p in empty]
+        return list(dict.fromkeys(names))
 
 
 def parse_template(text: str, *, where: str = "template") -> tuple[str | Column, ...]:
-    """``"{a}_x"`` → ``(Column("a"), "_x")``. Raises :class:`InputError` for unbalanced or empty braces."""
+    """``"{a}_x"`` → ``(Column("a"), "_x")``, ``"Hi {name|there}"`` → ``("Hi ", Column("name", "there"))``.
+
+    Raises :class:`InputError` for unbalanced or empty braces.
+    """
     parts: list[str | Column] = []
     literal: list[str] = []
     pos = 0
@@ -116,18 +140,26 @@ def parse_template(text: str, *, where: str = "template") -> tuple[str | Column,
             )
             raise InputError(msg)
         else:
-            name = match.group(1)
+            name, fallback = _split_fallback(match.group(1))
             if not name:
                 msg = f"{where}: empty {{}} in {text!r}; put a column name between the braces"
                 raise InputError(msg)
             if "".join(literal):
                 parts.append("".join(literal))
             literal = []
-            parts.append(Column(name))
+            parts.append(Column(name, fallback))
     literal.append(text[pos:])
     if "".join(literal):
         parts.append("".join(literal))
     return tuple(parts)
+
+
+def _split_fallback(token: str) -> tuple[str, str | None]:
+    """``name|fallback`` → ``(name, fallback)``; the first ``|`` not written ``\\|`` splits."""
+    match = _FALLBACK.search(token)
+    if match is None:
+        return token.replace("\\|", "|"), None
+    return token[: match.start()].replace("\\|", "|"), token[match.end() :]
 
 
 def substitute(text: str, values: dict[str, str]) -> str:
@@ -143,11 +175,19 @@ def substitute(text: str, values: dict[str, str]) -> str:
 
 
 def compile_leaf(
-    pointer: str, name: str, value: Any, kind: Kind, unit: dict[str, str], *, required: bool
+    pointer: str,
+    name: str,
+    value: Any,
+    kind: Kind,
+    unit: dict[str, str],
+    *,
+    required: bool,
+    optional: frozenset[str] = frozenset(),
 ) -> Leaf | Const:
     """One value of the mapping for one unit: a :class:`Leaf` when it reads a column, else a :class:`Const`.
 
-    ``name`` is the mapping key (for messages). Raises :class:`InputError` when a constant number or
+    ``name`` is the mapping key (for messages); ``optional`` the ``[each]`` variables that may be blank (the
+    leaf records the columns it reads through them). Raises :class:`InputError` when a constant number or
     boolean does not parse.
     """
     if not isinstance(value, str):
@@ -155,7 +195,8 @@ def compile_leaf(
         return Const(float(value) if kind == "number" and not isinstance(value, bool) else value)
     parts = parse_template(substitute(value, unit), where=name)
     if any(isinstance(p, Column) for p in parts):
-        return Leaf(pointer, name, parts, kind, required)
+        chosen = _columns_through(value, unit, optional) if optional else ()
+        return Leaf(pointer, name, parts, kind, required, chosen)
     text = "".join(p for p in parts if isinstance(p, str))
     if kind in ("number", "int", "bool"):
         parsed, problem = parse_typed(text, kind)
@@ -164,6 +205,19 @@ def compile_leaf(
             raise InputError(msg)
         return Const(parsed)
     return Const(text)
+
+
+def _columns_through(text: str, unit: dict[str, str], optional: frozenset[str]) -> tuple[str, ...]:
+    """The columns ``text`` reads through one of the ``optional`` loop variables, for this unit's values."""
+    marks = {name: f"\x00{name}\x00" for name in optional if name in unit}
+    marked = parse_template(substitute(substitute(text, marks), unit), where="template")
+    found: list[str] = []
+    for part in marked:
+        if isinstance(part, Column) and "\x00" in part.name:
+            for name, mark in marks.items():
+                part = Column(part.name.replace(mark, unit[name]))
+            found.append(part.name)
+    return tuple(dict.fromkeys(found))
 
 
 def parse_typed(text: str, kind: str) -> tuple[Any, str | None]:

@@ -44,7 +44,7 @@ _REPLACED: Final = (
     "output_duration",
     "generation_id",
 )
-_NOT_SENT: Final = ("invalid", "unsubmitted")
+_NOT_SENT: Final = ("invalid", "skipped", "filtered", "unsubmitted")
 
 #: Collect (and follow) the results of another directory: its joined table.
 Collect = Callable[[Path], pl.DataFrame]

@@ -21,7 +21,7 @@ import polars as pl
 
 from .._errors import InputError
 
-__all__ = ["EXCEL_MAX_ROWS", "EXPORT_FORMATS", "export_frame", "neutralise_formulas"]
+__all__ = ["EXCEL_MAX_ROWS", "EXPORT_FORMATS", "check_export_path", "export_frame", "neutralise_formulas"]
 
 EXPORT_FORMATS: Final = {
     ".csv": "csv",
@@ -54,8 +54,9 @@ def neutralise_formulas(frame: pl.DataFrame) -> pl.DataFrame:
     return safe.rename(renames) if renames else safe
 
 
-def export_frame(frame: pl.DataFrame, path: str | Path) -> Path:
-    """Write ``frame`` to ``path`` in the format its suffix names (atomically); return the path."""
+def check_export_path(path: str | Path) -> str:
+    """The export format of ``path`` (its suffix), checked before any work: a known suffix, not a directory,
+    and for ``.xlsx`` the Excel extra installed. Raises :class:`InputError` saying how to fix it."""
     target = Path(path)
     kind = EXPORT_FORMATS.get(target.suffix.lower())
     if kind is None:
@@ -65,6 +66,19 @@ def export_frame(frame: pl.DataFrame, path: str | Path) -> Path:
     if target.is_dir():
         msg = f"{target} is a directory; give a file name such as {target / 'results.csv'}"
         raise InputError(msg, path=target)
+    if kind == "xlsx":
+        import importlib.util
+
+        if importlib.util.find_spec("xlsxwriter") is None:
+            msg = f"writing {target.name} needs xlsxwriter: pip install 'batchkit[excel]' (or write .csv or .parquet)"
+            raise InputError(msg, path=target)
+    return kind
+
+
+def export_frame(frame: pl.DataFrame, path: str | Path) -> Path:
+    """Write ``frame`` to ``path`` in the format its suffix names (atomically); return the path."""
+    target = Path(path)
+    kind = check_export_path(target)
     if kind == "xlsx" and frame.height > EXCEL_MAX_ROWS:
         msg = (
             f"{frame.height:,} rows do not fit in an Excel sheet ({EXCEL_MAX_ROWS:,} at most); "

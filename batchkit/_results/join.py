@@ -1,7 +1,8 @@
 """The source rows beside the outcomes: read the build's source again and join it to the units by row.
 
 The rows come from the file recorded in the manifest (or ``source=`` when it moved), or from the build's
-snapshot of an in-memory source. When that file changed since the build, every request_id is derived again
+snapshot of an in-memory source, in the source's own column types: a Parquet file's or a DataFrame's ints,
+floats and dates stay what they were (CSV, Excel and NDJSON stay text, as they were read). When that file changed since the build, every request_id is derived again
 from its row with the build's mapping; the join goes ahead only if they all still match (a
 ``source-changed`` warning), so an output is never attached to the wrong row.
 """
@@ -42,7 +43,7 @@ CHAIN_COLUMNS: Final = ("attempts", "settled_in")
 def with_source(
     manifest: Manifest, folder: Path, joined: pl.DataFrame, override: Any, report: Report
 ) -> pl.DataFrame:
-    """Prepend the source's own columns (as read, all strings) to every unit, by (source, row)."""
+    """Prepend the source's own columns (in their own types) to every unit, by (source, row)."""
     frames: list[pl.DataFrame] = []
     columns: list[str] = []
     each = list(manifest.each)
@@ -53,9 +54,10 @@ def with_source(
         if info.format == "jsonl":  # built by `batchkit shard`: the lines are the rows; nothing to add
             continue
         src, trusted = _open_source(info, folder, override if single else None)
-        rows = src.read_all().select(ROW, *src.columns)
         if not trusted:
-            _check_identity(manifest, info, src, rows, joined.filter(pl.col("source") == index), report)
+            text = src.read_all().select(ROW, *src.columns)
+            _check_identity(manifest, info, src, text, joined.filter(pl.col("source") == index), report)
+        rows = src.read_typed().select(ROW, *src.columns)
         names: dict[str, str] = {}
         for column in src.columns:
             name = assigned.get(column)
@@ -70,11 +72,7 @@ def with_source(
         frames.append(
             rows.rename({ROW: "row", **names}).with_columns(pl.lit(index, pl.Int32).alias("_source"))
         )
-    rows_frame = (
-        pl.concat(frames, how="diagonal_relaxed")
-        if frames
-        else pl.DataFrame(schema={"row": pl.Int64, "_source": pl.Int32})
-    )
+    rows_frame = _stack(frames)
     return joined.join(
         rows_frame,
         left_on=["source", "row"],
@@ -89,6 +87,20 @@ def with_source(
         pl.col("shard_file").alias("shard"),
         *RESULT_COLUMNS[2:],
     )
+
+
+def _stack(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The rows of every source in one frame; a column typed differently in two sources becomes text."""
+    if not frames:
+        return pl.DataFrame(schema={"row": pl.Int64, "_source": pl.Int32})
+    try:
+        return pl.concat(frames, how="diagonal_relaxed")
+    except pl.exceptions.PolarsError:
+        keep = {"row", "_source"}
+        return pl.concat(
+            [f.with_columns(pl.col(c).cast(pl.String) for c in f.columns if c not in keep) for f in frames],
+            how="diagonal_relaxed",
+        )
 
 
 def _open_source(info: SourceInfo, folder: Path, override: Any) -> tuple[Source, bool]:
@@ -160,8 +172,7 @@ def _request_id_problems(manifest: Manifest, rows: pl.DataFrame, units: pl.DataF
             gone = [c for c in node.columns if c not in rows.columns]
             if gone:
                 return [f"it has no column {gone[0]!r}, which request ids are made from"]
-            parts = [pl.col(p.name) if isinstance(p, Column) else pl.lit(p, pl.String) for p in node.parts]
-            expected = pl.concat_str(parts)
+            expected = pl.concat_str([_part(p) for p in node.parts])
         mine = ok
         for name, value in plan.values.items():
             mine = mine.filter(pl.col(name) == value)
@@ -176,3 +187,13 @@ def _request_id_problems(manifest: Manifest, rows: pl.DataFrame, units: pl.DataF
                 f"{now!r}, the build sent {sent!r})"
             ]
     return []
+
+
+def _part(part: str | Column) -> pl.Expr:
+    """One part of a request_id template over the source's text: literal text, a cell, or its fallback."""
+    if not isinstance(part, Column):
+        return pl.lit(part, pl.String)
+    if part.fallback is None:
+        return pl.col(part.name)
+    cell = pl.col(part.name)
+    return pl.when(cell.is_null() | ~cell.str.contains(r"\S")).then(pl.lit(part.fallback)).otherwise(cell)

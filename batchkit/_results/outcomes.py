@@ -4,10 +4,12 @@
 ``completed``   the generation finished; ``output_url`` is the video
 ``failed``      it failed (``batch-failed``: the whole batch FAILED without a results file)
 ``rejected``    Sync refused the request
-``missing``     its batch finished, but no result line names it (``missing-result``)
+``missing``     its batch's results file was downloaded, and no line of it names the request (``missing-result``)
 ``invalid``     it never became a request: ``error_code`` is the build finding that says why
-``pending``     not settled yet: its batch is still running, its results are not downloaded yet, or its
-                shard's create was interrupted and needs ``batchkit submit`` to reconcile it
+``skipped``     no request by design: an ``[each]`` value marked optional is empty (``optional-empty``)
+``filtered``    no request by design: the mapping's ``[where]`` left its row out (``filtered``)
+``pending``     not settled yet: its batch is still running, its results are not downloaded (or not to be had)
+                yet, its batch was adopted and not checked by content yet, or its shard's create is uncertain
 ``unsubmitted`` its shard was never sent, or the server refused the shard (``shard-refused``)
 =============== ==========================================================================================
 
@@ -31,9 +33,18 @@ import polars.selectors as cs
 
 from .._report import Finding, Report
 
-__all__ = ["OUTPUT_SCHEMA", "held_overlay", "outcome_findings", "realtime_overlay", "reconcile"]
+__all__ = [
+    "OUTPUT_SCHEMA",
+    "held_overlay",
+    "outcome_findings",
+    "pending_findings",
+    "realtime_overlay",
+    "reconcile",
+]
 
 _TERMINAL: Final = ("COMPLETED", "FAILED")
+#: Build statuses that are their own outcome: units that are no request by design.
+_BY_DESIGN: Final = ("skipped", "filtered")
 _UNFINISHED: Final = ("PENDING", "PROCESSING", "JOBS_CREATED", "QUEUED")
 _SHOWN: Final = 5  # request ids named in a per-shard finding
 
@@ -76,11 +87,13 @@ def reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame) 
         .otherwise(pl.lit("failed"))
     )
     outcome = (
-        pl.when(pl.col("status") != "ok")
+        pl.when(pl.col("status").is_in(_BY_DESIGN))
+        .then(pl.col("status"))
+        .when(pl.col("status") != "ok")
         .then(pl.lit("invalid"))
         .when(state.is_null() | state.is_in(["pending", "refused"]))
         .then(pl.lit("unsubmitted"))
-        .when((state != "submitted") | batch.is_null() | ~batch.is_in(_TERMINAL))
+        .when((state != "submitted") | batch.is_null() | ~batch.is_in(_TERMINAL) | pl.col("provisional"))
         .then(pl.lit("pending"))
         .when(has_line)
         .then(line_outcome)
@@ -90,7 +103,7 @@ def reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame) 
         .then(pl.lit("pending"))
         .when(batch == "FAILED")
         .then(pl.lit("failed"))
-        .otherwise(pl.lit("missing"))
+        .otherwise(pl.lit("pending"))  # finished, but no results file to be had yet: never called missing
     )
     joined = joined.with_columns(outcome.alias("outcome"))
     o = pl.col("outcome")
@@ -103,8 +116,8 @@ def reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame) 
         .otherwise(status.str.to_lowercase())
     )
     error_code = (
-        pl.when(o == "invalid")
-        .then(pl.coalesce(pl.col("code"), pl.lit("invalid")))
+        pl.when(o.is_in(["invalid", *_BY_DESIGN]))
+        .then(pl.coalesce(pl.col("code"), o))
         .when(refused)
         .then(pl.lit("shard-refused"))
         .when(o == "missing")
@@ -117,7 +130,7 @@ def reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame) 
     )
     shown_status = pl.coalesce(status, pl.lit("no status"))
     error_message = (
-        pl.when(o == "invalid")
+        pl.when(o.is_in(["invalid", *_BY_DESIGN]))
         .then(pl.col("message"))
         .when(refused)
         .then(
@@ -126,7 +139,16 @@ def reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame) 
         .when(o == "unsubmitted")
         .then(pl.lit("its shard has not been submitted (run `batchkit submit DIR`)"))
         .when((o == "pending") & (state == "intent"))
-        .then(pl.lit("its shard's submission was interrupted; run `batchkit submit DIR` to settle it"))
+        .then(
+            pl.coalesce(
+                pl.concat_str(pl.lit("its shard's create is not settled yet: "), "batch_message"),
+                pl.lit("its shard's submission was interrupted; run `batchkit submit DIR` to settle it"),
+            )
+        )
+        .when((o == "pending") & pl.col("provisional") & batch.is_in(_TERMINAL))
+        .then(pl.lit("its batch was adopted for a lost create and is not checked by content yet (run `batchkit results DIR`)"))
+        .when((o == "pending") & batch.is_in(_TERMINAL) & ~pl.col("has_url"))
+        .then(pl.lit("its batch finished, but the server gives no results file yet; ask again later (`batchkit results DIR`)"))
         .when((o == "pending") & pl.col("has_url") & ~pl.col("downloaded"))
         .then(
             pl.coalesce(
@@ -136,10 +158,8 @@ def reconcile(units: pl.DataFrame, shards: pl.DataFrame, outputs: pl.DataFrame) 
         )
         .when(o == "pending")
         .then(pl.concat_str(pl.lit("its batch is "), pl.coalesce(batch, pl.lit("not reported yet"))))
-        .when((o == "missing") & pl.col("downloaded"))
-        .then(pl.lit("its batch finished without a result line for this request"))
         .when(o == "missing")
-        .then(pl.lit("its batch finished without a results file (empty outputUrl)"))
+        .then(pl.lit("its batch finished without a result line for this request"))
         .when((o == "failed") & ~has_line)
         .then(
             pl.concat_str(
@@ -232,6 +252,47 @@ def held_overlay(joined: pl.DataFrame, folder: Path, file: str, consumed_by: str
         pl.when(held).then(pl.lit(where)).otherwise(pl.col("error_message")).alias("error_message"),
         pl.when(held).then(pl.lit(file)).otherwise(pl.col("shard_file")).alias("shard_file"),
     )
+
+
+def pending_findings(shards: pl.DataFrame, report: Report) -> None:
+    """One warning per shard whose rows stay pending for a reason to act on (codes in ``CODES``)."""
+    for row in shards.iter_rows(named=True):
+        file, batch_id = row["shard_file"], row["batch_id"]
+        finished = row["batch_status"] in _TERMINAL
+        if row["journal_state"] == "intent":
+            note = row["batch_message"] or "its create's answer was lost"
+            report.add(
+                Finding(
+                    code="submission-uncertain",
+                    severity="warning",
+                    file=file,
+                    message=f"{file}: {note}; its requests stay pending (every submit, wait and results checks again)",
+                )
+            )
+        elif row["journal_state"] == "submitted" and row["provisional"] and finished:
+            report.add(
+                Finding(
+                    code="batch-unverified",
+                    severity="warning",
+                    file=file,
+                    message=(
+                        f"batch {batch_id} was adopted for {file}'s lost create and its output could not be checked "
+                        "yet; its requests stay pending until it is"
+                    ),
+                )
+            )
+        elif row["journal_state"] == "submitted" and finished and not row["has_url"] and row["batch_status"] != "FAILED":
+            report.add(
+                Finding(
+                    code="output-unavailable",
+                    severity="warning",
+                    file=file,
+                    message=(
+                        f"batch {batch_id} is {row['batch_status']} but the server gives no results file (empty "
+                        "outputUrl, asked again); its requests stay pending, not missing. Run `batchkit results` later"
+                    ),
+                )
+            )
 
 
 def outcome_findings(joined: pl.DataFrame, shards: pl.DataFrame, report: Report) -> None:

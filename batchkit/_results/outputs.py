@@ -36,11 +36,21 @@ import msgspec
 import orjson
 
 from .._api.client import Client, given_or_default
-from .._errors import APIError, APIStatusError, AuthenticationError, PaymentRequiredError, ResultsError
+from .._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    AuthenticationError,
+    PaymentRequiredError,
+    ResultsError,
+)
 from .._report import Finding
 from .._shard.builddir import output_file
+from .._submit.binding import open_journal
 from .._submit.journal import Journal, ShardRecord
-from .._submit.submit import refresh
+from .._submit.lock import try_directory_lock
+from .._submit.reconcile import Reconciler
+from .._submit.submit import reconciler, refresh
 
 __all__ = [
     "COLUMNS",
@@ -160,8 +170,13 @@ def download_results(directory: str | Path, *, client: Client | None = None) -> 
     fetched, :class:`ResultsError` names them afterwards (the others are on disk).
     """
     folder = Path(directory)
-    with given_or_default(client) as api, Journal.open(folder, create=False) as journal:
-        fetched, failures = download_outputs(folder, journal, api)
+    with (
+        given_or_default(client) as api,
+        try_directory_lock(folder, "batchkit results") as held,
+        open_journal(folder, client=api) as journal,
+    ):
+        checker = reconciler(folder, journal, api, None) if held else None
+        fetched, failures = download_outputs(folder, journal, api, checker)
     if failures:
         details = "; ".join(f"{file}: {why}" for file, why in failures.items())
         msg = f"could not download the results of {len(failures)} batch(es) ({details}); run it again later"
@@ -169,17 +184,21 @@ def download_results(directory: str | Path, *, client: Client | None = None) -> 
     return fetched
 
 
-def download_outputs(folder: Path, journal: Journal, api: Client) -> tuple[list[Path], dict[str, str]]:
+def download_outputs(
+    folder: Path, journal: Journal, api: Client, ctx: Reconciler | None = None
+) -> tuple[list[Path], dict[str, str]]:
     """Refresh the journal's statuses, then fetch every finished batch's missing output file.
 
-    Returns the files fetched now and, per shard file, why its results could not be fetched.
+    With ``ctx`` (the directory's lock is held) adopted batches are checked by content and uncertain shards
+    looked for again first. Returns the files fetched now and, per shard file, why its results could not be
+    fetched.
     """
     fetched: list[Path] = []
     failures: dict[str, str] = {}
-    for shard in refresh(journal, api):
+    for shard in refresh(journal, api, ctx):
         dest = output_path(folder, shard)
-        if dest is None or not shard.output_url or dest.exists():
-            continue
+        if dest is None or not shard.output_url or dest.exists() or shard.provisional:
+            continue  # (a provisional batch's output is fetched by its check by content, in refresh)
         log.info("downloading the results of %s (%s)", shard.file, shard.batch_id)
         try:
             fetched.append(_fetch(journal, api, shard, dest))
@@ -197,16 +216,16 @@ def _fetch(journal: Journal, api: Client, shard: ShardRecord, dest: Path) -> Pat
     assert shard.batch_id is not None
     try:
         return api.batches.download(shard.output_url, dest)
-    except APIStatusError as exc:
-        if exc.status_code not in (403, 404, 410):
-            raise
+    except (APIStatusError, APIConnectionError) as exc:
+        if isinstance(exc, APIStatusError) and exc.status_code not in (403, 404, 410):
+            raise  # (a link that cannot be reached at all may be stale too: a sandbox restarted elsewhere)
         batch = api.batches.get(shard.batch_id)
         journal.record_status(
             shard.file, status=batch.status, metrics=batch.metrics.model_dump(), output_url=batch.output_url
         )
         if not batch.output_url:
             raise
-        log.info("the results link of %s was refused (%d); asking again", shard.batch_id, exc.status_code)
+        log.info("the results link of %s failed (%s); asking again", shard.batch_id, exc)
         return api.batches.download(batch.output_url, dest)
 
 

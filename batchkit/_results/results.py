@@ -1,8 +1,10 @@
 """Results: download every batch's output.jsonl, join it back to the source rows, and reconcile.
 
 Every request unit of the build (a source row, or one ``[each]`` expansion of it) gets exactly one outcome,
-one of :data:`OUTCOMES`: ``completed``, ``failed``, ``rejected``, ``missing``, ``invalid``, ``pending`` or
-``unsubmitted``, by the rules in :mod:`batchkit._results.outcomes`. The source's own rows come back beside the
+one of :data:`OUTCOMES`: ``completed``, ``failed``, ``rejected``, ``missing``, ``invalid``, ``pending``,
+``unsubmitted``, or, for units that are no request by design, ``skipped`` (an optional ``[each]`` value was
+empty) and ``filtered`` (the mapping's ``[where]`` left the row out), by the rules in
+:mod:`batchkit._results.outcomes`. The source's own rows come back beside the
 outcomes (:mod:`batchkit._results.join`). This module reads what they start from: the build's units, what the journal
 knows of each shard's batch, and the downloaded result lines.
 
@@ -22,26 +24,49 @@ from typing import Any, Final
 import polars as pl
 
 from .._api.client import Client, given_or_default
-from .._errors import ResultsError
+from .._errors import ConfigurationError, ResultsError
 from .._files import file_sha256
 from .._report import Finding, Report
-from .._shard.builddir import JOURNAL, Manifest, load_manifest, verify_shards
-from .._submit.journal import Journal, ShardRecord
+from .._shard.builddir import JOURNAL, SUBMISSION, Manifest, load_manifest, verify_shards
+from .._submit.binding import open_journal
+from .._submit.journal import ShardRecord
+from .._submit.lock import try_directory_lock
+from .._submit.submit import reconciler
 from .chain import base_attempts, follow_retries
 from .join import RESULT_COLUMNS, with_source
-from .outcomes import OUTPUT_SCHEMA, held_overlay, outcome_findings, realtime_overlay, reconcile
+from .outcomes import (
+    OUTPUT_SCHEMA,
+    held_overlay,
+    outcome_findings,
+    pending_findings,
+    realtime_overlay,
+    reconcile,
+)
 from .outputs import COLUMNS, download_outputs, download_results, output_path, read_output
 
 __all__ = ["OUTCOMES", "RESULT_COLUMNS", "Results", "collect_results", "download_results"]
 
 log = logging.getLogger("batchkit")
 
-OUTCOMES: Final = ("completed", "failed", "rejected", "missing", "invalid", "pending", "unsubmitted")
+OUTCOMES: Final = (
+    "completed",
+    "failed",
+    "rejected",
+    "missing",
+    "invalid",
+    "pending",
+    "unsubmitted",
+    "skipped",
+    "filtered",
+)
 
 
 @dataclass(slots=True)
 class Results:
-    """The joined table (one row per request unit, in source order) with its findings and a summary."""
+    """The joined table (one row per request unit, in source order) with its findings and a summary.
+
+    ``frame`` is a polars DataFrame, whatever the source was; :meth:`to_pandas` gives a pandas one.
+    """
 
     frame: pl.DataFrame
     report: Report = field(default_factory=Report)
@@ -66,6 +91,15 @@ class Results:
             "error_codes": self.error_codes,
             "findings": self.report.counts,
         }
+
+    def to_pandas(self) -> Any:
+        """The table as a pandas DataFrame (needs pandas and pyarrow): the source's columns keep their
+        types, and a pandas source's index is its first column(s), under the index's name."""
+        try:
+            return self.frame.to_pandas()
+        except ModuleNotFoundError as exc:
+            msg = f"to_pandas needs pandas and pyarrow ({exc.name} is not installed): pip install pandas pyarrow"
+            raise ConfigurationError(msg) from exc
 
     def write(self, path: str | Path) -> Path:
         """Export the table; the format follows the suffix (``.csv``, ``.parquet``, ``.xlsx``, ``.jsonl``)."""
@@ -127,12 +161,32 @@ def _collect(folder: Path, *, client: Client | None, download: bool, source: Any
     units = _load_units(folder, manifest, report)
     records: dict[str, ShardRecord] = {}
     failures: dict[str, str] = {}
-    if (folder / JOURNAL).exists():
-        with Journal.open(folder, create=False) as journal:
-            if download:
-                with given_or_default(client) as api:
-                    _, failures = download_outputs(folder, journal, api)
+    if (folder / JOURNAL).exists() or (folder / SUBMISSION).exists():
+        with open_journal(folder) as journal:
             records = {s.file: s for s in journal.shards()}
+            retired = journal.retired()
+        if download and _needs_api(folder, records.values()):
+            with (
+                given_or_default(client) as api,
+                try_directory_lock(folder, "batchkit results") as held,
+                open_journal(folder, client=api) as journal,
+            ):
+                ctx = reconciler(folder, journal, api, None) if held else None
+                _, failures = download_outputs(folder, journal, api, ctx)
+                records = {s.file: s for s in journal.shards()}
+        for row in retired:
+            report.add(
+                Finding(
+                    code="shard-retired",
+                    severity="warning",
+                    file=row["file"],
+                    message=(
+                        f"{row['file']} ({row['state']}{', batch ' + row['batch_id'] if row['batch_id'] else ''}) "
+                        "is no longer in the manifest (the directory was rebuilt); its journal row was retired "
+                        "and its results are not joined"
+                    ),
+                )
+            )
     shards = _shard_frame(folder, manifest, records, failures, report)
     outputs = _read_outputs(shards, units, report)
     joined = reconcile(units, shards, outputs)
@@ -141,8 +195,24 @@ def _collect(folder: Path, *, client: Client | None, download: bool, source: Any
     elif manifest.unsharded is not None:
         joined = held_overlay(joined, folder, manifest.unsharded.file, manifest.unsharded.consumed_by)
     outcome_findings(joined, shards, report)
+    pending_findings(shards, report)
     frame = with_source(manifest, folder, joined, source, report)
     return Results(frame=frame, report=report)
+
+
+def _needs_api(folder: Path, records: Any) -> bool:
+    """Something the server must still say: a batch running, a results file not fetched, a create unsettled."""
+    for record in records:
+        if record.state == "intent":
+            return True
+        if record.state != "submitted":
+            continue
+        path = output_path(folder, record)
+        if path is None or record.provisional:  # running, or adopted and not checked by content yet
+            return True
+        if not path.is_file() and (record.output_url or record.status != "FAILED"):
+            return True  # not fetched yet, or finished without an outputUrl: ask again
+    return False
 
 
 _UNIT_COLUMNS: Final = ("request_id", "row", "shard", "status")
@@ -219,6 +289,7 @@ _SHARD_SCHEMA: Final = {
     "output_file": pl.String,
     "downloaded": pl.Boolean,
     "download_error": pl.String,
+    "provisional": pl.Boolean,
 }
 
 
@@ -270,6 +341,7 @@ def _shard_frame(
                 "output_file": str(path) if path is not None else None,
                 "downloaded": bool(path is not None and path.is_file()),
                 "download_error": failures.get(info.file),
+                "provisional": bool(record is not None and record.provisional),
             }
         )
     listed = {info.file for info in manifest.shards}

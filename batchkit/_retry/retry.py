@@ -35,7 +35,7 @@ import orjson
 import polars as pl
 
 from .._api.backoff import PollPolicy, RetryPolicy
-from .._api.client import Client
+from .._api.client import Client, given_or_default, require_api_key
 from .._build.held import RETRY_OF, checked_line, take_sources
 from .._errors import InputError, ResultsError
 from .._files import file_sha256
@@ -84,10 +84,14 @@ RETRYABLE: Final = ("failed", "missing", "rejected", "unsubmitted")
 DEFAULT_ONLY: Final = ("failed", "missing", "rejected")
 Mode = Literal["shards", "realtime", "held"]
 
+#: Build statuses of units that never became requests; each is the unit's outcome as well.
+_NEVER_SENT: Final = ("invalid", "skipped", "filtered")
 _ID_ROUND: Final = re.compile(r"^(.+)\.r([1-9][0-9]*)$")
 _NAME_ROUND: Final = re.compile(r"^(.+)-retry([1-9][0-9]*)$")
 _NOT_RETRYABLE: Final = {
     "invalid": "invalid units never became requests: fix them in the source and build again",
+    "skipped": "skipped units are no request by design ([each] optional): fill in the value and build again",
+    "filtered": "filtered units are no request by design ([where]): change the filter and build again",
     "completed": "completed units already have their video",
     "pending": "pending units are still running: wait for them (`batchkit wait DIR`), then retry what fails",
 }
@@ -194,6 +198,9 @@ def retry_failed(
     if mode not in ("shards", "realtime", "held"):
         msg = f"mode {mode!r} is not one of shards, realtime, held"
         raise InputError(msg)
+    if mode == "realtime":  # checked before anything is written: no intent for a create that cannot leave
+        with given_or_default(client) as api:
+            require_api_key(api)
     if out.resolve() == folder.resolve():
         msg = f"--out {out} is the directory being retried; choose a new directory for the retry"
         raise InputError(msg, path=out)
@@ -291,7 +298,7 @@ def _by_ids(units: pl.DataFrame, ids: Collection[str], folder: Path) -> tuple[pl
     if unknown:
         msg = f"{len(unknown):,} request_id(s) to retry are not in {folder} (such as {unknown[0]!r})"
         raise InputError(msg, path=folder)
-    for outcome in ("invalid", "pending"):
+    for outcome in (*_NEVER_SENT, "pending"):
         stuck = picked.filter(pl.col("outcome") == outcome).get_column("request_id").to_list()
         if stuck:
             msg = f"cannot retry {len(stuck):,} {outcome} unit(s) such as {stuck[0]!r}: {_NOT_RETRYABLE[outcome]}"
@@ -305,14 +312,14 @@ def _outcomes(
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """``requests.parquet`` in order, with every unit's ``outcome``, and the units per outcome."""
     units = manifest.requests_frame().with_row_index("_unit")
-    ok = pl.col("status") != "invalid"
+    ok = ~pl.col("status").is_in(_NEVER_SENT)
     if manifest.unsharded is not None:  # sent one by one: the journal knows every outcome
         known = realtime_outcomes(folder)
         outcome = pl.col("request_id").replace_strict(known, default="unsubmitted", return_dtype=pl.String)
-        units = units.with_columns(pl.when(ok).then(outcome).otherwise(pl.lit("invalid")).alias("outcome"))
+        units = units.with_columns(pl.when(ok).then(outcome).otherwise(pl.col("status")).alias("outcome"))
     else:
         results = collect_results(folder, client=client, download=download, source=source, follow=False)
-        found = results.frame.filter(pl.col("outcome") != "invalid").select("request_id", "outcome")
+        found = results.frame.filter(~pl.col("outcome").is_in(_NEVER_SENT)).select("request_id", "outcome")
         if found.get_column("request_id").is_duplicated().any():
             msg = (
                 f"{folder}/requests.parquet lists a request_id twice among its valid units (edited by hand?); "
@@ -323,7 +330,7 @@ def _outcomes(
         units = units.with_columns(
             pl.when(ok)
             .then(pl.col("outcome").fill_null("pending"))
-            .otherwise(pl.lit("invalid"))
+            .otherwise(pl.col("status"))
             .alias("outcome")
         )
     counts = dict(units.group_by("outcome").len().iter_rows())

@@ -8,14 +8,19 @@ This module is the one place that names a build directory's files; every stage a
       manifest.json          written last, atomically: limits, sources, mapping, counts, shards, requests
       report.json            the build Report
       requests.parquet       one row per request unit, valid or not: where it came from and where it went
+                             (status ok, invalid, skipped or filtered; held in a retry --hold directory)
       source.parquet         the rows of an in-memory source, as read (only for DataFrame sources)
       <name>-0001.jsonl ...  the shards, canonical bytes
       held.jsonl             instead of shards: requests kept for a later build (``retry --hold``)
       realtime.jsonl         instead of shards: requests sent one by one (``retry --realtime``)
       journal.sqlite         written by submit: every create's intent, batch id and status
+      journal.lock           held by the one process that writes the journal (submit, wait, retry, recover)
+      submission.json        which API the directory was submitted to, and its journal's id
+      sandbox-state.ndjson   written by ``run --sandbox``: the sandbox account, so a resumed run finds its batches
       results/               written by results: <batch_id>.output.jsonl of each finished batch
       retries.json           written by retry: which units went to which retry directory
       results.csv            written by run: the joined results
+      review.html            written by review: a card per request, to approve or reject
 
 A directory made by ``batchkit retry`` says so in the manifest's ``retry`` entry, and its
 ``requests.parquet`` has one more column, ``retry_of`` (the request_id each unit retries). A directory
@@ -49,6 +54,7 @@ __all__ = [
     "FORMAT",
     "HELD",
     "JOURNAL",
+    "LOCK",
     "MANIFEST",
     "REALTIME",
     "REPORT",
@@ -56,7 +62,10 @@ __all__ = [
     "RESULTS_DIR",
     "RESULTS_TABLE",
     "RETRIES",
+    "REVIEW",
+    "SANDBOX_STATE",
     "SNAPSHOT",
+    "SUBMISSION",
     "BuildCounts",
     "Manifest",
     "RequestsInfo",
@@ -80,9 +89,13 @@ SNAPSHOT: Final = "source.parquet"
 HELD: Final = "held.jsonl"
 REALTIME: Final = "realtime.jsonl"
 JOURNAL: Final = "journal.sqlite"
+LOCK: Final = "journal.lock"
+SUBMISSION: Final = "submission.json"
+SANDBOX_STATE: Final = "sandbox-state.ndjson"  # not .jsonl: `validate DIR` takes those for batch files
 RESULTS_DIR: Final = "results"
 RETRIES: Final = "retries.json"
 RESULTS_TABLE: Final = "results.csv"
+REVIEW: Final = "review.html"
 _SAFE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -104,7 +117,9 @@ class SourceInfo(_Record):
 
 
 class BuildCounts(_Record):
-    """Rows read, request units (rows × ``[each]`` values), requests written, invalid units, shards, bytes."""
+    """Rows read, request units (rows × ``[each]`` values), requests written, invalid units, shards, bytes,
+    and the units that were no request by design: ``skipped`` (an optional ``[each]`` value was empty) and
+    ``filtered`` (``[where]`` left their row out). ``units = requests + invalid + skipped + filtered``."""
 
     rows: int
     units: int
@@ -112,6 +127,8 @@ class BuildCounts(_Record):
     invalid: int
     shards: int
     bytes: int
+    skipped: int = 0
+    filtered: int = 0
 
 
 class ShardInfo(_Record):
@@ -204,6 +221,9 @@ class Manifest(_Record):
         for optional in ("unsharded", "retry"):
             if data.get(optional) is None:
                 data.pop(optional, None)
+        for count in ("skipped", "filtered"):  # counts of mapping comforts, left out when unused
+            if not data["counts"].get(count):
+                data["counts"].pop(count, None)
         return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
 
     def _folder(self) -> Path:

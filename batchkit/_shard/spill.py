@@ -102,6 +102,8 @@ class Spill:
         self.extra = list(extra)
         self.units = 0
         self.spilled = 0
+        self.skipped = 0  # units no request is made for by design: an optional [each] value is empty
+        self.filtered = 0  # ... or [where] left their row out
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=2)
         self._failure: BaseException | None = None
         self._writer = threading.Thread(target=self._work, name="batchkit-spill", daemon=True)
@@ -198,6 +200,9 @@ class Spill:
         prov.write_ipc(path, compression="lz4")  # compressed: read back in batches, never mapped
         self.units += height
         self.spilled += good.height
+        statuses = frame.get_column("status")
+        self.skipped += int((statuses == "skipped").sum())
+        self.filtered += int((statuses == "filtered").sum())
 
     def _write(self, good: pl.DataFrame, sizes: pl.Series) -> None:
         """Assign the chunk's lines to segments now; write them in the background."""

@@ -222,9 +222,11 @@ def finish(
         rows=rows,
         units=spill.units,
         requests=requested,
-        invalid=spill.units - requested,
+        invalid=spill.units - requested - spill.skipped - spill.filtered,
         shards=len(shards),
         bytes=total,
+        skipped=spill.skipped,
+        filtered=spill.filtered,
     )
     manifest = _conclude(
         out_dir,
@@ -300,7 +302,14 @@ def _finish_unsharded(
     for t, final in temps:
         os.replace(t, final)
     counts = BuildCounts(
-        rows=rows, units=spill.units, requests=count, invalid=spill.units - count, shards=0, bytes=size
+        rows=rows,
+        units=spill.units,
+        requests=count,
+        invalid=spill.units - count - spill.skipped - spill.filtered,
+        shards=0,
+        bytes=size,
+        skipped=spill.skipped,
+        filtered=spill.filtered,
     )
     manifest = _conclude(
         out_dir,

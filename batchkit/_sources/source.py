@@ -3,7 +3,8 @@
 A :class:`Source` wraps a CSV/TSV, Parquet, Excel or NDJSON file, or an in-memory frame (polars, pandas,
 pyarrow). It knows its name, format, path, fingerprint (sha256 and size of the file) and columns, and yields
 its rows as polars DataFrames in chunks, so memory does not grow with the source. Every value is read as a
-string (``Utf8``), so nothing is coerced: ``007`` stays ``007``.
+string (``Utf8``) for building, so nothing is coerced: ``007`` stays ``007``; a typed source (Parquet, a
+frame) keeps its own types for the results too (:meth:`Source.read_typed`, and :mod:`batchkit._sources.frames`).
 
 Each chunk holds the source's columns plus four position columns (named by the constants below):
 
@@ -33,6 +34,7 @@ from .._errors import InputError
 from .._report import Finding
 from .csv import EXTRA, csv_parts, first_line, read_header, show_delimiter
 from .encoding import BLOCK, encoding_note, guess_encoding, utf8_copy
+from .frames import index_as_columns, parquet_ready
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -89,6 +91,7 @@ class Source:
         size: int | None = None,
         rows: int | None = None,
         frame: pl.DataFrame | None = None,
+        typed: pl.DataFrame | None = None,
         delimiter: str | None = None,
         encoding: str = "utf-8",
         header_lines: int = 1,
@@ -107,6 +110,7 @@ class Source:
         self.encoding = encoding
         self.findings: list[Finding] = findings or []
         self._frame = frame
+        self._typed = typed
         self._header_lines = header_lines
         self._lines = lines
 
@@ -160,9 +164,30 @@ class Source:
             return _empty_frame(self.columns)
         return pl.concat(parts, how="vertical")
 
+    def read_typed(self) -> pl.DataFrame:
+        """Every row with :data:`ROW` in the source's own types (Parquet, frames; text elsewhere, as
+        :meth:`read_all` reads it), blank rows kept. For joins: the whole source at once."""
+        if self._typed is not None:
+            frame = self._typed
+        elif self.format == "parquet" and self.path is not None:
+            try:
+                frame = pl.read_parquet(self.path)
+            except (OSError, pl.exceptions.PolarsError) as exc:
+                msg = f"cannot read {self.name}: {first_line(exc)}"
+                raise InputError(msg, path=self.path) from exc
+        else:
+            return self.read_all()
+        frame = frame.rename(dict(zip(frame.columns, self.columns, strict=True)))
+        return frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(ROW))
+
     def snapshot(self) -> pl.DataFrame | None:
-        """The rows of an in-memory source as read (every column a string), in order; None for files."""
-        return self._frame if self.in_memory else None
+        """The rows of an in-memory source in their own column types, in order; None for files. (A build
+        keeps it as ``source.parquet``, read back as any Parquet file: as text to build, typed to join.)"""
+        if not self.in_memory:
+            return None
+        typed = self._typed if self._typed is not None else self._frame
+        assert typed is not None
+        return parquet_ready(typed)
 
     # -- readers ---------------------------------------------------------------------------------------------
 
@@ -463,6 +488,7 @@ def _from_memory(obj: Any) -> Source:
     if isinstance(obj, pl.DataFrame):
         frame = obj
     elif kind.startswith("pandas."):
+        obj = index_as_columns(obj)
         try:
             frame = pl.from_pandas(obj.rename(columns=str))
         except Exception as exc:
@@ -482,8 +508,8 @@ def _from_memory(obj: Any) -> Source:
         raise InputError(msg)
     frame = frame.rename({c: str(c) for c in frame.columns})
     columns = _column_names(frame.columns, None)
-    frame = frame.select(_as_strings(frame.schema, kind))
-    return Source(name=kind, format="dataframe", columns=columns, rows=frame.height, frame=frame)
+    text = frame.select(_as_strings(frame.schema, kind))
+    return Source(name=kind, format="dataframe", columns=columns, rows=frame.height, frame=text, typed=frame)
 
 
 # -- helpers -------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import Any, Final, Literal
 import orjson
 
 from .._api.backoff import PollPolicy, RetryPolicy
-from .._api.client import Client, given_or_default
+from .._api.client import Client, given_or_default, require_api_key
 from .._errors import (
     APIError,
     APIStatusError,
@@ -43,7 +43,9 @@ from .._errors import (
 from .._files import file_sha256
 from .._shard.builddir import Manifest, load_manifest
 from .._wire.responses import GENERATION_TERMINAL, Generation
+from .binding import bind, open_journal
 from .journal import GenerationRecord, Journal
+from .lock import directory_lock
 
 __all__ = [
     "RealtimeEvent",
@@ -173,28 +175,30 @@ def send_realtime(
         raise InputError(msg)
     folder = Path(directory)
     lines = read_realtime_lines(folder)
-    with Journal.open(folder) as journal:
-        records = journal.sync_generations(rid for rid, _ in lines)
-    payloads = {rid: orjson.loads(line)["payload"] for rid, line in lines}
     with given_or_default(client) as api:
-        sender = _Sender(
-            folder,
-            api,
-            payloads,
-            poll=poll or DEFAULT_REALTIME_POLL,
-            backoff=backoff or DEFAULT_BACKOFF,
-            max_waits=max_rate_limit_waits,
-            stop_at=clock() + deadline if deadline is not None else None,
-            emit=on_event or (lambda _event: None),
-            progress=on_progress,
-            sleep=sleep,
-            clock=clock,
-            total=len(records),
-            done=sum(1 for r in records if r.terminal),
-        )
-        sender.run([r for r in records if not r.terminal], concurrency)
-    with Journal.open(folder) as journal:
-        return RealtimeResult(journal.generations())
+        require_api_key(api)
+        with directory_lock(folder, "batchkit retry --realtime"):
+            with open_journal(folder, client=api, create=True) as journal:
+                bind(folder, journal, api)
+                records = journal.sync_generations(rid for rid, _ in lines)
+            sender = _Sender(
+                folder,
+                api,
+                {rid: orjson.loads(line)["payload"] for rid, line in lines},
+                poll=poll or DEFAULT_REALTIME_POLL,
+                backoff=backoff or DEFAULT_BACKOFF,
+                max_waits=max_rate_limit_waits,
+                stop_at=clock() + deadline if deadline is not None else None,
+                emit=on_event or (lambda _event: None),
+                progress=on_progress,
+                sleep=sleep,
+                clock=clock,
+                total=len(records),
+                done=sum(1 for r in records if r.terminal),
+            )
+            sender.run([r for r in records if not r.terminal], concurrency)
+            with Journal.open(folder) as journal:
+                return RealtimeResult(journal.generations())
 
 
 class _Sender:

@@ -1,9 +1,12 @@
-"""Submitting a build directory: journaled creates, reconciliation after crashes, dry runs, status and waiting.
+"""Submitting a build directory: journaled creates, reconciliation by content, dry runs, status and waiting.
 
 The rule that keeps money safe: before each create, the intent is committed to the journal; the batch id is
 committed as soon as it arrives. A create whose answer was lost (timeout, reset, 5xx after the upload) leaves
-an *uncertain* intent, and nothing is sent for that shard again until the server's batch list has been
-searched for it: one match → adopt it; none → it was not created, send again; several → stop and say so.
+an *uncertain* intent, and nothing is sent for that shard again until :mod:`batchkit._submit.reconcile` has
+settled it by content: its batch found (adopted, verified by the request_ids of its output), or certainly
+not created (no candidate left, and the create can no longer be in flight). Uncertain shards never block the
+others. One process at a time works on a directory (:mod:`batchkit._submit.lock`), and a directory stays
+bound to the API it was first submitted to (:mod:`batchkit._submit.binding`).
 """
 
 from __future__ import annotations
@@ -14,12 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from .._api.backoff import PollPolicy
-from .._api.client import Client
+from .._api.client import Client, require_api_key
 from .._errors import (
-    AmbiguousSubmissionError,
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -33,18 +35,45 @@ from .._errors import (
 )
 from .._shard.builddir import Manifest, load_manifest, verify_shards
 from .._wire.responses import Batch, DryRunResult
+from .binding import bind, open_journal, server_identity
 from .journal import Journal, ShardRecord
+from .lock import directory_lock
+from .reconcile import ReconcilePolicy, Reconciler
 
 if TYPE_CHECKING:
     from .realtime import RealtimeResult
 
-__all__ = ["DryRunVerdict", "SubmitEvent", "SubmitResult", "refresh", "resolve", "status", "submit", "wait"]
+__all__ = [
+    "DryRunVerdict",
+    "ReconcilePolicy",
+    "SubmitEvent",
+    "SubmitResult",
+    "refresh",
+    "resolve",
+    "status",
+    "submit",
+    "wait",
+]
 
 log = logging.getLogger("batchkit")
 
 EventKind = Literal[
-    "submitted", "reconciled", "not-created", "refused", "concurrency-wait", "uncertain", "skipped", "dry-run"
+    "submitted",
+    "reconciled",
+    "adopted",
+    "verified",
+    "released",
+    "not-created",
+    "refused",
+    "concurrency-wait",
+    "uncertain",
+    "in-flight-wait",
+    "skipped",
+    "retired",
+    "dry-run",
 ]
+#: Creates of one shard in one run whose answer was lost, before the run stops for that shard.
+MAX_UNCERTAIN: Final = 3  # ("three" in the message that stops the run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +103,21 @@ class SubmitResult:
     dry_runs: list[DryRunVerdict] = field(default_factory=list)
     #: For a ``retry --realtime`` directory: its requests, sent one by one instead of in batches.
     realtime: RealtimeResult | None = None
+    #: Shards of an earlier build that the manifest no longer lists (their journal rows were retired).
+    retired: list[str] = field(default_factory=list)
 
     @property
     def refused(self) -> list[ShardRecord]:
         return [s for s in self.shards if s.state == "refused"]
+
+    @property
+    def uncertain(self) -> list[ShardRecord]:
+        """Shards whose lost create is not settled yet (candidates still running, or still in flight)."""
+        return [s for s in self.shards if s.state == "intent"]
+
+    @property
+    def submitted(self) -> list[ShardRecord]:
+        return [s for s in self.shards if s.state == "submitted"]
 
 
 OnEvent = Callable[[SubmitEvent], None]
@@ -98,6 +138,10 @@ def _manifest_shards(directory: Path) -> Manifest:
     return manifest
 
 
+def reconciler(folder: Path, journal: Journal, api: Client, policy: ReconcilePolicy | None) -> Reconciler:
+    return Reconciler(folder, journal, api, server_identity(api, probe=True)[1], policy or ReconcilePolicy())
+
+
 def submit(
     directory: str | Path,
     *,
@@ -107,51 +151,55 @@ def submit(
     force: bool = False,
     on_event: OnEvent | None = None,
     poll: PollPolicy | None = None,
-    reconcile_window: float = 600.0,
-    settle: float = 5.0,
-    sleep: Callable[[float], None] = time.sleep,
+    policy: ReconcilePolicy | None = None,
+    rebind: bool = False,
 ) -> SubmitResult:
     """Submit every shard of a build directory once, safely resumable after any crash.
 
     ``dry_run`` asks the server to validate every shard without creating anything. ``force`` submits shards
-    that already have a batch again (the old batch ids stay in the journal's history). ``reconcile_window`` is
-    how far before a lost create (in seconds) the server's batch list is searched, allowing for clock skew;
-    ``settle`` is how long to wait before searching, so a create still in flight can appear.
+    that already have a batch again (the old batch ids stay in the journal's history). ``policy`` says how
+    lost creates are settled (clock skew, how long a create may be in flight, the second look). ``rebind``
+    allows a directory bound to one real API host to go on against another. The API key is checked before
+    anything is written; the directory's lock is held throughout.
     """
     folder = Path(directory)
     manifest = _manifest_shards(folder)
     api = _client(client)
+    require_api_key(api)
     emit = on_event or (lambda _event: None)
     if manifest.unsharded is not None:
         return _unsharded(folder, manifest, api, dry_run=dry_run, poll=poll)
-    if dry_run:
-        return _dry_run(folder, manifest, api, webhook_url, emit)
-    with Journal.open(folder) as journal:
-        journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in manifest.shards])
-        for shard in journal.shards():
-            if shard.state == "intent":
-                _reconcile_or_explain(journal, api, shard, reconcile_window, emit)
-        if force:
+    with directory_lock(folder, "batchkit submit"):
+        if dry_run:
+            return _dry_run(folder, manifest, api, webhook_url, emit)
+        with open_journal(folder, client=api, create=True, rebind=rebind) as journal:
+            retired = journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in manifest.shards])
+            for file in retired:
+                emit(SubmitEvent("retired", file, None, "no longer in the manifest; its journal row is retired"))
+            try:
+                ctx = reconciler(folder, journal, api, policy)
+            except APIError as exc:
+                msg = f"{folder}: nothing was sent; the server could not be asked which it is ({exc})"
+                raise JournalError(msg) from exc
+            _settle_all(ctx, emit)
+            if force:
+                for shard in journal.shards():
+                    if shard.state == "submitted":
+                        journal.supersede(shard.file, "resubmitted with --force")
+            sender = _Sender(ctx, webhook_url, emit, poll or PollPolicy())
             for shard in journal.shards():
                 if shard.state == "submitted":
-                    journal.supersede(shard.file, "resubmitted with --force")
-        for shard in journal.shards():
-            if shard.state == "submitted":
-                emit(SubmitEvent("skipped", shard.file, shard.batch_id, "already submitted"))
-                continue
-            _send(
-                folder,
-                journal,
-                api,
-                shard,
-                webhook_url,
-                emit,
-                poll or PollPolicy(),
-                reconcile_window,
-                settle,
-                sleep,
-            )
-        return SubmitResult(shards=journal.shards())
+                    note = "already submitted" + (" (adopted; checked by content once it finishes)" if shard.provisional else "")
+                    emit(SubmitEvent("skipped", shard.file, shard.batch_id, note))
+                elif shard.state in ("pending", "refused"):
+                    sender.send(shard)
+            sender.finish_in_flight()
+            return SubmitResult(shards=journal.shards(), retired=retired)
+
+
+def _settle_all(ctx: Reconciler, emit: OnEvent) -> None:
+    """Every uncertain shard looked for, every finished provisional adoption checked by content."""
+    refresh(ctx.journal, ctx.api, ctx, emit)
 
 
 def _unsharded(
@@ -177,7 +225,7 @@ def _dry_run(
     folder: Path, manifest: Manifest, api: Client, webhook_url: str | None, emit: OnEvent
 ) -> SubmitResult:
     verdicts: list[DryRunVerdict] = []
-    with Journal.open(folder) as journal:
+    with open_journal(folder, client=api, create=True) as journal:
         for shard in manifest.shards:
             try:
                 answer = api.batches.create(folder / shard.file, webhook_url=webhook_url, dry_run=True)
@@ -196,156 +244,148 @@ def _dry_run(
         return SubmitResult(shards=journal.shards(), dry_runs=verdicts)
 
 
-def _send(
-    folder: Path,
-    journal: Journal,
-    api: Client,
-    shard: ShardRecord,
-    webhook_url: str | None,
-    emit: OnEvent,
-    poll: PollPolicy,
-    window: float,
-    settle: float,
-    sleep: Callable[[float], None],
-) -> None:
-    uncertain_rounds = 0
-    uncertain: APIError
-    while True:
-        journal.record_intent(shard.file, webhook_url=webhook_url)
-        try:
-            answer = api.batches.create(folder / shard.file, webhook_url=webhook_url)
-        except ConcurrencyLimitError:
-            journal.record_not_sent(shard.file, "batch concurrency limit reached")
-            emit(SubmitEvent("concurrency-wait", shard.file, None, "waiting for a running batch to finish"))
-            _wait_for_slot(journal, api, poll, sleep)
-            continue
-        except BadRequestError as exc:
-            message = exc.server_message or str(exc)
-            journal.record_refused(shard.file, message)
-            emit(SubmitEvent("refused", shard.file, None, message))
-            return
-        except APIConnectionError as exc:
-            if not exc.sent:
-                journal.record_not_sent(shard.file, str(exc))
+class _Sender:
+    """Sends the shards of one submit run; lost answers go to the reconciler, never straight to a resend."""
+
+    def __init__(self, ctx: Reconciler, webhook_url: str | None, emit: OnEvent, poll: PollPolicy) -> None:
+        self.ctx = ctx
+        self.webhook_url = webhook_url
+        self.emit = emit
+        self.poll = poll
+        self.lost: dict[str, int] = {}
+        self.errors: dict[str, APIError] = {}
+        self.bound = False
+
+    def send(self, shard: ShardRecord) -> None:
+        """Create the shard's batch until answered; a lost answer leaves it uncertain (settled later)."""
+        ctx, journal = self.ctx, self.ctx.journal
+        if not self.bound:
+            try:
+                bind(ctx.folder, journal, ctx.api)
+            except APIError as exc:
                 msg = f"{shard.file} was not sent: {exc}. Nothing was created; run the same command again"
                 raise JournalError(msg, shard=shard.file) from exc
-            uncertain = exc
-        except RateLimitError as exc:
-            journal.record_not_sent(shard.file, str(exc))
-            msg = (
-                f"{shard.file} was not sent: still rate limited after every retry ({exc}). "
-                "Nothing was created; run the same command again in a minute"
-            )
-            raise JournalError(msg, shard=shard.file) from exc
-        except APIStatusError as exc:
-            if exc.status_code < 500:
+            self.bound = True
+        uncertain: APIError
+        while True:
+            journal.record_intent(shard.file, webhook_url=self.webhook_url, at=ctx.policy.now())
+            try:
+                answer = ctx.api.batches.create(ctx.folder / shard.file, webhook_url=self.webhook_url)
+            except ConcurrencyLimitError:
+                journal.record_not_sent(shard.file, "batch concurrency limit reached")
+                self.emit(SubmitEvent("concurrency-wait", shard.file, None, "waiting for a running batch to finish"))
+                _wait_for_slot(journal, ctx.api, self.poll, ctx.policy.sleep)
+                continue
+            except BadRequestError as exc:
+                message = exc.server_message or str(exc)
+                journal.record_refused(shard.file, message)
+                self.emit(SubmitEvent("refused", shard.file, None, message))
+                return
+            except APIConnectionError as exc:
+                if not exc.sent:
+                    journal.record_not_sent(shard.file, str(exc))
+                    msg = f"{shard.file} was not sent: {exc}. Nothing was created; run the same command again"
+                    raise JournalError(msg, shard=shard.file) from exc
+                uncertain = exc
+            except RateLimitError as exc:
                 journal.record_not_sent(shard.file, str(exc))
-                msg = f"{shard.file} was refused: {exc}"
+                msg = (
+                    f"{shard.file} was not sent: still rate limited after every retry ({exc}). "
+                    "Nothing was created; run the same command again in a minute"
+                )
                 raise JournalError(msg, shard=shard.file) from exc
-            uncertain = exc
-        except APIError as exc:  # a 2xx whose body could not be read: the batch may exist
-            uncertain = exc
-        else:
-            if isinstance(answer, DryRunResult):  # the client raises instead; kept so the types stay honest
-                msg = f"the server answered a real submission of {shard.file} like a dry run"
-                raise JournalError(msg, shard=shard.file)
-            journal.record_submitted(
-                shard.file, answer.id, status=answer.status, metrics=answer.metrics.model_dump()
-            )
-            emit(SubmitEvent("submitted", shard.file, answer.id))
-            return
-        # The create may have reached the server: find out before anything is sent again.
-        journal.record_uncertain(shard.file, str(uncertain))
-        emit(SubmitEvent("uncertain", shard.file, None, str(uncertain)))
-        uncertain_rounds += 1
-        if settle:
-            sleep(settle)
-        look_again = (lambda: sleep(settle)) if settle else None
-        if _reconcile_or_explain(
-            journal, api, journal.shard(shard.file), window, emit, second_look=look_again
-        ):
-            return
-        if uncertain_rounds >= 3:
-            msg = (
-                f"{shard.file}: three creates in a row got no usable answer ({uncertain}); none of them "
-                "created a batch. Stopping; run the same command again later"
-            )
-            raise JournalError(msg, shard=shard.file) from uncertain
+            except APIStatusError as exc:
+                if exc.status_code < 500:
+                    journal.record_not_sent(shard.file, str(exc))
+                    msg = f"{shard.file} was refused: {exc}"
+                    raise JournalError(msg, shard=shard.file) from exc
+                uncertain = exc
+            except APIError as exc:  # a 2xx whose body could not be read: the batch may exist
+                uncertain = exc
+            else:
+                if isinstance(answer, DryRunResult):  # the client raises instead; kept so the types stay honest
+                    msg = f"the server answered a real submission of {shard.file} like a dry run"
+                    raise JournalError(msg, shard=shard.file)
+                journal.record_submitted(
+                    shard.file,
+                    answer.id,
+                    status=answer.status,
+                    metrics=answer.metrics.model_dump(),
+                    output_url=answer.output_url,
+                    created_at=answer.created_at,
+                )
+                ctx.record_created(shard.file, answer.id)
+                self.emit(SubmitEvent("submitted", shard.file, answer.id))
+                return
+            self.lost[shard.file] = self.lost.get(shard.file, 0) + 1
+            journal.record_uncertain(shard.file, str(uncertain))
+            self.emit(SubmitEvent("uncertain", shard.file, None, str(uncertain)))
+            self.errors[shard.file] = uncertain
+            # The create may have reached the server: look now (an answer may be there), then go on.
+            outcome = _settle(ctx, journal.shard(shard.file), self.emit)
+            if outcome != "not-created":
+                return
+            if self.lost[shard.file] >= MAX_UNCERTAIN:
+                self._give_up(shard.file, uncertain)
+            shard = journal.shard(shard.file)
+
+    def _give_up(self, file: str, error: APIError) -> None:
+        msg = (
+            f"{file}: three creates in a row got no usable answer ({error}); none of them "
+            "created a batch. Stopping; run the same command again later"
+        )
+        raise JournalError(msg, shard=file) from error
+
+    def finish_in_flight(self) -> None:
+        """Wait until the uncertain shards with no candidate can no longer be in flight; send those not created."""
+        ctx, journal = self.ctx, self.ctx.journal
+        while True:
+            waiting = [
+                s for s in journal.shards() if s.state == "intent" and ctx.notes.get(s.file, "").startswith("no batch found")
+            ]
+            if not waiting:
+                return
+            until = min(ctx.policy.horizon(s, ctx.api) for s in waiting)
+            delay = (until - ctx.policy.now()).total_seconds()
+            if delay > 0:
+                names = ", ".join(s.file for s in waiting)
+                self.emit(
+                    SubmitEvent(
+                        "in-flight-wait",
+                        waiting[0].file,
+                        None,
+                        f"waiting {delay:.0f} s until a lost create can no longer land ({names})",
+                    )
+                )
+                ctx.policy.sleep(delay + 0.001)
+            for shard in waiting:
+                outcome = _settle(ctx, journal.shard(shard.file), self.emit)
+                if outcome == "not-created":
+                    if self.lost.get(shard.file, 0) >= MAX_UNCERTAIN:
+                        self._give_up(shard.file, self.errors.get(shard.file) or APIError("no answer"))
+                    self.send(journal.shard(shard.file))
 
 
-def _reconcile_or_explain(
-    journal: Journal,
-    api: Client,
-    shard: ShardRecord,
-    window: float,
-    emit: OnEvent,
-    *,
-    second_look: Callable[[], None] | None = None,
-) -> bool:
-    """:func:`_reconcile`, with a failure to ask the server turned into a message that names the shard.
-
-    With ``second_look``, an empty answer is not trusted at once: ``second_look()`` (a pause) and a second
-    search come first, so a create the server is still working on has time to appear.
-    """
+def _settle(ctx: Reconciler, shard: ShardRecord, emit: OnEvent) -> str:
+    """:meth:`Reconciler.settle` with events, and a failure to ask the server turned into a message."""
     try:
-        if second_look is not None and _reconcile(journal, api, shard, window, emit, conclude=False):
-            return True
-        if second_look is not None:
-            second_look()
-        return _reconcile(journal, api, shard, window, emit)
+        outcome = ctx.settle(shard)
     except (APIConnectionError, ServerError, RateLimitError) as exc:
         msg = (
             f"{shard.file}: a create may have reached the server, and checking the batch list failed too "
             f"({exc}). Nothing was resent; run the same command again to check once more"
         )
         raise JournalError(msg, shard=shard.file) from exc
-
-
-def _reconcile(
-    journal: Journal, api: Client, shard: ShardRecord, window: float, emit: OnEvent, *, conclude: bool = True
-) -> bool:
-    """Settle an uncertain intent from the server's batch list. True when the shard has a batch now.
-
-    No candidate means the create made nothing (recorded only when ``conclude``); several stop everything.
-    """
-    assert shard.intent_at is not None
-    since = shard.intent_at - timedelta(seconds=window)
-    known = journal.known_batch_ids()
-    candidates = [
-        batch
-        for batch in api.batches.list(created_after=since)
-        if batch.id not in known
-        and (batch.created_at is None or batch.created_at >= since)
-        and batch.metrics.total_generations in (shard.records, 0)
-    ]
-    if len(candidates) == 1:
-        batch = candidates[0]
-        journal.record_submitted(
-            shard.file, batch.id, status=batch.status, metrics=batch.metrics.model_dump(), how="reconciled"
-        )
-        emit(
-            SubmitEvent(
-                "reconciled", shard.file, batch.id, "found the batch created by an interrupted submit"
-            )
-        )
-        return True
-    if not candidates:
-        if not conclude:
-            return False
-        journal.record_not_sent(shard.file, "reconciled: the server has no batch for this create")
-        emit(
-            SubmitEvent(
-                "not-created", shard.file, None, "the interrupted create made no batch; sending again"
-            )
-        )
-        return False
-    ids = ", ".join(b.id for b in candidates)
-    msg = (
-        f"{shard.file}: an interrupted create may have made one of these batches, and nothing tells which: {ids}. "
-        f"Look at them, then run `batchkit submit DIR --adopt {shard.file}=BATCH_ID` for the right one, "
-        f"or `--forget {shard.file}` if none is it"
-    )
-    raise AmbiguousSubmissionError(msg, shard=shard.file)
+    after = ctx.journal.shard(shard.file)
+    if outcome == "verified":
+        emit(SubmitEvent("reconciled", shard.file, after.batch_id, "found the batch of a lost create (its output carries this shard's ids)"))
+    elif outcome == "adopted":
+        emit(SubmitEvent("adopted", shard.file, after.batch_id, "the only candidate for a lost create; checked by content once it finishes"))
+    elif outcome == "not-created":
+        emit(SubmitEvent("not-created", shard.file, None, "the lost create made no batch; sending again"))
+    else:
+        emit(SubmitEvent("uncertain", shard.file, None, ctx.notes.get(shard.file)))
+    return outcome
 
 
 def resolve(
@@ -355,17 +395,39 @@ def resolve(
     forget: Sequence[str] = (),
     client: Client | None = None,
 ) -> None:
-    """Settle uncertain shards by hand: adopt a batch id for a shard, or forget its lost create."""
-    with Journal.open(directory, create=False) as journal:
+    """Settle uncertain shards by hand: adopt a batch id for a shard, or forget its lost create.
+
+    An adopted batch is recorded with all the server says of it and checked by content once its output is
+    available, like an automatic adoption (a batch whose output is another shard's is released again).
+    """
+    folder = Path(directory)
+    api = _client(client)
+    if adopt:
+        require_api_key(api)
+    with directory_lock(folder, "batchkit submit --adopt/--forget"), open_journal(
+        folder, client=api if adopt else None
+    ) as journal:
+        ctx = reconciler(folder, journal, api, None)
         for file, batch_id in (adopt or {}).items():
             shard = journal.shard(file)
             if shard.state == "submitted":
                 msg = f"{file} already has batch {shard.batch_id}; nothing to adopt"
                 raise JournalError(msg, shard=file)
-            batch = _client(client).batches.get(batch_id)
+            holder = next((s for s in journal.shards() if s.batch_id == batch_id), None)
+            if holder is not None:
+                msg = f"batch {batch_id} is already {holder.file}'s; adopt another batch for {file}"
+                raise JournalError(msg, shard=file)
+            batch = api.batches.get(batch_id)
             journal.record_submitted(
-                file, batch.id, status=batch.status, metrics=batch.metrics.model_dump(), how="adopted"
+                file,
+                batch.id,
+                status=batch.status,
+                metrics=batch.metrics.model_dump(),
+                how="adopted",
+                output_url=batch.output_url,
+                created_at=batch.created_at,
             )
+            ctx.verify(journal.shard(file), batch)
         for file in forget:
             shard = journal.shard(file)
             if shard.state != "intent":
@@ -374,19 +436,48 @@ def resolve(
             journal.record_not_sent(file, "forgotten by hand")
 
 
-def refresh(journal: Journal, api: Client) -> list[ShardRecord]:
-    """Update the status of every submitted, unfinished shard: one batch list, then a get for any not listed."""
-    open_shards = [s for s in journal.shards() if s.state == "submitted" and not s.terminal and s.batch_id]
-    if not open_shards:
-        return journal.shards()
-    since = min(s.submitted_at for s in open_shards if s.submitted_at) - timedelta(minutes=10)
-    listed = {b.id: b for b in api.batches.list(created_after=since)}
-    for shard in open_shards:
-        assert shard.batch_id is not None
-        batch = listed.get(shard.batch_id) or api.batches.get(shard.batch_id)
-        journal.record_status(
-            shard.file, status=batch.status, metrics=batch.metrics.model_dump(), output_url=batch.output_url
-        )
+def refresh(
+    journal: Journal, api: Client, ctx: Reconciler | None = None, emit: OnEvent | None = None
+) -> list[ShardRecord]:
+    """Update every submitted shard still running or finished without an outputUrl (one batch list, then a get
+    for any not listed), and record everything the server says.
+
+    With ``ctx`` (the directory's lock is held): finished provisional adoptions are checked by content (a
+    mismatch releases the batch) and uncertain shards are looked for again.
+    """
+    say = emit or (lambda _event: None)
+    shards = journal.shards()
+    stale = [
+        s
+        for s in shards
+        if s.state == "submitted" and s.batch_id and (not s.terminal or not s.output_url or s.provisional)
+    ]
+    if stale:
+        times = [t for s in stale for t in (s.batch_created_at, s.submitted_at) if t is not None]
+        since = min(times) - timedelta(minutes=10) if times else None
+        listed = {b.id: b for b in api.batches.list(created_after=since)}
+        for shard in stale:
+            assert shard.batch_id is not None
+            batch = listed.get(shard.batch_id)
+            if batch is None or (batch.is_terminal and not batch.output_url):
+                batch = api.batches.get(shard.batch_id)  # not listed, or finished without outputUrl: ask again
+            journal.record_status(
+                shard.file,
+                status=batch.status,
+                metrics=batch.metrics.model_dump(),
+                output_url=batch.output_url,
+                created_at=batch.created_at,
+            )
+            if ctx is not None and shard.provisional:
+                verdict = ctx.verify(journal.shard(shard.file), batch)
+                if verdict == "ours":
+                    say(SubmitEvent("verified", shard.file, batch.id, "its output carries this shard's request_ids"))
+                elif verdict == "not-ours":
+                    say(SubmitEvent("released", shard.file, batch.id, ctx.notes.get(shard.file)))
+    if ctx is not None:
+        for shard in journal.shards():
+            if shard.state == "intent":
+                _settle(ctx, shard, say)
     return journal.shards()
 
 
@@ -394,9 +485,17 @@ def status(
     directory: str | Path, *, client: Client | None = None, offline: bool = False
 ) -> list[ShardRecord]:
     """Every shard of a submitted directory with its batch id, status and metrics (fresh from the API unless
-    ``offline``)."""
-    with Journal.open(directory, create=False) as journal:
-        return journal.shards() if offline else refresh(journal, _client(client))
+    ``offline``). Uncertain shards are looked for again when no other process holds the directory."""
+    folder = Path(directory)
+    if offline:
+        with open_journal(folder) as journal:
+            return journal.shards()
+    api = _client(client)
+    require_api_key(api)
+    from .lock import try_directory_lock
+
+    with try_directory_lock(folder, "batchkit status") as held, open_journal(folder, client=api) as journal:
+        return refresh(journal, api, reconciler(folder, journal, api, None) if held else None)
 
 
 def _wait_for_slot(journal: Journal, api: Client, poll: PollPolicy, sleep: Callable[[float], None]) -> None:
@@ -418,26 +517,34 @@ def wait(
     poll: PollPolicy | None = None,
     deadline: float | None = None,
     on_progress: OnProgress | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    on_event: OnEvent | None = None,
+    policy: ReconcilePolicy | None = None,
 ) -> list[ShardRecord]:
-    """Poll until every submitted batch of the directory is COMPLETED or FAILED; return the shards.
+    """Poll until every submitted batch of the directory is COMPLETED or FAILED and every uncertain shard is
+    settled; return the shards. Adopted batches are checked by content as they finish.
 
     ``deadline`` (seconds) bounds the wait; past it, :class:`WaitTimeoutError` names the batches still running.
+    A shard released on the way (its adopted batch was another's) or found not created is left pending:
+    ``batchkit submit`` sends it.
     """
+    folder = Path(directory)
     api = _client(client)
+    require_api_key(api)
     started = time.monotonic()
-    with Journal.open(directory, create=False) as journal:
+    sleep = (policy or ReconcilePolicy()).sleep
+    with directory_lock(folder, "batchkit wait"), open_journal(folder, client=api) as journal:
+        ctx = reconciler(folder, journal, api, policy)
         delays = (poll or PollPolicy()).delays()
         while True:
-            shards = refresh(journal, api)
+            shards = refresh(journal, api, ctx, on_event)
             if on_progress is not None:
                 on_progress(shards)
-            running = [s for s in shards if s.state == "submitted" and not s.terminal]
+            running = [s for s in shards if (s.state == "submitted" and not s.terminal) or s.state == "intent"]
             if not running:
                 return shards
             delay = next(delays)
             if deadline is not None and time.monotonic() - started + delay > deadline:
-                names = ", ".join(f"{s.file} ({s.batch_id}: {s.status})" for s in running)
+                names = ", ".join(f"{s.file} ({s.batch_id or 'uncertain'}: {s.status or s.state})" for s in running)
                 msg = f"gave up waiting after {deadline:g} s; still running: {names}. Run `batchkit wait` again later"
                 raise WaitTimeoutError(msg)
             sleep(delay)

@@ -6,7 +6,10 @@ every line it does not clear goes through :func:`batchkit._wire.rules.line_probl
 says exactly what is wrong. The gate is narrower than the rules, never wider:
 
 * Lines with rarer features (segments, active speaker detection, deprecated fields, duplicate keys of the
-  wrong type...) always look closer.
+  wrong type...) always look closer. So do image inputs, ``dubParams`` and ``dialogueEdit`` (their rules
+  change what a clean line is: no audio needed, or none allowed, sync-3 only), and the keys Sync documents
+  that batchkit does not model (``_wire/unmodelled.py``): the structs below have none of them, and refuse
+  unknown tags and fields, so such a line never decodes here.
 * It works on a chunk of lines at a time. Each line is decoded and its shape checked (one video, some audio,
   every input with a source, unique ``refId``s, known model and enum values). Lines of the most common shape
   (``[video with url, audio with url or text]``, no react-only options) decode into a struct that encodes the

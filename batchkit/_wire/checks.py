@@ -10,6 +10,7 @@ import re
 
 __all__ = [
     "EMOTIONS",
+    "IMAGE_MODEL",
     "MAX_REQUEST_ID_LENGTH",
     "MODEL_MODES",
     "OUTPUT_FILE_NAME_PATTERN",
@@ -25,6 +26,8 @@ __all__ = [
 SYNC_MODES = ("bounce", "loop", "cut_off", "silence", "remap")
 MODEL_MODES = ("lips", "face", "head")
 EMOTIONS = ("happy", "sad", "angry", "disgusted", "surprised", "neutral")
+#: The one model that takes image inputs: "Image inputs are sync-3 only." (sync.so/docs generate-api).
+IMAGE_MODEL = "sync-3"
 
 #: JSON Schema form of :func:`is_http_url`. The function is a little stricter: it also refuses invisible
 #: characters (zero-width spaces, other format characters) that a pattern cannot name portably.

@@ -1,7 +1,8 @@
 """The cross-field rules of a generate payload, applied to wire data of any shape.
 
-One video input, some audio or text, unique ``refId`` values that segments resolve, times running forwards, and
-the advisory warnings (open enumerations, options the model ignores). They run on the raw dict, so they also
+One visual input (a video, or with sync-3 an image), some audio or text unless the request dubs or edits
+dialogue, unique ``refId`` values that segments resolve, times running forwards, and the advisory warnings
+(open enumerations, options the model ignores, inputs a dubbing request ignores). They run on the raw dict, so they also
 run on lines that failed the structural checks of :mod:`batchkit._wire.models`, and the models run them
 after their own field checks. :class:`Problem` is how every rule of the wire contract reports.
 """
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeGuard
 
-from .checks import EMOTIONS, MODEL_MODES, SYNC_MODES
+from .checks import EMOTIONS, IMAGE_MODEL, MODEL_MODES, SYNC_MODES
 from .limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["Problem", "Severity", "json_kind", "payload_problems", "pointer", "show"]
@@ -45,77 +46,185 @@ def payload_problems(
     """The cross-field rules of a generate payload (wire names), for any shape of ``payload``."""
     problems: list[Problem] = []
     items = payload.get("input")
-    videos: list[int] = []
-    audios: list[int] = []
-    ref_ids: dict[str, int] = {}
-    unreferenced: list[int] = []
+    found = _Inputs()
     if isinstance(items, list):
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                continue
-            kind = item.get("type")
-            if kind == "video":
-                videos.append(i)
-                for key in ("segments_secs", "segments_frames"):
-                    if item.get(key) is not None:
-                        problems.append(
-                            Problem(
-                                "deprecated-field",
-                                pointer(*base, "input", i, key),
-                                f"{key} is deprecated; use the top-level segments array",
-                                "warning",
-                            )
-                        )
-            elif kind in ("audio", "text"):
-                audios.append(i)
-                ref = item.get("refId")
-                if isinstance(ref, str) and ref:
-                    if ref in ref_ids:
-                        problems.append(
-                            Problem(
-                                "invalid-value",
-                                pointer(*base, "input", i, "refId"),
-                                f"refId {ref!r} is already used by input {ref_ids[ref]}; refIds must be unique",
-                            )
-                        )
-                    else:
-                        ref_ids[ref] = i
-                else:
-                    unreferenced.append(i)
-            if kind in ("video", "audio") and item.get("url") is None and item.get("assetId") is None:
-                problems.append(
-                    Problem(
-                        "missing-field",
-                        pointer(*base, "input", i, "url"),
-                        f"the {kind} input has neither url nor assetId; give one of them",
-                    )
-                )
-        if not videos:
-            problems.append(
-                Problem(
-                    "missing-video", pointer(*base, "input"), 'input has no {"type": "video"} item; add one'
-                )
-            )
-        elif len(videos) > 1:
-            problems.append(
-                Problem(
-                    "multiple-videos",
-                    pointer(*base, "input", videos[1]),
-                    f"input has {len(videos)} video items (at {', '.join(map(str, videos))}); Sync takes one",
-                )
-            )
-        if not audios:
-            problems.append(
-                Problem(
-                    "missing-audio",
-                    pointer(*base, "input"),
-                    'input has no "audio" or "text" item; add a recorded audio URL or a text-to-speech input',
-                )
-            )
+        found = _inputs(items, base, problems)
+        problems.extend(_input_problems(payload, found, limits, base))
     segments = payload.get("segments")
     if isinstance(segments, list) and segments:
-        problems.extend(_segment_problems(segments, ref_ids, unreferenced, base))
+        problems.extend(_segment_problems(segments, found.ref_ids, found.unreferenced, base))
     problems.extend(_advisory_problems(payload, limits, base))
+    return problems
+
+
+@dataclass(slots=True)
+class _Inputs:
+    """Where each kind of input item is in ``input``."""
+
+    videos: list[int] = field(default_factory=list)
+    images: list[int] = field(default_factory=list)
+    audios: list[int] = field(default_factory=list)
+    ref_ids: dict[str, int] = field(default_factory=dict)
+    unreferenced: list[int] = field(default_factory=list)
+
+    @property
+    def visuals(self) -> list[int]:
+        return sorted(self.videos + self.images)
+
+
+def _inputs(items: list[Any], base: tuple[str, ...], problems: list[Problem]) -> _Inputs:
+    """Sort the input items by kind; report deprecated fields, duplicate refIds and missing sources."""
+    found = _Inputs()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind == "video":
+            found.videos.append(i)
+            for key in ("segments_secs", "segments_frames"):
+                if item.get(key) is not None:
+                    problems.append(
+                        Problem(
+                            "deprecated-field",
+                            pointer(*base, "input", i, key),
+                            f"{key} is deprecated; use the top-level segments array",
+                            "warning",
+                        )
+                    )
+        elif kind == "image":
+            found.images.append(i)
+        elif kind in ("audio", "text"):
+            found.audios.append(i)
+            ref = item.get("refId")
+            if isinstance(ref, str) and ref:
+                if ref in found.ref_ids:
+                    problems.append(
+                        Problem(
+                            "invalid-value",
+                            pointer(*base, "input", i, "refId"),
+                            f"refId {ref!r} is already used by input {found.ref_ids[ref]}; refIds must be unique",
+                        )
+                    )
+                else:
+                    found.ref_ids[ref] = i
+            else:
+                found.unreferenced.append(i)
+        if kind in ("video", "image", "audio") and item.get("url") is None and item.get("assetId") is None:
+            problems.append(
+                Problem(
+                    "missing-field",
+                    pointer(*base, "input", i, "url"),
+                    f"the {kind} input has neither url nor assetId; give one of them",
+                )
+            )
+    return found
+
+
+def _input_problems(
+    payload: Mapping[str, Any], found: _Inputs, limits: Limits, base: tuple[str, ...]
+) -> list[Problem]:
+    """One visual input (video or image), speech unless the request dubs or edits dialogue, and the rules of
+    images, ``dubParams`` and ``dialogueEdit``."""
+    problems: list[Problem] = []
+    visuals = found.visuals
+    if not visuals:
+        problems.append(
+            Problem(
+                "missing-video",
+                pointer(*base, "input"),
+                'input has no {"type": "video"} (or, with sync-3, {"type": "image"}) item; add one',
+            )
+        )
+    elif len(visuals) > 1:
+        problems.append(
+            Problem(
+                "multiple-videos",
+                pointer(*base, "input", visuals[1]),
+                f"input has {len(visuals)} visual items, videos or images (at {', '.join(map(str, visuals))}); "
+                "Sync takes exactly one",
+            )
+        )
+    dub = payload.get("dubParams") is not None
+    edit = payload.get("dialogueEdit") is not None
+    if not found.audios and not dub and not edit:
+        problems.append(
+            Problem(
+                "missing-audio",
+                pointer(*base, "input"),
+                'input has no "audio" or "text" item; add a recorded audio URL or a text-to-speech input',
+            )
+        )
+    problems.extend(_image_problems(payload, found, limits, base))
+    for key, on in (("dubParams", dub), ("dialogueEdit", edit)):
+        if on:
+            problems.extend(_mode_problems(key, found, base))
+    return problems
+
+
+def _image_problems(
+    payload: Mapping[str, Any], found: _Inputs, limits: Limits, base: tuple[str, ...]
+) -> list[Problem]:
+    """Images are sync-3 only, and take manual speaker selection only (sync-api.md §11)."""
+    if not found.images:
+        return []
+    problems: list[Problem] = []
+    model = payload.get("model")
+    # an unknown model may be a newer one that takes images: its unknown-model warning is enough
+    if isinstance(model, str) and model in limits.known_models and model != IMAGE_MODEL:
+        problems.append(
+            Problem(
+                "unsupported-input",
+                pointer(*base, "model"),
+                f"model {model!r} does not take image inputs (input {found.images[0]} is an image); image "
+                f"inputs are {IMAGE_MODEL} only: use model {IMAGE_MODEL!r}, or a video",
+            )
+        )
+    options = payload.get("options")
+    detection = options.get("active_speaker_detection") if isinstance(options, dict) else None
+    if isinstance(detection, dict) and detection.get("auto_detect") is True:
+        problems.append(
+            Problem(
+                "invalid-value",
+                pointer(*base, "options", "active_speaker_detection", "auto_detect"),
+                "auto_detect is for video inputs only (Sync rejects it for images); select the speaker "
+                "with frame_number and coordinates, or bounding_boxes",
+            )
+        )
+    return problems
+
+
+def _mode_problems(key: str, found: _Inputs, base: tuple[str, ...]) -> list[Problem]:
+    """``dubParams`` dubs the video's own audio track (audio inputs are ignored); ``dialogueEdit`` takes the
+    video the preview was made from and no audio input (sync-api.md §11)."""
+    problems = [
+        Problem(
+            "unsupported-input",
+            pointer(*base, "input", i),
+            f"{key} needs a video input (it works on the video's own audio track); an image has none: "
+            "give the video instead",
+        )
+        for i in found.images
+    ]
+    for i in found.audios:
+        if key == "dubParams":
+            problems.append(
+                Problem(
+                    "ignored-input",
+                    pointer(*base, "input", i),
+                    "Sync ignores audio and text inputs when dubParams is present (it dubs the video's own "
+                    "audio track); remove this input, or drop dubParams to lipsync to it instead",
+                    "warning",
+                )
+            )
+        else:
+            problems.append(
+                Problem(
+                    "unsupported-input",
+                    pointer(*base, "input", i),
+                    "a dialogueEdit request takes one video input and no audio or text input (the preview "
+                    "holds the new audio); remove this input",
+                )
+            )
     return problems
 
 
@@ -186,6 +295,16 @@ def _advisory_problems(payload: Mapping[str, Any], limits: Limits, base: tuple[s
         problems.append(
             Problem(
                 "unknown-model", pointer(*base, "model"), f"model {model!r} is not known{hint}", "warning"
+            )
+        )
+    dub = payload.get("dubParams")
+    if isinstance(dub, dict) and dub.get("numSpeakers") is not None:
+        problems.append(
+            Problem(
+                "deprecated-field",
+                pointer(*base, "dubParams", "numSpeakers"),
+                "numSpeakers is deprecated and ignored: Sync detects the speakers itself; remove it",
+                "warning",
             )
         )
     options = payload.get("options")

@@ -1,8 +1,9 @@
 """What batchkit writes: the generate payload and the batch line, with Sync's exact wire names.
 
 These models are strict: unknown keys are refused, types are not coerced, and every rule of
-``sync-api.md`` §3 is enforced (one video input, at least one audio or text input, URLs absolute http(s),
-segment references that resolve). Python attribute names are snake_case; the wire names (``assetId``,
+``sync-api.md`` §3 and §11 is enforced (exactly one visual input, a video or an image; at least one audio or
+text input unless the request dubs (``dubParams``) or edits dialogue (``dialogueEdit``); URLs absolute
+http(s); segment references that resolve). Python attribute names are snake_case; the wire names (``assetId``,
 ``outputFileName``, ``webhookUrl`` ...) are the aliases, used for validation and for every dump.
 Keys inside ``options`` are snake_case on the wire too.
 
@@ -20,6 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from .checks import (
     EMOTIONS,
+    IMAGE_MODEL,
     MAX_REQUEST_ID_LENGTH,
     MODEL_MODES,
     OUTPUT_FILE_NAME_PATTERN,
@@ -31,21 +33,25 @@ from .checks import (
     request_id_problem,
 )
 from .crossfield import payload_problems
+from .limits import KNOWN_MODELS
+from .unmodelled import UNMODELLED
 
 __all__ = [
     "ActiveSpeakerDetection",
     "AudioInput",
     "BatchLine",
+    "DialogueEdit",
+    "DubParams",
     "ElevenLabsProvider",
     "GeneratePayload",
     "GenerationOptions",
+    "ImageInput",
     "InputItem",
     "Segment",
     "SegmentAudioInput",
     "TextInput",
     "VideoInput",
 ]
-
 
 
 def _url(value: str) -> str:
@@ -143,6 +149,28 @@ class VideoInput(_WireModel):
         return self
 
 
+class ImageInput(_WireModel):
+    """A still image to animate (sync-3 only): a URL or a media-library asset id.
+
+    Sync: "Image inputs are sync-3 only." and "Normal lipsync requests must include exactly one visual input
+    (video or image) and one audio or text input." (sync.so/docs generate-api/create-with-files and
+    generate-api/create); "Image inputs (sync-3 only) support manual speaker selection but not auto-detect.
+    The backend rejects ``auto_detect: true`` for images." (sync.so/docs developer-guides/speaker-selection).
+    """
+
+    model_config = ConfigDict(json_schema_extra=_source_schema)
+
+    type: Literal["image"] = "image"
+    url: HttpUrl | None = None
+    asset_id: Annotated[str, Field(min_length=1)] | None = Field(default=None, alias="assetId")
+
+    @model_validator(mode="after")
+    def _url_or_asset(self, info: ValidationInfo) -> Self:
+        if _rules_enabled(info) and self.url is None and self.asset_id is None:
+            raise PydanticCustomError("missing_source", "an image input needs url or assetId")
+        return self
+
+
 class AudioInput(_WireModel):
     """Recorded audio: a URL or a media-library asset id; ``refId`` links it to segments."""
 
@@ -180,11 +208,25 @@ class TextInput(_WireModel):
     ref_id: Annotated[str, Field(min_length=1)] | None = Field(default=None, alias="refId")
 
 
-InputItem = Annotated[VideoInput | AudioInput | TextInput, Field(discriminator="type")]
+InputItem = Annotated[VideoInput | ImageInput | AudioInput | TextInput, Field(discriminator="type")]
+
+
+def _documented(*path: str) -> Any:
+    """``json_schema_extra`` that lists the keys Sync documents here but batchkit does not model (any value)."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        for key in (k for (*where, k) in UNMODELLED if tuple(where) == path):
+            schema["properties"][key] = {
+                "description": f"documented by Sync, not modelled: {UNMODELLED[(*path, key)]}"
+            }
+
+    return extra
 
 
 class ActiveSpeakerDetection(_WireModel):
     """Which face to lipsync when several people are on screen."""
+
+    model_config = ConfigDict(json_schema_extra=_documented("options", "active_speaker_detection"))
 
     auto_detect: bool | None = None
     frame_number: Annotated[int, Field(ge=0)] | None = None
@@ -194,6 +236,8 @@ class ActiveSpeakerDetection(_WireModel):
 
 class GenerationOptions(_WireModel):
     """``options`` of a generate request. Keys are snake_case on the wire."""
+
+    model_config = ConfigDict(json_schema_extra=_documented("options"))
 
     sync_mode: str | None = Field(default=None, description=f"one of {', '.join(SYNC_MODES)}")
     model_mode: str | None = Field(
@@ -233,28 +277,105 @@ class Segment(_WireModel):
     audio_input: SegmentAudioInput = Field(alias="audioInput")
 
 
+class DubParams(_WireModel):
+    """``dubParams``: native dubbing on ``/v2/generate``. Sync dubs the video's own audio track, then lipsyncs.
+
+    Sync: "Pass the ``dubParams`` object alongside your normal generation request and Sync Labs will extract
+    audio from the video input, dub it into the target language, and run lipsync on the dubbed result — all
+    as one job." "any audio inputs in the ``input`` array are ignored when ``dubParams`` is present."
+    "``sourceLang`` defaults to auto and ``numSpeakers`` defaults to 0 (auto-detect), so only ``targetLang``
+    is required." (sync.so/docs/tutorials/dubbing, last updated May 15, 2026). The docs disagree on the
+    rest, and batchkit takes the lenient side: the Spanish page says "``providerName`` y ``targetLang`` son
+    obligatorios" (sync.so/docs/es/tutorials/dubbing), so ``providerName`` (e.g. ``elevenlabs``) is modelled
+    but optional; the newer pt-BR guide says "``dubParams.numSpeakers`` está obsoleto e é ignorado"
+    (sync.so/docs/pt-BR/tutorials/video-dubbing-api-guide), so ``numSpeakers`` is accepted with a
+    ``deprecated-field`` warning. Codes come from the API reference's ``DubLanguage`` enum, whose list no
+    stored copy holds: ``targetLang`` and ``sourceLang`` are open strings.
+    """
+
+    target_lang: Annotated[str, Field(min_length=1)] = Field(
+        alias="targetLang", description="the language to dub into (a DubLanguage code, e.g. es, fr, hi)"
+    )
+    source_lang: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None, alias="sourceLang", description="the language spoken in the video; default auto"
+    )
+    num_speakers: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, alias="numSpeakers", description="deprecated: speakers are detected automatically"
+    )
+    provider_name: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None, alias="providerName", description="the dubbing provider, e.g. elevenlabs"
+    )
+
+
+class DialogueEdit(_WireModel):
+    """``dialogueEdit`` (early access, per organization): render a completed dialogue-edit preview.
+
+    Sync: "a row's payload can carry ``dialogueEdit`` to render a completed preview from
+    ``POST /v2/dialogue-edits``: send one video input, the video the preview was made from, and no audio
+    input. All dialogue edit rows in a batch must come from the same source video." (sync.so/docs
+    batch-api/create-from-rows). Its one key is the preview's ``id``, as Sync's own MCP server sends it
+    (``dialogueEdit: { id: dialogueEditId }``, synchronicity-labs/mcp-server src/tools/dialogue.ts).
+    """
+
+    id: Annotated[str, Field(min_length=1)] = Field(description="the id of a completed dialogue-edit preview")
+
+
 def _typed(*kinds: str) -> dict[str, Any]:
     return {"properties": {"type": {"enum": list(kinds)}}, "required": ["type"]}
 
 
+def _has(key: str) -> dict[str, Any]:
+    return {"required": [key], "properties": {key: {"type": "object"}}}
+
+
 def _input_rules_schema(schema: dict[str, Any]) -> None:
-    """In schema form: exactly one video item, at least one audio or text item, and with segments, a refId on
-    every audio and text item. (That segments name existing refIds is beyond JSON Schema.)"""
+    """In schema form: exactly one visual item (video or image); at least one audio or text item unless the
+    request dubs or edits dialogue, and none with dialogueEdit; dubbing and dialogue edits need a video;
+    image inputs only with sync-3 (or a model batchkit does not know) and without speaker auto-detection;
+    and with segments, a refId on every audio and text item. (That segments name existing refIds is beyond
+    JSON Schema.)"""
+    _documented()(schema)
+    speech = {"contains": _typed("audio", "text")}
     schema["properties"]["input"]["allOf"] = [
-        {"contains": _typed("video"), "minContains": 1, "maxContains": 1},
-        {"contains": _typed("audio", "text")},
+        {"contains": _typed("video", "image"), "minContains": 1, "maxContains": 1}
     ]
-    schema["if"] = {"required": ["segments"], "properties": {"segments": {"type": "array", "minItems": 1}}}
-    schema["then"] = {
+    needs_video = {"properties": {"input": {"contains": _typed("video")}}}
+    image = {"required": ["input"], "properties": {"input": {"contains": _typed("image")}}}
+    others = [m for m in KNOWN_MODELS if m != IMAGE_MODEL]
+    auto = {
+        "required": ["active_speaker_detection"],
         "properties": {
-            "input": {
-                "items": {
-                    "if": _typed("audio", "text"),
-                    "then": {"required": ["refId"], "properties": {"refId": {"type": "string"}}},
-                }
+            "active_speaker_detection": {
+                "required": ["auto_detect"],
+                "properties": {"auto_detect": {"const": True}},
             }
-        }
+        },
     }
+    schema["allOf"] = [
+        {"anyOf": [{"properties": {"input": speech}}, _has("dubParams"), _has("dialogueEdit")]},
+        {"if": _has("dubParams"), "then": needs_video},
+        {
+            "if": _has("dialogueEdit"),
+            "then": {"properties": {"input": {**needs_video["properties"]["input"], "not": speech}}},
+        },
+        {"if": image, "then": {"properties": {"model": {"not": {"enum": others}}, "options": {"not": auto}}}},
+    ]
+    # moved here from the top level: with dubbing rules beside it, the segments rule is one more allOf entry
+    schema["allOf"].append(
+        {
+            "if": {"required": ["segments"], "properties": {"segments": {"type": "array", "minItems": 1}}},
+            "then": {
+                "properties": {
+                    "input": {
+                        "items": {
+                            "if": _typed("audio", "text"),
+                            "then": {"required": ["refId"], "properties": {"refId": {"type": "string"}}},
+                        }
+                    }
+                }
+            },
+        }
+    )
 
 
 class GeneratePayload(_WireModel):
@@ -268,6 +389,8 @@ class GeneratePayload(_WireModel):
     segments: list[Segment] | None = None
     webhook_url: HttpUrl | None = Field(default=None, alias="webhookUrl")
     output_file_name: OutputFileName | None = Field(default=None, alias="outputFileName")
+    dub_params: DubParams | None = Field(default=None, alias="dubParams")
+    dialogue_edit: DialogueEdit | None = Field(default=None, alias="dialogueEdit")
 
     @model_validator(mode="after")
     def _cross_field_rules(self, info: ValidationInfo) -> Self:

@@ -19,10 +19,12 @@ from pydantic import ValidationError
 from .crossfield import Problem, json_kind, payload_problems, pointer, show
 from .limits import DEFAULT_LIMITS, Limits
 from .models import BatchLine
+from .unmodelled import RETIRED_OPTIONS, UNMODELLED, unmodelled_note
 
 __all__ = ["line_problems"]
 
-_INPUT_TAGS: Final = frozenset({"video", "audio", "text"})
+_INPUT_TAGS: Final = frozenset({"video", "image", "audio", "text"})
+_TAGS_SHOWN: Final = '"video", "image", "audio" or "text"'
 #: Every key the wire contract knows, for "did you mean" hints on unknown keys.
 _KNOWN_KEYS: Final = [
     "request_id",
@@ -59,6 +61,14 @@ _KNOWN_KEYS: Final = [
     "startTime",
     "endTime",
     "audioInput",
+    "dubParams",
+    "targetLang",
+    "sourceLang",
+    "numSpeakers",
+    "providerName",
+    "dialogueEdit",
+    "id",
+    *(path[-1] for path in UNMODELLED),
 ]
 #: pydantic error types that name our own checks, and the code each one is reported under.
 _CODE_BY_TYPE: Final = {
@@ -123,6 +133,22 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
             code = "invalid-request-id"
         if kind == "missing":
             message = f"required field {name!r} is missing"
+        elif kind == "extra_forbidden" and (note := unmodelled_note(loc)) is not None:
+            problems.append(
+                Problem(
+                    "unmodelled-field",
+                    where,
+                    f"{name!r} is documented by Sync but not modelled by batchkit, so its value is not "
+                    f"checked and it is sent as is; where it is documented: {note}",
+                    "warning",
+                )
+            )
+            continue
+        elif kind == "extra_forbidden" and loc[:2] == ("payload", "options") and name in RETIRED_OPTIONS:
+            message = (
+                f"unknown field {name!r}: an option of the older v2 API that Sync no longer documents "
+                "(nor does its SDK), so remove it"
+            )
         elif kind == "extra_forbidden":
             message = (
                 f"unknown field {name!r}{_did_you_mean(name)}; the wire contract has no such key, "
@@ -131,11 +157,11 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
         elif kind in _OBJECT_TYPES:
             message = f"{name or 'line'} must be a JSON object, not {json_kind(error['input'])}"
         elif kind == "union_tag_not_found":
-            message = 'input item has no "type"; use "video", "audio" or "text"'
+            message = f'input item has no "type"; use {_TAGS_SHOWN}'
             where = pointer(*loc, "type")
         elif kind == "union_tag_invalid":
             tag = (error.get("ctx") or {}).get("tag")
-            message = f'input type {tag!r} is not one of "video", "audio", "text"'
+            message = f"input type {tag!r} is not one of {_TAGS_SHOWN}"
             where = pointer(*loc, "type")
         elif kind == "invalid_request_id":
             message = error["msg"]

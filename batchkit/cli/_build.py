@@ -232,7 +232,8 @@ def _succeeded(result: BuildResult, fmt: str, max_findings: int, *, unit: str) -
         render_report(result.report, max_findings=max_findings)
     out.print(
         f"[green]built[/] {result.out_dir}: {counts.rows:,} {unit} read → {counts.units:,} request(s), "
-        f"{counts.requests:,} written, {counts.invalid:,} invalid",
+        f"{counts.requests:,} written, {counts.invalid:,} invalid"
+        + "".join(f", {n:,} {what}" for what, n in (("skipped", counts.skipped), ("filtered", counts.filtered)) if n),
         highlight=False,
     )
     for code, n in _invalid_units(result).items():

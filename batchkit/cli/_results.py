@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .._handback.fill import fill_into
 from .._handback.wide import each_counts, wide_frame
-from .._results.export import export_frame
+from .._results.export import check_export_path, export_frame
 from .._results.results import Results, collect_results
 from .._shard.builddir import Manifest, load_manifest
 from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, out
@@ -25,6 +25,8 @@ _STYLE = {
     "invalid": "yellow",
     "pending": "cyan",
     "unsubmitted": "dim",
+    "skipped": "dim",
+    "filtered": "dim",
 }
 
 
@@ -147,6 +149,7 @@ def print_results(results: Results, *, max_findings: int = 50, manifest: Manifes
 def results_command(
     directory: Path, out_path: Path | None, offline: bool, source: Path | None, strict: bool, wide: bool,
     into: Path | None, no_follow: bool, fmt: str, max_findings: int, api_key: str | None, base_url: str | None,
+    timeout: float,
 ) -> None:  # fmt: skip
     """Download the results of finished batches and join them back to the source rows.
 
@@ -155,10 +158,12 @@ def results_command(
     and `settled_in` (--no-follow: this directory's own outcomes).
     Exit status: 0 (1 with --strict when a row did not complete or a finding is an error), 2 usage or I/O error.
     """
+    if out_path is not None:
+        check_export_path(out_path)  # before anything is fetched
     if offline:
         results = collect_results(directory, download=False, source=source, follow=not no_follow)
     else:
-        with make_client(api_key, base_url) as client:
+        with make_client(api_key, base_url, timeout) as client:
             results = collect_results(directory, client=client, source=source, follow=not no_follow)
     manifest = load_manifest(directory)
     table = wide_frame(results.frame, manifest) if wide else results.frame

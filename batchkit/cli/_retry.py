@@ -11,12 +11,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .._handback.decisions import read_decisions
+from .._handback.review import build_id_of
 from .._report import Report, ValidationFailed
+from .._results.results import collect_results
 from .._retry.retry import DEFAULT_ONLY, RETRYABLE, RetryOptions, RetryResult, retry_failed
 from .._shard.builddir import load_manifest
 from .._submit.realtime import RealtimeEvent, RealtimeResult
 from .._wire.limits import Limits
-from ._common import EXIT_FINDINGS, EXIT_USAGE, err, fail, handle_errors, out
+from ._common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, err, fail, handle_errors, out
 from ._submit import api_options, make_client, make_poll, poll_options
 from ._validate import render_report
 
@@ -64,6 +67,12 @@ def _only(value: str) -> tuple[str, ...]:
 @click.option("--force", is_flag=True, help="Replace another build in --out, or retry units retried before.")
 @click.option("--offline", is_flag=True, help="Use only results already downloaded to DIRECTORY.")
 @click.option(
+    "--from-review",
+    "review",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Retry the cards a reviewer rejected in this decisions CSV (from `batchkit review`), any outcome.",
+)
+@click.option(
     "--source",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="The source file, if it moved since the build.",
@@ -84,8 +93,8 @@ def _only(value: str) -> tuple[str, ...]:
 @handle_errors
 def retry_command(
     directory: Path, out_dir: Path, only: str, realtime: bool, concurrency: int, hold: bool, force: bool,
-    offline: bool, source: Path | None, min_records: int | None, max_records: int | None,
-    max_bytes: int | None, api_key: str | None, base_url: str | None, poll_initial: float,
+    offline: bool, review: Path | None, source: Path | None, min_records: int | None, max_records: int | None,
+    max_bytes: int | None, api_key: str | None, base_url: str | None, timeout: float, poll_initial: float,
     poll_factor: float, poll_max: float, deadline: float | None,
 ) -> None:  # fmt: skip
     """Build a new directory from the units of DIRECTORY that failed, went missing or were rejected.
@@ -100,10 +109,12 @@ def retry_command(
         fail("choose one of --realtime (send them one by one now) and --hold (keep them for the next build)")
     limits = _limits(directory, min_records, max_records, max_bytes)
     poll = make_poll(poll_initial, poll_factor, poll_max)
-    with make_client(api_key, base_url) as client, _realtime_progress(realtime) as (on_event, on_progress):
+    rejected = _rejected_in_review(directory, review) if review is not None else None
+    with make_client(api_key, base_url, timeout) as client, _realtime_progress(realtime) as (on_event, on_progress):
         try:
             options = RetryOptions(
                 only=_only(only),
+                request_ids=rejected,
                 mode="realtime" if realtime else "held" if hold else "shards",
                 limits=limits,
                 force=force,
@@ -120,6 +131,18 @@ def retry_command(
             _print_refusal(exc.report)
             raise SystemExit(EXIT_FINDINGS) from None
     _print_result(result)
+
+
+def _rejected_in_review(directory: Path, review: Path) -> tuple[str, ...]:
+    """The request_ids a reviewer rejected, read from a decisions CSV of this very directory's page."""
+    ids = collect_results(directory, download=False, follow=False).frame.get_column("request_id").to_list()
+    decisions = read_decisions(review, build=build_id_of(ids), request_ids=[i for i in ids if i is not None])
+    for finding in decisions.findings:
+        err.print(f"[yellow]{escape(str(finding))}[/]", highlight=False)
+    if not decisions.rejected:
+        err.print(f"{escape(str(review))} rejects no card ({len(decisions):,} decision(s)): nothing to retry")
+        raise SystemExit(EXIT_OK)
+    return decisions.rejected
 
 
 def _print_refusal(report: Report) -> None:

@@ -8,11 +8,22 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from .._report import ValidationFailed
 from .._run import RunOptions, Stage, run
 from .._submit.journal import ShardRecord
+from ._build import _failed
 from ._common import EXIT_FINDINGS, err, handle_errors, limits_options, make_limits
 from ._results import print_results
-from ._submit import _print_event, api_options, make_client, make_poll, poll_options, progress_printer
+from ._submit import (
+    _print_event,
+    api_options,
+    make_client,
+    make_poll,
+    poll_options,
+    progress_printer,
+    report_unsettled,
+    submit_exit,
+)
 
 
 def _stage(stage: Stage, note: str) -> None:
@@ -62,11 +73,14 @@ def run_command(
     source: Path, mapping_path: Path, out_dir: Path, sandbox: bool, dry_run: bool, sheet: str | None,
     strict: bool, results_path: Path | None, webhook_url: str | None,
     min_records: int, max_records: int, max_bytes: int, api_key: str | None, base_url: str | None,
-    poll_initial: float, poll_factor: float, poll_max: float, deadline: float | None,
+    timeout: float, poll_initial: float, poll_factor: float, poll_max: float, deadline: float | None,
 ) -> None:  # fmt: skip
     """Build SOURCE into shards, submit them, wait, and join the results back to every row.
 
-    Running it again resumes where it stopped: an unchanged build is reused, nothing is submitted twice.
+    Running it again resumes where it stopped: an unchanged build is reused, nothing is submitted twice
+    (with --sandbox too: its account is kept in OUT/sandbox-state.ndjson). Exit status: 0 done, 1 the build
+    found errors (--strict, too few rows), a shard was refused or nothing could be submitted, 2 usage, API
+    or I/O error.
     """
     limits = make_limits(min_records, max_records, max_bytes)
     custom_poll = (poll_initial, poll_factor, poll_max) != (5.0, 1.5, 60.0)
@@ -77,7 +91,7 @@ def run_command(
         progress.start()  # only once there is something to show; starting twice is harmless
         update(shards)
 
-    client = None if sandbox else make_client(api_key, base_url)
+    client = None if sandbox else make_client(api_key, base_url, timeout)
     try:
         options = RunOptions(
             limits=limits, skip_invalid=not strict, sheet=sheet, sandbox=sandbox, dry_run=dry_run,
@@ -87,6 +101,10 @@ def run_command(
             source, mapping_path, out_dir, options, client=client,
             on_stage=_stage, on_event=_print_event, on_progress=on_progress,
         )  # fmt: skip
+    except ValidationFailed as exc:
+        progress.stop()
+        _failed(exc.report, out_dir, "text", 20, hint="fix them, or leave out --strict to skip invalid rows")
+        return
     finally:
         progress.stop()
         if client is not None:
@@ -102,5 +120,7 @@ def run_command(
         if not all(v.valid for v in result.submission.dry_runs):
             raise SystemExit(EXIT_FINDINGS)
         return
-    print_results(result.results)
+    print_results(result.results, manifest=result.manifest)
     err.print(f"wrote {result.results_path}")
+    report_unsettled(result.submission.shards)
+    submit_exit(result.submission, result.submission.shards)

@@ -118,6 +118,20 @@ def _rules(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
     help="Outcome for requests whose input URL or script matches REGEX (repeatable; checked before demo rules).",
 )
 @click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Keep the account (batches, generations) in this file: started again with it, on any port, it resumes.",
+)
+@click.option(
+    "--foreign-batches",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Before each create, make this many batches of the same size for someone else on the account.",
+)
+@click.option("--finished-on-create", is_flag=True, help="Batches are already COMPLETED when the create answers.")
+@click.option(
     "--deliver-webhooks-anywhere",
     is_flag=True,
     help="Also POST webhooks to non-loopback hosts (default: loopback only).",
@@ -140,6 +154,9 @@ def sandbox(
     webhook_secret: str,
     no_demo_rules: bool,
     rules: list[Rule],
+    state_path: str | None,
+    foreign_batches: int,
+    finished_on_create: bool,
     deliver_webhooks_anywhere: bool,
     min_records: int,
     max_records: int,
@@ -175,6 +192,8 @@ def sandbox(
         "result_requires_key": not open_results,
         "rules": (*rules, *(() if no_demo_rules else DEMO_RULES)),
         "webhooks_to_loopback_only": not deliver_webhooks_anywhere,
+        "foreign_batches": foreign_batches,
+        "finished_on_create": finished_on_create,
         "limits": make_limits(min_records, max_records, max_bytes),
     }
     try:
@@ -185,7 +204,11 @@ def sandbox(
     from ..sandbox import Sandbox
 
     try:
-        with serve(Sandbox(config), host=host, port=port) as url:
+        try:
+            account = Sandbox(config, state_path=state_path)
+        except (OSError, ValueError) as exc:
+            fail(f"cannot use the sandbox state {state_path}: {exc}")
+        with serve(account, host=host, port=port) as url:
             _announce(url, config)
             try:
                 while True:

@@ -15,7 +15,8 @@ from rich.table import Table
 from .._api.backoff import PollPolicy
 from .._api.client import Client
 from .._submit.journal import ShardRecord
-from .._submit.submit import SubmitEvent, resolve, status, submit, wait
+from .._submit.reconcile import ReconcilePolicy
+from .._submit.submit import SubmitEvent, SubmitResult, resolve, status, submit, wait
 from ._common import EXIT_FINDINGS, EXIT_USAGE, err, handle_errors, out
 
 _EVENT_STYLE = {
@@ -25,13 +26,25 @@ _EVENT_STYLE = {
     "refused": "red",
     "concurrency-wait": "yellow",
     "uncertain": "yellow",
+    "in-flight-wait": "yellow",
+    "adopted": "cyan",
+    "verified": "green",
+    "released": "magenta",
+    "retired": "magenta",
     "skipped": "dim",
     "dry-run": "blue",
 }
 
 
 def api_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--base-url`` and ``--api-key`` (both also from the environment)."""
+    """``--base-url``, ``--api-key`` (both also from the environment) and ``--timeout``."""
+    func = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=60.0,
+        show_default=True,
+        help="Seconds one request may take.",
+    )(func)
     func = click.option(
         "--api-key",
         envvar="SYNC_API_KEY",
@@ -82,8 +95,30 @@ def poll_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def make_client(api_key: str | None, base_url: str | None) -> Client:
-    return Client(api_key=api_key or None, base_url=base_url or None)
+def reconcile_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--in-flight`` and ``--clock-skew``: how a create whose answer was lost is settled."""
+    func = click.option(
+        "--clock-skew",
+        type=click.FloatRange(min=0),
+        default=300.0,
+        show_default=True,
+        help="Seconds the server's clock may differ from this machine's.",
+    )(func)
+    return click.option(
+        "--in-flight",
+        type=click.FloatRange(min=0),
+        default=300.0,
+        show_default=True,
+        help="Seconds a create whose answer was lost may still land (at least twice --timeout is used).",
+    )(func)
+
+
+def make_policy(in_flight: float, clock_skew: float) -> ReconcilePolicy:
+    return ReconcilePolicy(in_flight=in_flight, skew=clock_skew)
+
+
+def make_client(api_key: str | None, base_url: str | None, timeout: float = 60.0) -> Client:
+    return Client(api_key=api_key or None, base_url=base_url or None, timeout=timeout)
 
 
 def make_poll(initial: float, factor: float, maximum: float) -> PollPolicy:
@@ -114,11 +149,12 @@ def shard_table(shards: Sequence[ShardRecord], title: str = "shards") -> Table:
         table.add_column(name, justify=justify, overflow="fold", min_width=9 if wide else None)  # type: ignore[arg-type]
     for s in shards:
         m = s.metrics
+        state = "uncertain" if s.uncertain else ("adopted, unchecked" if s.provisional else s.state)
         table.add_row(
             s.file,
             f"{s.records:,}",
             s.batch_id or "-",
-            s.state,
+            state,
             s.status or "-",
             f"{m.get('success_count', 0):,}",
             f"{m.get('failed_count', 0):,}",
@@ -150,10 +186,35 @@ def progress_printer() -> tuple[Progress, Callable[[Sequence[ShardRecord]], None
     return progress, update
 
 
-def run_wait(directory: Path, client: Client, poll: PollPolicy, deadline: float | None) -> list[ShardRecord]:
+def run_wait(
+    directory: Path, client: Client, poll: PollPolicy, deadline: float | None, policy: ReconcilePolicy | None = None
+) -> list[ShardRecord]:
     progress, update = progress_printer()
     with progress:
-        return wait(directory, client=client, poll=poll, deadline=deadline, on_progress=update)
+        return wait(
+            directory, client=client, poll=poll, deadline=deadline, on_progress=update, on_event=_print_event, policy=policy
+        )
+
+
+def report_unsettled(shards: Sequence[ShardRecord]) -> None:
+    """One line per shard that is uncertain, adopted without proof yet, or waiting to be sent."""
+    for s in shards:
+        if s.uncertain:
+            err.print(f"[yellow]uncertain[/] {s.file}: {s.message or 'its create is not settled yet'}", highlight=False)
+        elif s.provisional:
+            err.print(
+                f"[cyan]adopted[/] {s.file}: batch {s.batch_id}, checked by content once it finishes", highlight=False
+            )
+
+
+def submit_exit(result: SubmitResult, shards: Sequence[ShardRecord]) -> None:
+    """Exit 1 when the server refused a shard or nothing could be submitted (an uncertain shard may have been)."""
+    if result.refused:
+        err.print(f"[red]{len(result.refused)} shard(s) refused by the server[/]; see the messages above")
+        raise SystemExit(EXIT_FINDINGS)
+    if shards and all(s.state in ("pending", "refused") for s in shards):
+        err.print("[red]nothing could be submitted[/]; see the messages above")
+        raise SystemExit(EXIT_FINDINGS)
 
 
 def _pairs(values: Sequence[str]) -> dict[str, str]:
@@ -185,31 +246,30 @@ def _pairs(values: Sequence[str]) -> dict[str, str]:
     metavar="SHARD",
     help="Settle an uncertain shard: its interrupted create made no batch; send it again.",
 )
+@click.option(
+    "--rebind",
+    is_flag=True,
+    help="The directory's account is now reached at this (real) base URL: record the move and go on.",
+)
 @api_options
 @poll_options
+@reconcile_options
 @handle_errors
 def submit_command(
-    directory: Path,
-    dry_run: bool,
-    webhook_url: str | None,
-    and_wait: bool,
-    force: bool,
-    adopt: tuple[str, ...],
-    forget: tuple[str, ...],
-    api_key: str | None,
-    base_url: str | None,
-    poll_initial: float,
-    poll_factor: float,
-    poll_max: float,
-    deadline: float | None,
-) -> None:
+    directory: Path, dry_run: bool, webhook_url: str | None, and_wait: bool, force: bool,
+    adopt: tuple[str, ...], forget: tuple[str, ...], rebind: bool, api_key: str | None, base_url: str | None,
+    timeout: float, poll_initial: float, poll_factor: float, poll_max: float, deadline: float | None,
+    in_flight: float, clock_skew: float,
+) -> None:  # fmt: skip
     """Submit every shard of a build directory, exactly once, through a crash-safe journal.
 
     Safe to run again at any time: shards already submitted are skipped, and a create whose answer was lost
-    is looked up on the server before anything is resent.
+    is settled by content on the server before anything is resent. One process at a time per directory.
+    Exit status: 0 submitted, 1 a shard refused or nothing could be submitted, 2 usage, API or I/O error.
     """
     poll = make_poll(poll_initial, poll_factor, poll_max)
-    with make_client(api_key, base_url) as client:
+    policy = make_policy(in_flight, clock_skew)
+    with make_client(api_key, base_url, timeout) as client:
         if adopt or forget:
             resolve(directory, adopt=_pairs(adopt), forget=forget, client=client)
         result = submit(
@@ -220,6 +280,8 @@ def submit_command(
             force=force,
             on_event=_print_event,
             poll=poll,
+            policy=policy,
+            rebind=rebind,
         )
         if result.realtime is not None:
             sent = result.realtime
@@ -245,11 +307,16 @@ def submit_command(
             if not all(v.valid for v in result.dry_runs):
                 raise SystemExit(EXIT_FINDINGS)
             return
-        shards = run_wait(directory, client, poll, deadline) if and_wait else result.shards
+        if and_wait and result.submitted:
+            shards = run_wait(directory, client, poll, deadline, policy)
+            if any(s.state == "pending" for s in shards):  # released on the way (its adopted batch was another's)
+                result = submit(directory, client=client, webhook_url=webhook_url, on_event=_print_event, poll=poll, policy=policy)
+                shards = run_wait(directory, client, poll, deadline, policy)
+        else:
+            shards = result.shards
     out.print(shard_table(shards))
-    if result.refused:
-        err.print(f"[red]{len(result.refused)} shard(s) refused by the server[/]; see the messages above")
-        raise SystemExit(EXIT_FINDINGS)
+    report_unsettled(shards)
+    submit_exit(result, shards)
 
 
 @click.command("status")
@@ -266,25 +333,29 @@ def submit_command(
 @api_options
 @handle_errors
 def status_command(
-    directory: Path, offline: bool, fmt: str, api_key: str | None, base_url: str | None
+    directory: Path, offline: bool, fmt: str, api_key: str | None, base_url: str | None, timeout: float
 ) -> None:  # fmt: skip
-    """Show every shard's batch id, status and metrics."""
+    """Show every shard's batch id, status and metrics (uncertain and adopted shards are checked again)."""
     if offline:
         shards = status(directory, offline=True)
     else:
-        with make_client(api_key, base_url) as client:
+        with make_client(api_key, base_url, timeout) as client:
             shards = status(directory, client=client)
     if fmt == "json":
         click.echo(orjson.dumps([shard_json(s) for s in shards], option=orjson.OPT_INDENT_2).decode())
     else:
         out.print(shard_table(shards, title=str(directory)))
+        report_unsettled(shards)
 
 
 def shard_json(shard: ShardRecord) -> dict[str, Any]:
     """A shard as plain JSON: what the table shows, with times in ISO 8601."""
     data = dataclasses.asdict(shard)
-    for key in ("intent_at", "submitted_at"):
-        data[key] = data[key].isoformat() if data[key] is not None else None
+    for key, value in data.items():
+        if hasattr(value, "isoformat"):
+            data[key] = value.isoformat()
+    data["uncertain"] = shard.uncertain
+    data["provisional"] = shard.provisional
     return data
 
 
@@ -292,17 +363,22 @@ def shard_json(shard: ShardRecord) -> dict[str, Any]:
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @api_options
 @poll_options
+@reconcile_options
 @handle_errors
 def wait_command(
-    directory: Path,
-    api_key: str | None,
-    base_url: str | None,
-    poll_initial: float,
-    poll_factor: float,
-    poll_max: float,
-    deadline: float | None,
-) -> None:
-    """Wait until every submitted batch is COMPLETED or FAILED, with a progress bar."""
-    with make_client(api_key, base_url) as client:
-        shards = run_wait(directory, client, make_poll(poll_initial, poll_factor, poll_max), deadline)
+    directory: Path, api_key: str | None, base_url: str | None, timeout: float, poll_initial: float,
+    poll_factor: float, poll_max: float, deadline: float | None, in_flight: float, clock_skew: float,
+) -> None:  # fmt: skip
+    """Wait until every submitted batch is COMPLETED or FAILED and every uncertain shard is settled.
+
+    Adopted batches are checked by content as they finish. A shard left to send (its lost create made no
+    batch) is named: `batchkit submit DIR` sends it.
+    """
+    with make_client(api_key, base_url, timeout) as client:
+        poll = make_poll(poll_initial, poll_factor, poll_max)
+        shards = run_wait(directory, client, poll, deadline, make_policy(in_flight, clock_skew))
     out.print(shard_table(shards, title=str(directory)))
+    report_unsettled(shards)
+    unsent = [s.file for s in shards if s.state == "pending"]
+    if unsent:
+        err.print(f"[yellow]not sent:[/] {', '.join(unsent)}; run `batchkit submit {directory}` to send them")

@@ -177,6 +177,20 @@ async def _discard(message: Message) -> None:
     return None
 
 
+def _announcing(send: Send, account_id: str) -> Send:
+    """A ``send`` that adds ``x-batchkit-sandbox: <account>`` to the response head (and keeps ``__self__``,
+    through which a connection is dropped)."""
+
+    async def announce(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", []), (b"x-batchkit-sandbox", account_id.encode())]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    announce.__self__ = getattr(send, "__self__", None)  # type: ignore[attr-defined]
+    return announce
+
+
 class _Capture:
     """An ASGI ``send`` that keeps the response instead of sending it."""
 
@@ -207,8 +221,11 @@ class _Gate:
         if not path.startswith("/v2/"):
             await self._app(scope, receive, send)
             return
+        send = _announcing(send, sandbox.account_id)
         latency = sandbox.config.latency
-        if latency:
+        if latency:  # a server works after reading the request, whether or not the client is still there
+            body = await _drain(receive)
+            receive = _replay(body, receive)
             await asyncio.sleep(latency)
         fault = sandbox._take_fault(f"{method} {template}")
         if fault is not None:
@@ -351,7 +368,8 @@ class _Api:
                 problems.append(str(exc))
         if problems:
             return _bad_request(problems)
-        found = self.sandbox._list_batches(statuses, bounds["created_after"], bounds["created_before"])
+        base = str(request.base_url).rstrip("/")
+        found = self.sandbox._list_batches(statuses, bounds["created_after"], bounds["created_before"], base)
         return _json(200, found)
 
     async def get_batch(self, request: Request) -> Response:
@@ -360,7 +378,7 @@ class _Api:
         batch = self.sandbox._get_batch(request.path_params["id"])
         if batch is None:
             return _error(404, "Batch not found")
-        return _json(200, batch.to_wire(self.sandbox.clock.monotonic()))
+        return _json(200, batch.to_wire(self.sandbox.clock.monotonic(), str(request.base_url).rstrip("/")))
 
     async def result(self, request: Request) -> Response:
         sandbox = self.sandbox

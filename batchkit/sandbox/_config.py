@@ -212,7 +212,22 @@ class SandboxConfig(BaseModel):
         ge=1,
         description="most PENDING/PROCESSING batches; more answer 429 concurrency_limit_reached",
     )
-    latency: float = Field(default=0.0, ge=0, description="seconds added to every API response")
+    latency: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "seconds every API request takes, spent after its body is read: a create the client gives up on "
+            "meanwhile is still made, as a real server goes on working"
+        ),
+    )
+    foreign_batches: int = Field(
+        default=0,
+        ge=0,
+        description="each create is preceded by this many batches of the same size made by someone else on the account",
+    )
+    finished_on_create: bool = Field(
+        default=False, description="batches are already COMPLETED/FAILED when the create answers"
+    )
     seed: int = Field(default=0, description="seeds fault shares, output order and output details")
     webhook_secret: str = Field(default="whsec_sandbox", min_length=1, description="Sync-Signature key")
     result_requires_key: bool = Field(

@@ -115,14 +115,15 @@ def output_url(sandbox: Sandbox, api_base: str, generation_id: str, valid_from: 
 
 def output_media(sandbox: Sandbox, batch: SandboxBatch) -> MediaUrl | None:
     """The links written into a batch's output.jsonl: valid from the moment each request finished."""
-    if not batch.api_base:
+    api_base = sandbox.url or batch.api_base  # where it is served now (a restarted sandbox has a new port)
+    if not api_base:
         return None
-    return lambda generation_id, finished: output_url(sandbox, batch.api_base, generation_id, finished)
+    return lambda generation_id, finished: output_url(sandbox, api_base, generation_id, finished)
 
 
 def generation_wire(sandbox: Sandbox, generation: SandboxGeneration) -> dict[str, Any]:
     """A lone generation as the Generate API answers it now: a completed one with a link fresh from now."""
-    api_base = generation.api_base or sandbox.url or ""
+    api_base = sandbox.url or generation.api_base
     media: MediaUrl | None = None
     if api_base:
         media = lambda generation_id, _finished: output_url(  # noqa: E731
@@ -150,7 +151,7 @@ def batch_generation_wire(sandbox: Sandbox, generation_id: str) -> dict[str, Any
     if found is None:
         return None
     batch, position = found
-    api_base = batch.api_base or sandbox.url or ""
+    api_base = sandbox.url or batch.api_base
     media: MediaUrl | None = None
     if api_base:
         media = lambda gid, _finished: output_url(sandbox, api_base, gid, sandbox.clock.now())  # noqa: E731

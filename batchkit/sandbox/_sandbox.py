@@ -19,12 +19,16 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
 
 from ._config import Fault, SandboxConfig
 from ._media import MediaHost
 from ._outputs import OUTPUT_PREFIX, generation_wire, output_media
-from ._state import Clock, Result, SandboxBatch, SandboxGeneration, SystemClock, line_result
+from ._persist import StateFile
+from ._state import COMPLETED, Clock, Result, SandboxBatch, SandboxGeneration, SystemClock, line_result
 from ._upload import UploadLine
 
 if TYPE_CHECKING:
@@ -92,17 +96,28 @@ class _ArmedFault:
 class Sandbox:
     """An emulated Sync account: serve it with :func:`batchkit.sandbox.serve`, inspect it from tests.
 
+    ``state_path`` keeps the account in a file (JSON Lines, appended as batches and generations are created):
+    a sandbox started again with the same file, on any port and in any process, is the same account with the
+    same batches, still progressing on the clock, so an interrupted ``run --sandbox`` resumes where it stopped.
+    ``account_id`` names the account; every answer carries it in the ``x-batchkit-sandbox`` header.
+
     >>> sandbox = Sandbox(pending_seconds=0, seed=7)
     >>> sandbox.config.seed, sandbox.batches
     (7, [])
     """
 
     def __init__(
-        self, config: SandboxConfig | None = None, *, clock: Clock | None = None, **overrides: Any
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        state_path: str | Path | None = None,
+        **overrides: Any,
     ) -> None:
         base = config or SandboxConfig()
         self._config = base.replace(**overrides) if overrides else base
         self.clock: Clock = clock or SystemClock()
+        self._state = StateFile(state_path) if state_path is not None else None
         self.url: str | None = None
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -119,6 +134,12 @@ class Sandbox:
         self._dry_runs = 0
         #: The media host served under ``/_media/`` (see :mod:`batchkit.sandbox._media`).
         self.media = MediaHost(lambda: self.url)
+        self.account_id = f"acct_{secrets.token_hex(8)}"
+        if self._state is not None:
+            self.account_id, batches, generations = self._state.load(self.clock, self._config.seed)
+            self._batches = {b.id: b for b in batches}
+            self._generations = {g.id: g for g in generations}
+            self._by_idempotency_key = {g.idempotency_key: g.id for g in generations if g.idempotency_key}
 
     def __repr__(self) -> str:
         return f"<Sandbox url={self.url!r} batches={len(self._batches)} generations={len(self._generations)}>"
@@ -264,6 +285,74 @@ class Sandbox:
         with self._lock:
             self._dry_runs += 1
 
+    def add_foreign_batch(
+        self, records: int, *, finished: bool = False, fail: bool = False, api_base: str | None = None
+    ) -> SandboxBatch:
+        """A batch of ``records`` requests made by someone else on this account (another campaign, a colleague):
+        its request_ids are its own, so its output names none of yours. ``finished`` makes it terminal already."""
+        tag = secrets.token_hex(4)
+        suffix = "?sandbox=fail" if fail else ""
+        raws = [
+            orjson.dumps(
+                {
+                    "request_id": f"foreign-{tag}-{i:04d}",
+                    "endpoint": self._config.limits.endpoint,
+                    "payload": {
+                        "model": "lipsync-2",
+                        "input": [
+                            {"type": "video", "url": f"https://cdn.example.com/foreign/{tag}/{i}.mp4"},
+                            {
+                                "type": "audio",
+                                "url": f"https://cdn.example.com/foreign/{tag}/{i}.wav{suffix}",
+                            },
+                        ],
+                    },
+                }
+            )
+            for i in range(records)
+        ]
+        lines = [
+            UploadLine(n, orjson.loads(raw)["request_id"], raw, orjson.loads(raw))
+            for n, raw in enumerate(raws, 1)
+        ]
+        results = [Result("FAILED", "generation_pipeline_failed", "foreign") if fail else COMPLETED] * records
+        data = b"\n".join(raws) + b"\n"
+        return self._store_batch(
+            data, lines, results, None, api_base or self.url or "http://127.0.0.1", finished=finished
+        )
+
+    def _store_batch(
+        self,
+        data: bytes,
+        lines: Sequence[UploadLine],
+        results: Sequence[Result],
+        webhook_url: str | None,
+        api_base: str,
+        *,
+        finished: bool,
+    ) -> SandboxBatch:
+        config = self._config
+        with self._lock:
+            batch = SandboxBatch.create(
+                batch_id=f"batch_{secrets.token_hex(12)}",
+                created_at=self.clock.now(),
+                started=self.clock.monotonic(),
+                data=data,
+                lines=lines,
+                results=results,
+                webhook_url=webhook_url,
+                api_base=api_base,
+                pending_seconds=0.0 if finished else config.pending_seconds,
+                seconds_per_generation=0.0 if finished else config.seconds_per_generation,
+                seed=config.seed,
+            )
+            self._batches[batch.id] = batch
+            if webhook_url:
+                self._awaiting_webhook[batch.id] = "batch"
+            if self._state is not None:
+                self._state.add_batch(batch)
+        return batch
+
     def _create_batch(
         self, data: bytes, lines: Sequence[UploadLine], *, webhook_url: str | None, api_base: str
     ) -> SandboxBatch:
@@ -275,22 +364,11 @@ class Sandbox:
                 active = sum(1 for b in self._batches.values() if b.is_active(now))
                 if active >= config.concurrency_limit:
                     raise ConcurrencyLimitReached
-            batch = SandboxBatch.create(
-                batch_id=f"batch_{secrets.token_hex(12)}",
-                created_at=self.clock.now(),
-                started=now,
-                data=data,
-                lines=lines,
-                results=results,
-                webhook_url=webhook_url,
-                api_base=api_base,
-                pending_seconds=config.pending_seconds,
-                seconds_per_generation=config.seconds_per_generation,
-                seed=config.seed,
+            for _ in range(config.foreign_batches):
+                self.add_foreign_batch(len(lines), api_base=api_base)
+            batch = self._store_batch(
+                data, lines, results, webhook_url, api_base, finished=config.finished_on_create
             )
-            self._batches[batch.id] = batch
-            if webhook_url:
-                self._awaiting_webhook[batch.id] = "batch"
         log.info("sandbox: created %s (%d records, webhook %s)", batch.id, batch.total, webhook_url or "none")
         return batch
 
@@ -299,7 +377,11 @@ class Sandbox:
             return self._batches.get(batch_id)
 
     def _list_batches(
-        self, statuses: Iterable[str], after: datetime | None, before: datetime | None
+        self,
+        statuses: Iterable[str],
+        after: datetime | None,
+        before: datetime | None,
+        api_base: str | None = None,
     ) -> list[dict[str, Any]]:
         wanted = set(statuses)
         with self._lock:
@@ -311,7 +393,7 @@ class Sandbox:
             if (after is None or b.created_at >= after) and (before is None or b.created_at < before)
         ]
         chosen.sort(key=lambda b: b.created_at, reverse=True)  # stable: creation order breaks ties
-        wires = [b.to_wire(now) for b in chosen]
+        wires = [b.to_wire(now, api_base) for b in chosen]
         return [w for w in wires if not wanted or w["status"] in wanted]
 
     def _create_generation(
@@ -349,6 +431,8 @@ class Sandbox:
                 self._by_idempotency_key[idempotency_key] = generation.id
             if generation.webhook_url:
                 self._awaiting_webhook[generation.id] = "generation"
+            if self._state is not None:
+                self._state.add_generation(generation)
             return generation
 
     def _get_generation(self, generation_id: str) -> SandboxGeneration | None:

@@ -271,6 +271,10 @@ class SandboxBatch:
     def result_url(self) -> str:
         return f"{self.api_base}/v2/batches/{self.id}/result"
 
+    def result_url_at(self, api_base: str | None) -> str:
+        """The result URL as seen from ``api_base`` (a sandbox restarted from its state file has a new port)."""
+        return f"{api_base or self.api_base}/v2/batches/{self.id}/result"
+
     def done(self, now: float) -> int:
         """How many requests have finished at monotonic time ``now``."""
         if now < self.processing_at:
@@ -298,7 +302,7 @@ class SandboxBatch:
             "pending_count": self.total - done,
         }
 
-    def to_wire(self, now: float) -> dict[str, Any]:
+    def to_wire(self, now: float, api_base: str | None = None) -> dict[str, Any]:
         """The Batch object as ``GET /v2/batch/{id}`` answers it (``outputUrl`` is "" until terminal)."""
         status = self.status(now)
         return {
@@ -307,7 +311,7 @@ class SandboxBatch:
             "status": status,
             "metrics": self.metrics(now),
             "webhookUrl": self.webhook_url,
-            "outputUrl": self.result_url if status in ("COMPLETED", "FAILED") else "",
+            "outputUrl": self.result_url_at(api_base) if status in ("COMPLETED", "FAILED") else "",
         }
 
     def finished_at(self, position: int) -> datetime:

@@ -2,7 +2,9 @@
 
 The real service refuses a whole file for: bad encoding, a line that is not one JSON object, a record
 without ``request_id``/``endpoint``/``payload``, an endpoint other than the profile's, a duplicate
-``request_id``, too few or too many records, or too many bytes. It answers 400 with ``message`` as a list of
+``request_id``, too few or too many records, too many bytes, or dialogue edit rows made from different
+videos ("All dialogue edit rows in a batch must come from the same source video", sync.so/docs
+batch-api/create-from-rows). It answers 400 with ``message`` as a list of
 strings. These checks are written independently of batchkit's own validator on purpose: the sandbox is a
 second opinion, so a validator bug cannot hide itself.
 
@@ -82,6 +84,7 @@ def parse_upload(data: bytes, limits: Limits) -> list[UploadLine]:
             )
             continue
         records.append(UploadLine(number, request_id, raw, problem))
+    messages.extend(_dialogue_sources(records))
     count = len(raw_lines)
     if count < limits.min_records:
         what = "file is empty" if count == 0 else f"file has {count} record(s)"
@@ -94,6 +97,34 @@ def parse_upload(data: bytes, limits: Limits) -> list[UploadLine]:
             messages = [*messages[:MAX_MESSAGES], f"… and {hidden} more problem(s)"]
         raise UploadRefused(messages)
     return records
+
+
+def _dialogue_sources(records: list[UploadLine]) -> list[str]:
+    """One message per dialogue edit row whose video is not the one of the first such row."""
+    first: tuple[int, str] | None = None
+    messages: list[str] = []
+    for record in records:
+        payload = record.obj["payload"]
+        if payload.get("dialogueEdit") is None:
+            continue
+        video = _video_of(payload)
+        if first is None:
+            first = (record.number, video)
+        elif video != first[1]:
+            messages.append(
+                f"line {record.number}: dialogue edit rows in a batch must come from the same source video "
+                f"(line {first[0]} uses {first[1]}, this one {video}); put them in separate batches"
+            )
+    return messages
+
+
+def _video_of(payload: dict[str, Any]) -> str:
+    """The video input of a payload, as text (its url or assetId; ``none`` when it has none)."""
+    items = payload.get("input")
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and item.get("type") == "video":
+            return _show(item.get("url") or item.get("assetId"))
+    return "none"
 
 
 def _line_problem(number: int, raw: bytes, limits: Limits) -> str | dict[str, Any]:
