@@ -30,8 +30,18 @@ def plan_shards(sizes: Sequence[int] | pl.Series, limits: Limits = DEFAULT_LIMIT
     """
     series = sizes if isinstance(sizes, pl.Series) else pl.Series("size", list(sizes), dtype=pl.Int64)
     series = series.cast(pl.Int64)
-    n = len(series)
-    lo, hi, cap = limits.min_records, limits.max_records, limits.max_bytes
+    _check_lines(series, limits)
+    n, hi = len(series), limits.max_records
+    prefix = pl.concat([pl.Series("p", [0], dtype=pl.Int64), series.cum_sum()]).rename("p")
+    window = int(prefix[n]) if n <= hi else int((prefix.slice(hi) - prefix.slice(0, n + 1 - hi)).max())  # type: ignore[arg-type]
+    if window <= limits.max_bytes:  # no run of max_records lines reaches the byte cap: counts alone decide
+        return _by_counts(n, limits)
+    return _by_bytes(prefix, n, limits)
+
+
+def _check_lines(series: pl.Series, limits: Limits) -> None:
+    """Too few lines, or one line over the byte cap: no plan can exist."""
+    n, lo, cap = len(series), limits.min_records, limits.max_bytes
     if n < lo:
         noun = "request" if n == 1 else "requests"
         _fail(
@@ -47,19 +57,24 @@ def plan_shards(sizes: Sequence[int] | pl.Series, limits: Limits = DEFAULT_LIMIT
             "cannot-shard",
             f"line {index + 1} alone is {int(series[index]):,} bytes, over the {cap:,}-byte shard limit",
         )
-    prefix = pl.concat([pl.Series("p", [0], dtype=pl.Int64), series.cum_sum()]).rename("p")
-    window = int(prefix[n]) if n <= hi else int((prefix.slice(hi) - prefix.slice(0, n + 1 - hi)).max())  # type: ignore[arg-type]
-    if window <= cap:
-        # no run of max_records lines reaches the byte cap: counts alone decide
-        k = -(-n // hi)
-        if k * lo > n:
-            _fail(
-                limits,
-                "cannot-shard",
-                f"{n:,} lines cannot be split into shards of {limits.describe()}; "
-                "lower --min-records or raise --max-records",
-            )
-        return list(itertools.pairwise(itertools.accumulate(even_counts(n, k), initial=0)))
+
+
+def _by_counts(n: int, limits: Limits) -> list[tuple[int, int]]:
+    """The plan when only the record counts bind: the fewest shards, counts that differ by at most one."""
+    k = -(-n // limits.max_records)
+    if k * limits.min_records > n:
+        _fail(
+            limits,
+            "cannot-shard",
+            f"{n:,} lines cannot be split into shards of {limits.describe()}; "
+            "lower --min-records or raise --max-records",
+        )
+    return list(itertools.pairwise(itertools.accumulate(even_counts(n, k), initial=0)))
+
+
+def _by_bytes(prefix: pl.Series, n: int, limits: Limits) -> list[tuple[int, int]]:
+    """The plan when the byte cap binds too, over the prefix sums of the line sizes."""
+    lo, hi, cap = limits.min_records, limits.max_records, limits.max_bytes
 
     def reach(p: int) -> int:
         """Largest q with bytes(p..q) ≤ cap."""
