@@ -38,6 +38,7 @@ from ._config import ROUTES, Fault
 from ._estimate import estimate_routes
 from ._media import MEDIA_PREFIX, media_app
 from ._notify import Notifier
+from ._outputs import OUTPUT_ROUTE, batch_generation_wire, generation_wire, output_video_response
 from ._sandbox import ConcurrencyLimitReached, IdempotencyConflict, KeyLeak, Sandbox
 from ._state import payload_problems_text, payload_result
 from ._upload import UploadRefused, parse_upload
@@ -444,7 +445,11 @@ class _Api:
         digest = hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
         try:
             generation = sandbox._create_generation(
-                payload, digest=digest, idempotency_key=key, result=payload_result(payload, config.rules)
+                payload,
+                digest=digest,
+                idempotency_key=key,
+                result=payload_result(payload, config.rules),
+                api_base=str(request.base_url).rstrip("/"),
             )
         except IdempotencyConflict:
             return _error(
@@ -452,15 +457,24 @@ class _Api:
                 "This Idempotency-Key was already used with a different request body.",
                 error_code="IDEMPOTENCY_KEY_REUSED",
             )
-        return _json(201, generation.to_wire(sandbox.clock.monotonic(), config.seed))
+        return _json(201, generation_wire(sandbox, generation))
 
     async def get_generation(self, request: Request) -> Response:
         if (denied := self._denied(request)) is not None:
             return denied
         generation = self.sandbox._get_generation(request.path_params["id"])
         if generation is None:
+            batch_generation = batch_generation_wire(self.sandbox, request.path_params["id"])
+            if batch_generation is not None:
+                return _json(200, batch_generation)
             return _error(404, "Generation not found")
-        return _json(200, generation.to_wire(self.sandbox.clock.monotonic(), self.sandbox.config.seed))
+        return _json(200, generation_wire(self.sandbox, generation))
+
+    async def output_video(self, request: Request) -> Response:
+        def leak(method: str, path: str, host: str) -> None:
+            self.sandbox._record_leak(KeyLeak(method, path, host))
+
+        return await output_video_response(self.sandbox, request, leak)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -497,6 +511,7 @@ def build_app(sandbox: Sandbox) -> ASGIApp:
         Route("/_signed/results/{name}", api.signed_result, methods=["GET"]),
         *estimate_routes(sandbox),
         Route(MEDIA_PREFIX + "/{name:path}", media_app(sandbox.media), methods=["GET", "HEAD"]),
+        Route(OUTPUT_ROUTE, api.output_video, methods=["GET", "HEAD"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     return _Gate(sandbox, app)

@@ -241,6 +241,11 @@ class SandboxConfig(BaseModel):
         default_factory=lambda: dict(SANDBOX_PRICES),
         description="USD per second of input by model, for the estimate endpoints (sandbox prices, not Sync's)",
     )
+    output_url_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="how long a signed outputUrl stays valid on the output host, by the sandbox clock",
+    )
 
     @field_validator("api_keys")
     @classmethod

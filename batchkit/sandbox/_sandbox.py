@@ -26,6 +26,7 @@ import orjson
 
 from ._config import Fault, SandboxConfig
 from ._media import MediaHost
+from ._outputs import OUTPUT_PREFIX, generation_wire, output_media
 from ._persist import StateFile
 from ._state import COMPLETED, Clock, Result, SandboxBatch, SandboxGeneration, SystemClock, line_result
 from ._upload import UploadLine
@@ -181,7 +182,7 @@ class Sandbox:
         batch = self.batch(batch_id)
         if batch.is_active(self.clock.monotonic()):
             return None
-        return batch.output_jsonl(self._config.seed)
+        return batch.output_jsonl(self._config.seed, output_media(self, batch))
 
     @property
     def generations(self) -> list[SandboxGeneration]:
@@ -208,6 +209,12 @@ class Sandbox:
         """HTTP requests received, by ``(method, route template)``, e.g. ``("GET", "/v2/batch/{id}")``."""
         with self._lock:
             return Counter(self._requests)
+
+    @property
+    def output_video_requests(self) -> int:
+        """Requests for output videos (GET and HEAD of ``/_outputs/``, whatever their answer)."""
+        with self._lock:
+            return sum(n for (_, route), n in self._requests.items() if route.startswith(OUTPUT_PREFIX))
 
     @property
     def key_leaks(self) -> list[KeyLeak]:
@@ -382,7 +389,13 @@ class Sandbox:
         return [w for w in wires if not wanted or w["status"] in wanted]
 
     def _create_generation(
-        self, payload: dict[str, Any], *, digest: str, idempotency_key: str | None, result: Result
+        self,
+        payload: dict[str, Any],
+        *,
+        digest: str,
+        idempotency_key: str | None,
+        result: Result,
+        api_base: str = "",
     ) -> SandboxGeneration:
         with self._lock:
             if idempotency_key is not None and idempotency_key in self._by_idempotency_key:
@@ -403,6 +416,7 @@ class Sandbox:
                 started=self.clock.monotonic(),
                 pending_seconds=config.pending_seconds,
                 seconds_per_generation=config.seconds_per_generation,
+                api_base=api_base,
             )
             self._generations[generation.id] = generation
             if idempotency_key is not None:
@@ -451,7 +465,7 @@ class Sandbox:
                     generation = self._generations[object_id]
                     if not generation.is_terminal(now) or generation.webhook_url is None:
                         continue
-                    body = generation.to_wire(now, self._config.seed)
+                    body = generation_wire(self, generation)
                     due.append(Notification(kind, object_id, generation.webhook_url, body))
                 del self._awaiting_webhook[object_id]
             return due

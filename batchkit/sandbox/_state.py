@@ -15,7 +15,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol
@@ -42,6 +42,9 @@ __all__ = [
 
 OUTPUT_HOST: Final = "https://sandbox.invalid/out"
 ResultStatus = Literal["COMPLETED", "FAILED", "REJECTED", "MISSING"]
+#: Makes a completed generation's ``outputUrl`` from its id and the moment it finished (the media host's
+#: signed link; without one, the unserved ``OUTPUT_HOST`` URL is used).
+MediaUrl = Callable[[str, datetime], str]
 
 
 class Clock(Protocol):
@@ -311,7 +314,42 @@ class SandboxBatch:
             "outputUrl": self.result_url_at(api_base) if status in ("COMPLETED", "FAILED") else "",
         }
 
-    def output_jsonl(self, seed: int) -> bytes:
+    def finished_at(self, position: int) -> datetime:
+        """The wall time the request at ``position`` of the processing order finished."""
+        return self.created_at + timedelta(
+            seconds=self.pending_seconds + (position + 1) * self.seconds_per_generation
+        )
+
+    def completed_generations(self, seed: int) -> dict[str, int]:
+        """The generation id of every COMPLETED request, with the request's input index."""
+        return {
+            _generation_id(seed, self.id, self.request_ids[index]): index
+            for index, result in enumerate(self.results)
+            if result.status == "COMPLETED"
+        }
+
+    def generation_wire(
+        self, index: int, now: float, seed: int, media: MediaUrl | None = None
+    ) -> dict[str, Any]:
+        """The Generation object of the request at input ``index`` as ``GET /v2/generate/{id}`` answers it."""
+        obj = orjson.loads(split_lines(self.file_bytes)[index])
+        request_id = obj["request_id"]
+        position = self.order.index(index)
+        result = self.results[index]
+        generation_id = _generation_id(seed, self.id, request_id)
+        done = position < self.done(now)
+        return _generation(
+            generation_id,
+            obj["payload"],
+            self.created_at,
+            result,
+            seed,
+            request_id,
+            status=None if done else ("PENDING" if now < self.processing_at else "PROCESSING"),
+            output_url=media(generation_id, self.finished_at(position)) if media and done else None,
+        )
+
+    def output_jsonl(self, seed: int, media: MediaUrl | None = None) -> bytes:
         """output.jsonl: one line per request except MISSING ones, in processing (not input) order."""
         raws = split_lines(self.file_bytes)
         chunks: list[bytes] = []
@@ -326,13 +364,15 @@ class SandboxBatch:
             )
             response = None
             if result.status == "COMPLETED":
+                generation_id = _generation_id(seed, self.id, request_id)
                 response = _generation(
-                    _generation_id(seed, self.id, request_id),
+                    generation_id,
                     obj["payload"],
                     self.created_at,
                     result,
                     seed,
                     request_id,
+                    output_url=media(generation_id, finished) if media is not None else None,
                 )
             error = (
                 None
@@ -361,8 +401,11 @@ def _generation(
     key: str,
     *,
     status: str | None = None,
+    output_url: str | None = None,
 ) -> dict[str, Any]:
-    """A Generation object (sync-api.md §4.6) for ``payload`` in ``status`` (default: the result's)."""
+    """A Generation object (sync-api.md §4.6) for ``payload`` in ``status`` (default: the result's).
+
+    ``output_url`` is the completed video's link (default: the unserved ``OUTPUT_HOST`` URL)."""
     status = status or result.status
     completed = status == "COMPLETED"
     failed = status in ("FAILED", "REJECTED")
@@ -373,7 +416,7 @@ def _generation(
         "model": payload.get("model"),
         "input": payload.get("input"),
         "options": payload.get("options") or {},
-        "outputUrl": f"{OUTPUT_HOST}/{generation_id}.mp4" if completed else None,
+        "outputUrl": (output_url or f"{OUTPUT_HOST}/{generation_id}.mp4") if completed else None,
         "outputDuration": _duration(seed, key) if completed else None,
         "error": result.message if failed else None,
         "error_code": result.error_code if failed else None,
@@ -399,6 +442,7 @@ class SandboxGeneration:
     started: float = field(repr=False)
     pending_seconds: float = field(repr=False)
     seconds_per_generation: float = field(repr=False)
+    api_base: str = field(default="", repr=False)
 
     @property
     def finishes_at(self) -> float:
@@ -414,7 +458,16 @@ class SandboxGeneration:
     def is_terminal(self, now: float) -> bool:
         return self.status(now) not in ("PENDING", "PROCESSING")
 
-    def to_wire(self, now: float, seed: int) -> dict[str, Any]:
+    def to_wire(self, now: float, seed: int, media: MediaUrl | None = None) -> dict[str, Any]:
+        status = self.status(now)
+        finished = self.created_at + timedelta(seconds=self.pending_seconds + self.seconds_per_generation)
         return _generation(
-            self.id, self.payload, self.created_at, self.result, seed, self.id, status=self.status(now)
+            self.id,
+            self.payload,
+            self.created_at,
+            self.result,
+            seed,
+            self.id,
+            status=status,
+            output_url=media(self.id, finished) if media is not None and status == "COMPLETED" else None,
         )
