@@ -72,6 +72,12 @@ if TYPE_CHECKING:
         WaitTimeoutError as WaitTimeoutError,
         WebhookVerificationError as WebhookVerificationError,
     )
+    from ._handback.decisions import Decisions as Decisions, read_decisions as read_decisions
+    from ._handback.deliver import DeliverOptions as DeliverOptions, fetch_directory as fetch_directory
+    from ._handback.fetch import FetchOptions as FetchOptions, FetchResult as FetchResult
+    from ._handback.fill import fill_results as fill_results
+    from ._handback.pages import ReviewOptions as ReviewOptions, review_directory as review_directory
+    from ._handback.wide import wide_results as wide_results
     from ._mapping.mapping import Mapping as Mapping, load_mapping as load_mapping
     from ._report import (
         CODES as CODES,

@@ -23,7 +23,7 @@ LAYERS: tuple[str, ...] = (
     "_files",
     "_wire",
     "_report",
-    "_formats",  # renders Reports for CI (GitHub, JUnit, SARIF); to move with its stage
+    "_formats",  # renders Reports for CI (GitHub annotations, JUnit XML, SARIF)
     "_api",
     "_validate",
     "_sources",

@@ -319,3 +319,13 @@ def test_malformed_csv_names_the_line(tmp_path: Path, body: bytes, line: int, de
     with pytest.raises(InputError, match=rf"bad\.csv:{line}: malformed CSV \({detail}\)") as info:
         source.read_all()
     assert info.value.line == line
+
+
+def test_the_header_decides_the_delimiter_over_quoted_cells(tmp_path: Path) -> None:
+    """Cells quoted with semicolons inside ("a;;b") never make the sniffer take ';' for a comma file."""
+    path = tmp_path / "quoted.csv"
+    path.write_text('"id","note"\n"r1",";"\n"r2",";;"\n"r3",";;"\n"r4",";"\n', encoding="utf-8")
+    source = read_source(path)
+    assert source.delimiter == ","
+    assert source.columns == ["id", "note"]
+    assert source.read_all().get_column("note").to_list() == [";", ";;", ";;", ";"]

@@ -28,15 +28,32 @@ from .._errors import InputError, ResultsError
 from .._files import sync_dir
 from .._mapping.mapping import load_mapping
 from .._results.export import neutralise_formulas
-from .._shard.builddir import Manifest
+from .._results.join import source_columns
+from .._results.results import collect_results
+from .._shard.builddir import Manifest, load_manifest
 from .._sources.source import read_source
-from .wide import WIDE_FIELDS, by_source_row, source_columns
+from .deliver import with_files
+from .wide import WIDE_FIELDS, by_source_row
 
-__all__ = ["FILL_FORMATS", "fill_into", "fill_source"]
+__all__ = ["FILL_FORMATS", "fill_into", "fill_results", "fill_source"]
 
 #: Source formats that can be filled, and the suffixes their copy may have.
 FILL_FORMATS: Final = {"csv": (".csv", ".txt"), "tsv": (".tsv", ".tab", ".txt"), "xlsx": (".xlsx", ".xlsm")}
 _EXTRA_HINT: Final = "pip install 'batchkit[excel]'"
+
+
+def fill_results(
+    directory: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    source: str | os.PathLike[str] | None = None,
+    follow: bool = True,
+) -> Path:
+    """What ``results DIR --into TARGET`` writes: a copy of the build's source with its results added, from
+    what is already downloaded (``source``: where the source file is now, if it moved)."""
+    folder = Path(directory)
+    frame = with_files(collect_results(folder, download=False, follow=follow, source=source).frame, folder)
+    return fill_into(frame, load_manifest(folder), target, source=source)
 
 
 def fill_into(

@@ -25,6 +25,7 @@ from .._probe.config import Deadline, ProbeConfig
 from .._probe.rangefile import RangeFile
 from .._results.results import collect_results
 from .._shard.builddir import REVIEW, load_manifest
+from .deliver import fetched_files
 from .poster import poster_jpeg
 from .review import build_id_of, write_review
 
@@ -63,7 +64,7 @@ def review_directory(
     folder = Path(directory)
     manifest = load_manifest(folder)
     frame = collect_results(folder, download=False, follow=False).frame
-    local = dict(files) if files is not None else _fetched(folder)
+    local: dict[str, str | os.PathLike[str]] = dict(files) if files is not None else dict(fetched_files(folder))
     posters = _posters(frame, local, opts, on_poster) if opts.posters else {}
     target = Path(out) if out is not None else folder / REVIEW
     return write_review(
@@ -77,9 +78,6 @@ def review_directory(
     )
 
 
-def _fetched(folder: Path) -> dict[str, str | os.PathLike[str]]:
-    """The videos ``batchkit fetch`` brought to a local folder, by request_id (none when it never ran)."""
-    return {}
 
 
 def _posters(

@@ -10,16 +10,20 @@ the videos were fetched). Several ``[each]`` variables join their values with ``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Final
 
 import polars as pl
 
 from .._errors import InputError
-from .._results.results import OUTCOMES
-from .._shard.builddir import Manifest
+from .._results.join import source_columns
+from .._results.results import OUTCOMES, collect_results
+from .._shard.builddir import Manifest, load_manifest
+from .deliver import with_files
 
-__all__ = ["WIDE_FIELDS", "by_source_row", "each_counts", "source_columns", "wide_frame"]
+__all__ = ["WIDE_FIELDS", "by_source_row", "each_counts", "wide_frame", "wide_results"]
 
 #: The per-value columns of the wide table, in order (``file`` only when present).
 WIDE_FIELDS: Final = ("outcome", "output_url", "error_code", "error_message", "file")
@@ -38,12 +42,6 @@ def _require_each(manifest: Manifest) -> list[str]:
         )
         raise InputError(msg)
     return list(manifest.each)
-
-
-def source_columns(frame: pl.DataFrame, manifest: Manifest) -> list[str]:
-    """The columns of a joined results table that came from the source: those before the result columns."""
-    first = manifest.each[0] if manifest.each else "request_id"
-    return frame.columns[: frame.columns.index(first)]
 
 
 def wide_frame(frame: pl.DataFrame, manifest: Manifest) -> pl.DataFrame:
@@ -102,3 +100,11 @@ def each_counts(frame: pl.DataFrame, manifest: Manifest) -> pl.DataFrame:
         .select(_KEY, *[pl.col(o).fill_null(0).cast(pl.Int64) for o in present])
     )
     return table.with_columns(pl.sum_horizontal(present).alias("total")).rename({_KEY: "_".join(each)})
+
+
+def wide_results(directory: str | os.PathLike[str], *, follow: bool = True) -> pl.DataFrame:
+    """The results of an ``[each]`` build one row per source row (what ``results DIR --wide`` writes), from
+    what is already downloaded, with ``file_<v>`` once ``batchkit fetch`` ran."""
+    folder = Path(directory)
+    frame = with_files(collect_results(folder, download=False, follow=follow).frame, folder)
+    return wide_frame(frame, load_manifest(folder))

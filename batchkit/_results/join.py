@@ -22,7 +22,7 @@ from .._report import Finding, Report
 from .._shard.builddir import Manifest, SourceInfo
 from .._sources.source import ROW, Source, read_source
 
-__all__ = ["CHAIN_COLUMNS", "RESULT_COLUMNS", "with_source"]
+__all__ = ["CHAIN_COLUMNS", "RESULT_COLUMNS", "source_columns", "with_source"]
 
 #: The columns results add after the source's own columns (and the ``each`` variables).
 RESULT_COLUMNS: Final = (
@@ -197,3 +197,9 @@ def _part(part: str | Column) -> pl.Expr:
         return pl.col(part.name)
     cell = pl.col(part.name)
     return pl.when(cell.is_null() | ~cell.str.contains(r"\S")).then(pl.lit(part.fallback)).otherwise(cell)
+
+
+def source_columns(frame: pl.DataFrame, manifest: Manifest) -> list[str]:
+    """The columns of a joined results table that came from the source: those before the result columns."""
+    first = manifest.each[0] if manifest.each else "request_id"
+    return frame.columns[: frame.columns.index(first)]

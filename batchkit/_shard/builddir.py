@@ -21,6 +21,8 @@ This module is the one place that names a build directory's files; every stage a
       retries.json           written by retry: which units went to which retry directory
       results.csv            written by run: the joined results
       review.html            written by review: a card per request, to approve or reject
+      fetched.parquet        written by fetch: every video fetched, where to, its size and sha256 (with
+                             .fetched.parquet.journal and .lock beside it while a fetch runs)
 
 A directory made by ``batchkit retry`` says so in the manifest's ``retry`` entry, and its
 ``requests.parquet`` has one more column, ``retry_of`` (the request_id each unit retries). A directory
@@ -51,6 +53,7 @@ from .._wire.limits import Limits
 from .spill import Spill
 
 __all__ = [
+    "FETCHED",
     "FORMAT",
     "HELD",
     "JOURNAL",
@@ -96,6 +99,7 @@ RESULTS_DIR: Final = "results"
 RETRIES: Final = "retries.json"
 RESULTS_TABLE: Final = "results.csv"
 REVIEW: Final = "review.html"
+FETCHED: Final = "fetched.parquet"
 _SAFE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 

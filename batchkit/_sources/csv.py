@@ -57,13 +57,30 @@ def read_header(path: Path, fmt: str, delimiter: str | None, encoding: str) -> t
 
 
 def _sniff_delimiter(text: str) -> str:
-    first = text.split("\n", 1)[0]
+    """The delimiter the header line uses (counted outside quotes), else what ``csv.Sniffer`` makes of the
+    sample, else a comma. The header decides first: column names rarely hold a delimiter, while quoted cells
+    below it may hold many (``"a;b"``), which can fool the sniffer."""
+    header = _outside_quotes(text.split("\n", 1)[0])
+    counts = {d: header.count(d) for d in _DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    if counts[best]:
+        return best
     try:
         return csv.Sniffer().sniff(text[:16_384], delimiters=_DELIMITERS).delimiter
     except csv.Error:
-        counts = {d: first.count(d) for d in _DELIMITERS}
-        best = max(counts, key=lambda d: counts[d])
-        return best if counts[best] else ","
+        return ","
+
+
+def _outside_quotes(line: str) -> str:
+    """``line`` without its double-quoted parts (``"a;b";c`` → ``;c``)."""
+    out: list[str] = []
+    quoted = False
+    for char in line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted:
+            out.append(char)
+    return "".join(out)
 
 
 def csv_parts(

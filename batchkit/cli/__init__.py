@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recover": ("._recover", "recover_command"),
     "inspect": ("._inspect", "inspect_command"),
     "results": ("._results", "results_command"),
+    "fetch": ("._fetch", "fetch_command"),
     "review": ("._review", "review_command"),
     "retry": ("._retry", "retry_command"),
     "sandbox": ("._sandbox", "sandbox"),

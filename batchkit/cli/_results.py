@@ -9,6 +9,7 @@ import orjson
 from rich.markup import escape
 from rich.table import Table
 
+from .._handback.deliver import with_files
 from .._handback.fill import fill_into
 from .._handback.wide import each_counts, wide_frame
 from .._results.export import check_export_path, export_frame
@@ -166,9 +167,10 @@ def results_command(
         with make_client(api_key, base_url, timeout) as client:
             results = collect_results(directory, client=client, source=source, follow=not no_follow)
     manifest = load_manifest(directory)
-    table = wide_frame(results.frame, manifest) if wide else results.frame
+    frame = with_files(results.frame, directory)  # where `batchkit fetch` put each video, once it ran
+    table = wide_frame(frame, manifest) if wide else frame
     written = export_frame(table, out_path) if out_path is not None else None
-    filled = fill_into(results.frame, manifest, into, source=source) if into is not None else None
+    filled = fill_into(frame, manifest, into, source=source) if into is not None else None
     if fmt == "json":
         document = {
             **results.summary(),
