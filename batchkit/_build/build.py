@@ -167,12 +167,19 @@ def build(
             msg = f"{src.name} has no data rows (a header only, or blank rows); add rows below the header"
             raise InputError(msg, path=src.path)
         excluded, updates = _duplicates(spill, report, names, units, spilled_each)
+        copies, reused = list(held.copies), 0
+        if opts.reuse is not None or opts.probe is not None:
+            from .passes import preflight
+
+            passed = preflight(spill, report, opts, names, units, spilled_each, excluded, updates)
+            excluded, updates, reused = passed.excluded, passed.updates, passed.reused
+            copies.extend(passed.copies)
         report.findings.sort(key=lambda f: (f.row is not None, f.row or 0))
         valid = spill.spilled - len(excluded)
         report.stats.lines = rows
         report.stats.records = spill.units
-        report.stats.valid_records = valid
-        if valid < spill.units and not skip_invalid:
+        report.stats.valid_records = valid + reused
+        if valid + reused < spill.units and not skip_invalid:
             clear_previous(folder, stem)
             write_report(folder, report)
             raise ValidationFailed(report)
@@ -197,7 +204,9 @@ def build(
             excluded=excluded,
             updates=updates,
             snapshot=src.snapshot(),
-            copies=held.copies,
+            copies=copies,
+            # what is left after reuse may be too few for a batch: it is then sent one by one
+            unsharded="realtime" if opts.reuse is not None and valid < limits.min_records else None,
         )
     if held.parts:
         from .held import mark_consumed

@@ -378,28 +378,38 @@ def estimate(
     frame = _frame(items)
     seconds = pl.col("seconds")
     usable = seconds.is_not_null() & seconds.is_finite() & (seconds > 0)
-    rows = frame.lazy().with_columns(
-        seconds=pl.when(usable).then(seconds).otherwise(None),
-        units=pl.when(usable).then((seconds / resolution).ceil().cast(pl.Int64)).otherwise(None),
-    )
     has_shard = bool(frame.get_column("shard").is_not_null().any())
-    # One pass over the rows gives a small table, and everything but the shard totals comes from it.
-    small_plan = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), seconds.sum())
     flat = getattr(prices, "flat_rates", None)
+    shard: list[pl.DataFrame] = []
     if isinstance(flat, Mapping):
         # Rates that do not depend on the length: the length only needs to be known or not (units 1 or
-        # null), which keeps the group-by small, and the shard totals run alongside it.
-        rows = rows.with_columns(units=pl.when(pl.col("units").is_not_null()).then(pl.lit(1, dtype=pl.Int64)))
-        small_plan = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), seconds.sum())
-        rate = _lookup(pl.col("model"), {str(k): float(v) for k, v in flat.items()})
-        plans = [small_plan, _shard_plan(rows.with_columns(rate=rate))] if has_shard else [small_plan]
-        small, *shard = pl.collect_all(plans)
+        # null). One group-by over the rows, by shard, model, each and that, gives a small table (at most
+        # shards × models × values × 2 rows) that every total, the shard totals included, comes from.
+        keys = ["shard", "model", "each"] if has_shard else ["model", "each"]
+        fine = (
+            frame.lazy()
+            .with_columns(seconds=pl.when(usable).then(seconds), known=usable)
+            .group_by(*keys, "known")  # a boolean key groups much faster than a nullable integer
+            .agg(pl.len().alias("requests"), seconds.sum())
+            .collect()
+            .with_columns(units=pl.when(pl.col("known")).then(pl.lit(1, dtype=pl.Int64)))
+        )
+        sums = [pl.col("requests").sum(), seconds.sum()]
+        small = fine.group_by("model", "units", "each").agg(sums) if has_shard else fine
         pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
         table = pairs.with_columns(
             rate=pl.Series([flat.get(m) for m in pairs.get_column("model").to_list()], dtype=pl.Float64)
         )
+        if has_shard:
+            per_model = fine.group_by("shard", "model", "units").agg(sums).join(table, on=["model", "units"], how="left")
+            shard = [_measures(per_model, weight=pl.col("requests")).group_by("shard").agg(_SUMS)]
     else:
-        small = small_plan.collect()
+        rows = frame.lazy().with_columns(
+            seconds=pl.when(usable).then(seconds).otherwise(None),
+            units=pl.when(usable).then((seconds / resolution).ceil().cast(pl.Int64)).otherwise(None),
+        )
+        # One pass over the rows gives a small table, and everything but the shard totals comes from it.
+        small = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), seconds.sum()).collect()
         pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
         rates = [prices.rate(model, units * resolution) for model, units in pairs.iter_rows()]
         table = pairs.with_columns(rate=pl.Series(rates, dtype=pl.Float64))
@@ -443,16 +453,6 @@ def _measures(frame: pl.DataFrame | pl.LazyFrame, *, weight: pl.Expr) -> pl.Data
     )
 
 
-def _lookup(key: pl.Expr, values: Mapping[str, float]) -> pl.Expr:
-    """``values[key]`` per row (null when absent): string comparisons for a few keys, a hash map for many."""
-    if len(values) > 16:
-        return key.replace_strict(values, default=None, return_dtype=pl.Float64)
-    found = pl.lit(None, dtype=pl.Float64)
-    for name, value in values.items():
-        found = pl.when(key == name).then(pl.lit(value, dtype=pl.Float64)).otherwise(found)
-    return found
-
-
 def _with_rates(rows: pl.LazyFrame, table: pl.DataFrame) -> pl.LazyFrame:
     """``rows`` with each one's rate, looked up by (model, rounded length) in ``table``."""
     models = table.get_column("model").unique().sort().to_list()
@@ -491,20 +491,16 @@ def _shard_plan(rows: pl.LazyFrame) -> pl.LazyFrame:
 
 def _subtotals(table: pl.DataFrame, key: str) -> dict[str, Subtotal]:
     """One :class:`Subtotal` per value of ``key``, in order (no value last)."""
-    columns = [key, "requests", "priced", "unknown_seconds", "unknown_price", "seconds", "usd"]
     if table.schema[key] != pl.String:
         table = table.with_columns(pl.col(key).cast(pl.String))
-    return {
-        (label if label is not None else _NONE_LABEL): Subtotal(
-            requests=int(requests),
-            priced=int(n_priced),
-            unknown=int(no_seconds) + int(no_price),
-            seconds=float(total_seconds or 0.0),
-            known_usd=float(usd or 0.0),
+    rows = (
+        table.sort(key, nulls_last=True)
+        .select(
+            pl.col(key).fill_null(_NONE_LABEL),
+            pl.col("requests", "priced").fill_null(0).cast(pl.Int64),
+            (pl.col("unknown_seconds").fill_null(0) + pl.col("unknown_price").fill_null(0)).cast(pl.Int64),
+            pl.col("seconds", "usd").fill_null(0.0).cast(pl.Float64),
         )
-        for label, requests, n_priced, no_seconds, no_price, total_seconds, usd in table.sort(
-            key, nulls_last=True
-        )
-        .select(columns)
         .iter_rows()
-    }
+    )
+    return {label: Subtotal(requests, priced, unknown, seconds, usd) for label, requests, priced, unknown, seconds, usd in rows}

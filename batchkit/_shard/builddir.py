@@ -8,6 +8,9 @@ This module is the one place that names a build directory's files; every stage a
       manifest.json          written last, atomically: limits, sources, mapping, counts, shards, requests
       report.json            the build Report
       requests.parquet       one row per request unit, valid or not: where it came from and where it went
+      media.parquet          written by a probe (build --probe, batchkit probe DIR): one row per media URL
+      lengths.parquet        written with media.parquet: each request unit's model and billable seconds
+      reused.parquet         written by build --reuse: the units not sent again, with the outcome they carry
       source.parquet         the rows of an in-memory source, as read (only for DataFrame sources)
       <name>-0001.jsonl ...  the shards, canonical bytes
       held.jsonl             instead of shards: requests kept for a later build (``retry --hold``)
@@ -37,7 +40,7 @@ from typing import Any, Final, Literal
 
 import orjson
 import polars as pl
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from .._errors import InputError
 from .._files import atomic_write, file_sha256, sync_dir
@@ -49,13 +52,16 @@ __all__ = [
     "FORMAT",
     "HELD",
     "JOURNAL",
+    "LENGTHS",
     "MANIFEST",
+    "MEDIA",
     "REALTIME",
     "REPORT",
     "REQUESTS",
     "RESULTS_DIR",
     "RESULTS_TABLE",
     "RETRIES",
+    "REUSED",
     "SNAPSHOT",
     "BuildCounts",
     "Manifest",
@@ -76,6 +82,9 @@ FORMAT: Final = "batchkit-build/1"
 MANIFEST: Final = "manifest.json"
 REPORT: Final = "report.json"
 REQUESTS: Final = "requests.parquet"
+MEDIA: Final = "media.parquet"
+LENGTHS: Final = "lengths.parquet"
+REUSED: Final = "reused.parquet"
 SNAPSHOT: Final = "source.parquet"
 HELD: Final = "held.jsonl"
 REALTIME: Final = "realtime.jsonl"
@@ -104,7 +113,11 @@ class SourceInfo(_Record):
 
 
 class BuildCounts(_Record):
-    """Rows read, request units (rows × ``[each]`` values), requests written, invalid units, shards, bytes."""
+    """Rows read, request units (rows × ``[each]`` values), requests written, invalid units, shards, bytes.
+
+    ``reused`` counts the units not sent because an identical request already completed (``build --reuse``);
+    it is None (and left out of the manifest) for a build that reused nothing.
+    """
 
     rows: int
     units: int
@@ -112,6 +125,7 @@ class BuildCounts(_Record):
     invalid: int
     shards: int
     bytes: int
+    reused: int | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class ShardInfo(_Record):
