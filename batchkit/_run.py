@@ -8,12 +8,13 @@ no API key.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
@@ -21,19 +22,31 @@ from ._api.backoff import PollPolicy
 from ._api.client import Client
 from ._build.build import build
 from ._build.options import BuildOptions
-from ._errors import InputError, JournalError
+from ._errors import APIError, InputError, JournalError
 from ._mapping.mapping import Mapping, load_mapping
 from ._results.results import Results, collect_results
-from ._shard.builddir import JOURNAL, MANIFEST, RESULTS_DIR, RESULTS_TABLE, Manifest, load_manifest
+from ._shard.builddir import (
+    JOURNAL,
+    LENGTHS,
+    MANIFEST,
+    MEDIA,
+    RESULTS_DIR,
+    RESULTS_TABLE,
+    Manifest,
+    load_manifest,
+)
 from ._sources.source import read_source
 from ._submit.journal import Journal
 from ._submit.submit import OnEvent, OnProgress, SubmitResult, submit, wait
+
+if TYPE_CHECKING:
+    from ._probe.budget import Budget
 
 __all__ = ["RunOptions", "RunResult", "Stage", "run"]
 
 log = logging.getLogger("batchkit")
 
-Stage = Literal["build", "reuse", "submit", "dry-run", "wait", "results"]
+Stage = Literal["build", "reuse", "sample", "estimate", "submit", "dry-run", "wait", "results"]
 OnStage = Callable[[Stage, str], None]
 
 #: Poll fast against the sandbox: a demo of a few shards finishes in seconds.
@@ -48,7 +61,10 @@ class RunOptions(BuildOptions):
     ``sandbox`` starts a local sandbox for the run (no API key needed). ``dry_run`` builds, then asks the
     server to validate every shard: nothing is created or billed. ``webhook_url`` is sent with every batch;
     ``poll`` and ``deadline`` (seconds) govern the wait; ``results_path`` is where the joined table goes
-    (default ``DIR/results.csv``; ``.csv``, ``.parquet``, ``.xlsx`` or ``.jsonl``).
+    (default ``DIR/results.csv``; ``.csv``, ``.parquet``, ``.xlsx`` or ``.jsonl``). ``budget``
+    (:class:`batchkit.Budget`) is checked before the first create; ``sample`` sends only a stratified sample
+    of that many requests, from ``OUT-sample`` beside the build, whose completed requests a later full run
+    (without ``sample``) then reuses instead of sending them again.
     """
 
     sandbox: bool = False
@@ -57,6 +73,8 @@ class RunOptions(BuildOptions):
     poll: PollPolicy | None = None
     deadline: float | None = None
     results_path: str | Path | None = None
+    budget: Budget | None = None
+    sample: int | None = None
 
 
 @dataclass(slots=True)
@@ -102,7 +120,16 @@ def run(
     folder = Path(out_dir)
     stage = on_stage or (lambda _stage, _note: None)
     plan = load_mapping(mapping)
+    if opts.sample is None and not (folder / JOURNAL).exists():  # a full run: its sample's completed are not sent again
+        from ._retry.sample import sample_reuse
+
+        opts = dataclasses.replace(opts, reuse=sample_reuse(folder, opts.reuse))
     manifest, built = _build_or_reuse(source, plan, folder, opts, stage)
+    if opts.sample is not None:
+        from ._retry.sample import write_sample
+
+        folder = write_sample(folder, manifest, opts.sample, note=lambda note: stage("sample", note))
+        manifest = load_manifest(folder)
     with _api(client, opts.sandbox, folder) as (api, sandboxed):
         if opts.dry_run:
             stage("dry-run", f"asking the server to validate {len(manifest.shards)} shard(s)")
@@ -111,10 +138,16 @@ def run(
             )
             results = collect_results(folder, download=False, source=_memory(source))
             return RunResult(folder, manifest, submission, results, None, built)
+        _preflight_estimate(folder, opts, api, stage)  # before anything is journaled or sent
         _mark_sandbox(folder, sandboxed)
         stage("submit", f"{len(manifest.shards)} shard(s), {manifest.counts.requests:,} request(s)")
         submission = submit(
-            folder, client=api, webhook_url=opts.webhook_url, on_event=on_event, settle=0 if sandboxed else 5
+            folder,
+            client=api,
+            webhook_url=opts.webhook_url,
+            on_event=on_event,
+            settle=0 if sandboxed else 5,
+            poll=opts.poll or (SANDBOX_POLL if sandboxed else None),
         )
         stage("wait", "polling until every batch is done")
         wait(
@@ -131,6 +164,24 @@ def run(
     return RunResult(folder, manifest, submission, results, written, built)
 
 
+def _preflight_estimate(folder: Path, options: RunOptions, api: Client, stage: OnStage) -> None:
+    """The estimate of what is about to be sent, when media was probed or a budget asks for it (which it
+    then checks: :class:`batchkit.BudgetError` stops the run here)."""
+    if options.budget is None and not (folder / LENGTHS).is_file():
+        return
+    from ._build.estimate import check_budget
+    from ._probe.budget import Budget, describe_estimate
+
+    try:
+        found = check_budget(folder, options.budget or Budget(), client=api)
+    except APIError as exc:
+        if options.budget is not None:
+            raise
+        stage("estimate", f"unavailable ({exc})")
+        return
+    stage("estimate", describe_estimate(found))
+
+
 def _memory(source: Any) -> Any:
     """An in-memory source goes back to the join (it has a snapshot too, but this is exact)."""
     return None if isinstance(source, str | Path) else source
@@ -144,13 +195,18 @@ def _build_or_reuse(
     if (folder / MANIFEST).exists():
         manifest = load_manifest(folder)
         same = _same_input(manifest, source, plan, options)
+        if same and not submitted and (
+            options.reuse is not None or (options.probe is not None and not (folder / MEDIA).exists())
+        ):
+            same = False  # what is reused, or what the probe finds, may change the build: build it again
         if same or (submitted and same is None):
             stage("reuse", f"{folder} already holds this build ({len(manifest.shards)} shard(s))")
             return manifest, False
         if submitted:
             msg = (
                 f"{folder} holds a submitted build of different input (source, mapping or limits changed); "
-                "give another --out, or `batchkit results` this one first"
+                f"give another --out (with --reuse {folder}, what completed here is not sent again), or "
+                "`batchkit results` this one first"
             )
             raise JournalError(msg)
     stage("build", f"building {source if isinstance(source, str | Path) else 'the frame'} into {folder}")

@@ -90,6 +90,16 @@ class Reusable:
         """Distinct completed requests on offer."""
         return self.completed.height
 
+    def merged(self, other: Reusable) -> Reusable:
+        """Both offers in one (``other``'s outcome wins for a request both completed)."""
+        completed = pl.concat([self.completed, other.completed]).unique(
+            "key", keep="last", maintain_order=True
+        )
+        pending = pl.concat([self.pending, other.pending]).unique("key", keep="last", maintain_order=True)
+        pending = pending.join(completed.select("key"), on="key", how="anti")
+        directories = tuple(dict.fromkeys([*self.directories, *other.directories]))
+        return Reusable(directories, completed, pending)
+
     def __repr__(self) -> str:
         return f"Reusable({len(self.directories)} directory(ies), {self.count:,} completed request(s))"
 

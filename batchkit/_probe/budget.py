@@ -19,7 +19,7 @@ from typing import Literal
 from .._errors import BatchkitError, InputError
 from .pricing import Estimate, PriceBook, TablePrices
 
-__all__ = ["Budget", "BudgetError", "Confirm", "format_usd", "judge"]
+__all__ = ["Budget", "BudgetError", "Confirm", "describe_estimate", "format_usd", "judge"]
 
 #: ``confirm(estimate)``: True to go ahead. Asked once, before anything is sent.
 Confirm = Callable[[Estimate], bool]
@@ -74,7 +74,8 @@ def format_usd(value: float | None) -> str:
     return "unknown" if value is None else f"${value:,.2f}"
 
 
-def _describe(estimate: Estimate) -> str:
+def describe_estimate(estimate: Estimate) -> str:
+    """One line: the total (or what is known of it), requests, seconds of media and where prices come from."""
     total = format_usd(estimate.total_usd)
     known = "" if estimate.total_usd is not None else f" (known part {format_usd(estimate.known_usd)})"
     return (
@@ -101,10 +102,10 @@ def judge(estimate: Estimate, budget: Budget, *, where: str) -> None:
             raise BudgetError(msg, reason="unknown", estimate=estimate)
         if estimate.known_usd > cap:
             msg = (
-                f"{where}: the estimate is {_describe(estimate)}, over --max-cost {format_usd(cap)}; nothing "
+                f"{where}: the estimate is {describe_estimate(estimate)}, over --max-cost {format_usd(cap)}; nothing "
                 "was sent. Raise --max-cost, or send fewer rows first (`batchkit run --sample N`)"
             )
             raise BudgetError(msg, reason="over", estimate=estimate)
     if budget.confirm is not None and not budget.confirm(estimate):
-        msg = f"{where}: not confirmed (the estimate is {_describe(estimate)}); nothing was sent"
+        msg = f"{where}: not confirmed (the estimate is {describe_estimate(estimate)}); nothing was sent"
         raise BudgetError(msg, reason="declined", estimate=estimate)

@@ -36,6 +36,7 @@ from .._wire.responses import Batch, DryRunResult
 from .journal import Journal, ShardRecord
 
 if TYPE_CHECKING:
+    from .._probe.budget import Budget
     from .realtime import RealtimeResult
 
 __all__ = ["DryRunVerdict", "SubmitEvent", "SubmitResult", "refresh", "resolve", "status", "submit", "wait"]
@@ -110,18 +111,25 @@ def submit(
     reconcile_window: float = 600.0,
     settle: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
+    budget: Budget | None = None,
 ) -> SubmitResult:
     """Submit every shard of a build directory once, safely resumable after any crash.
 
     ``dry_run`` asks the server to validate every shard without creating anything. ``force`` submits shards
     that already have a batch again (the old batch ids stay in the journal's history). ``reconcile_window`` is
     how far before a lost create (in seconds) the server's batch list is searched, allowing for clock skew;
-    ``settle`` is how long to wait before searching, so a create still in flight can appear.
+    ``settle`` is how long to wait before searching, so a create still in flight can appear. ``budget``
+    (:class:`batchkit.Budget`) estimates the directory first and raises :class:`batchkit.BudgetError`, before
+    anything is sent or journaled, when it is over, of unknown cost, or not confirmed.
     """
     folder = Path(directory)
     manifest = _manifest_shards(folder)
     api = _client(client)
     emit = on_event or (lambda _event: None)
+    if budget is not None and not dry_run:
+        from .._build.estimate import check_budget
+
+        check_budget(folder, budget, client=api)
     if manifest.unsharded is not None:
         return _unsharded(folder, manifest, api, dry_run=dry_run, poll=poll)
     if dry_run:
