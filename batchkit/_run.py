@@ -123,7 +123,10 @@ def run(
     if opts.sample is None and not (folder / JOURNAL).exists():  # a full run: its sample's completed are not sent again
         from ._retry.sample import sample_reuse
 
-        opts = dataclasses.replace(opts, reuse=sample_reuse(folder, opts.reuse))
+        reuse = sample_reuse(folder, opts.reuse)
+        if reuse is not opts.reuse and reuse is not None:
+            stage("reuse", f"what the sample completed is not sent again ({reuse!r})")
+        opts = dataclasses.replace(opts, reuse=reuse)
     manifest, built = _build_or_reuse(source, plan, folder, opts, stage)
     if opts.sample is not None:
         from ._retry.sample import write_sample

@@ -113,6 +113,7 @@ def probe_source(
             limits=opts.limits,
             options=probe,
         )
+        report.stats.files = 1
         report.stats.records = spill.units
         report.stats.valid_records = spill.spilled - len(checked.invalid)
     report.findings.sort(key=lambda f: (f.row is not None, f.row or 0))
@@ -182,6 +183,7 @@ def probe_directory(directory: str | Path, options: ProbeOptions | None = None) 
         limits=manifest.limits,
         options=options or ProbeOptions(),
     )
+    report.stats.files = max(len(manifest.shards), 1)
     report.stats.records = frame.height
     report.stats.valid_records = frame.height - len(checked.invalid)
     report.findings.sort(key=lambda f: (f.row is not None, f.row or 0))

@@ -96,8 +96,9 @@ def judge(estimate: Estimate, budget: Budget, *, where: str) -> None:
                 f"{where}: the cost of {estimate.unknown:,} of {estimate.requests:,} request(s) is unknown: "
                 f"{estimate.unknown_seconds:,} of unknown length, {estimate.unknown_price:,} without a price"
                 f"{models}, so --max-cost {format_usd(cap)} cannot be checked; nothing was sent. Probe the "
-                f"media first (`batchkit probe DIR`), give --prices, or pass --allow-unknown-cost to compare "
-                f"only the known {format_usd(estimate.known_usd)}"
+                f"media (`batchkit probe DIR`; a length it cannot read stays unknown), give --prices for the "
+                f"models without one, or pass --allow-unknown-cost to compare only the known "
+                f"{format_usd(estimate.known_usd)}"
             )
             raise BudgetError(msg, reason="unknown", estimate=estimate)
         if estimate.known_usd > cap:

@@ -284,7 +284,13 @@ class Subtotal:
         return self.known_usd if self.unknown == 0 else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "total_usd": self.total_usd}
+        """As JSON-ready data, dollars rounded to a millionth (float sums leave noise below that)."""
+        total = self.total_usd
+        return {
+            **asdict(self),
+            "known_usd": round(self.known_usd, 6),
+            "total_usd": round(total, 6) if total is not None else None,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,8 +333,8 @@ class Estimate:
             "unknown_price": self.unknown_price,
             "unpriced_models": list(self.unpriced_models),
             "seconds": self.seconds,
-            "known_usd": self.known_usd,
-            "total_usd": self.total_usd,
+            "known_usd": round(self.known_usd, 6),
+            "total_usd": round(self.total_usd, 6) if self.total_usd is not None else None,
             "by_model": {k: v.to_dict() for k, v in self.by_model.items()},
             "by_each": {k: v.to_dict() for k, v in self.by_each.items()},
             "by_shard": {k: v.to_dict() for k, v in self.by_shard.items()},

@@ -16,6 +16,7 @@ from .._api.backoff import PollPolicy
 from .._api.client import Client
 from .._submit.journal import ShardRecord
 from .._submit.submit import SubmitEvent, resolve, status, submit, wait
+from ._budget import budget_options, make_budget
 from ._common import EXIT_FINDINGS, EXIT_USAGE, err, handle_errors, out
 
 _EVENT_STYLE = {
@@ -187,6 +188,7 @@ def _pairs(values: Sequence[str]) -> dict[str, str]:
 )
 @api_options
 @poll_options
+@budget_options
 @handle_errors
 def submit_command(
     directory: Path,
@@ -202,13 +204,16 @@ def submit_command(
     poll_factor: float,
     poll_max: float,
     deadline: float | None,
+    **budget_flags: Any,
 ) -> None:
     """Submit every shard of a build directory, exactly once, through a crash-safe journal.
 
     Safe to run again at any time: shards already submitted are skipped, and a create whose answer was lost
-    is looked up on the server before anything is resent.
+    is looked up on the server before anything is resent. --max-cost refuses, before anything is sent,
+    when the estimate (as `batchkit estimate` prices it) is over or unknown.
     """
     poll = make_poll(poll_initial, poll_factor, poll_max)
+    budget = make_budget(**budget_flags, live=not dry_run)
     with make_client(api_key, base_url) as client:
         if adopt or forget:
             resolve(directory, adopt=_pairs(adopt), forget=forget, client=client)
@@ -220,6 +225,7 @@ def submit_command(
             force=force,
             on_event=_print_event,
             poll=poll,
+            budget=budget,
         )
         if result.realtime is not None:
             sent = result.realtime
