@@ -43,25 +43,42 @@ def request_lengths(directory: str | Path, manifest: Manifest | None = None) -> 
     (the ``[each]`` values as one label) and ``shard`` (its number; None when sent one by one)."""
     folder = Path(directory)
     manifest = manifest or load_manifest(folder)
-    requests = manifest.scan_requests().select("request_id", "status", "shard").collect()
-    path = folder / LENGTHS
-    lengths = None
-    if path.is_file():
-        try:
-            lengths = pl.read_parquet(path, columns=["request_id", "model", "seconds", "each"])
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            log.warning("estimate: cannot read %s (%s); measuring the lines instead", path, exc)
-    if lengths is not None and not lengths.get_column("request_id").equals(requests.get_column("request_id")):
-        log.warning("estimate: %s does not match requests.parquet; measuring the lines instead", path)
-        lengths = None
+    requests = pl.read_parquet(folder / manifest.requests.file, columns=["status", "shard"])
+    lengths = _stored(folder, manifest, requests.height)
     if lengths is None:
         lengths = _measured(folder, manifest, requests.height)
-    frame = pl.concat(
-        [requests.select("status", "shard"), lengths.select("model", "seconds", "each")], how="horizontal"
+    sent = requests.get_column("status") == "ok"
+    frame = lengths.with_columns(requests.get_column("shard"))
+    if not sent.all():  # invalid, reused or held units are not sent (a clean build is copied no further)
+        frame = frame.filter(sent)
+    return frame.select(
+        pl.col(name) if frame.schema[name] == dtype else pl.col(name).cast(dtype) for name, dtype in _FRAME.items()
     )
-    return frame.filter(pl.col("status") == "ok").select(
-        pl.col(name).cast(dtype) for name, dtype in _FRAME.items()
-    )
+
+
+def _stored(folder: Path, manifest: Manifest, units: int) -> pl.DataFrame | None:
+    """``lengths.parquet``, when it is there and lines up with ``requests.parquet`` (same units, same ends)."""
+    path = folder / LENGTHS
+    if not path.is_file():
+        return None
+    try:
+        lengths = pl.read_parquet(path, columns=["model", "seconds", "each"])
+        ends = [0, units - 1] if units else []
+        mine = [_request_id(path, i) for i in ends]
+        theirs = [_request_id(folder / manifest.requests.file, i) for i in ends]
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        log.warning("estimate: cannot read %s (%s); measuring the lines instead", path, exc)
+        return None
+    if lengths.height != units or mine != theirs:
+        log.warning("estimate: %s does not match requests.parquet; measuring the lines instead", path)
+        return None
+    return lengths
+
+
+def _request_id(path: Path, row: int) -> str | None:
+    """One request_id of a parquet table, reading only the row group that holds it."""
+    found = pl.scan_parquet(path).select("request_id").slice(row, 1).collect().get_column("request_id")
+    return found[0] if found.len() else None
 
 
 def _measured(folder: Path, manifest: Manifest, units: int) -> pl.DataFrame:

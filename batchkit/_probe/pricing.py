@@ -350,6 +350,11 @@ _SCHEMA: Final = {
 }
 
 
+def _kept(dtype: pl.DataType, name: str) -> bool:
+    """A ``model`` or ``each`` column that is categorical already stays so: its group-bys are on integers."""
+    return name in ("model", "each") and isinstance(dtype, pl.Categorical | pl.Enum)
+
+
 def _frame(items: Iterable[EstimateItem] | pl.DataFrame) -> pl.DataFrame:
     if isinstance(items, pl.DataFrame):
         missing = {"model", "seconds"} - set(items.columns)
@@ -357,7 +362,7 @@ def _frame(items: Iterable[EstimateItem] | pl.DataFrame) -> pl.DataFrame:
             msg = f"the frame to estimate needs the column(s) {', '.join(sorted(missing))} (and may have each, shard)"
             raise InputError(msg)
         columns = [
-            (pl.col(name) if name == "shard" else pl.col(name).cast(dtype))
+            (pl.col(name) if name == "shard" or _kept(items.schema[name], name) else pl.col(name).cast(dtype))
             if name in items.columns
             else pl.lit(None, dtype).alias(name)
             for name, dtype in _SCHEMA.items()
@@ -382,47 +387,23 @@ def estimate(
         msg = f"resolution must be a positive number of seconds, not {resolution}"
         raise InputError(msg)
     frame = _frame(items)
-    seconds = pl.col("seconds")
-    usable = seconds.is_not_null() & seconds.is_finite() & (seconds > 0)
     has_shard = bool(frame.get_column("shard").is_not_null().any())
     flat = getattr(prices, "flat_rates", None)
-    shard: list[pl.DataFrame] = []
     if isinstance(flat, Mapping):
-        # Rates that do not depend on the length: the length only needs to be known or not (units 1 or
-        # null). One group-by over the rows, by shard, model, each and that, gives a small table (at most
-        # shards × models × values × 2 rows) that every total, the shard totals included, comes from.
-        keys = ["shard", "model", "each"] if has_shard else ["model", "each"]
-        fine = (
-            frame.lazy()
-            .with_columns(seconds=pl.when(usable).then(seconds), known=usable)
-            .group_by(*keys, "known")  # a boolean key groups much faster than a nullable integer
-            .agg(pl.len().alias("requests"), seconds.sum())
-            .collect()
-            .with_columns(units=pl.when(pl.col("known")).then(pl.lit(1, dtype=pl.Int64)))
-        )
-        sums = [pl.col("requests").sum(), seconds.sum()]
-        small = fine.group_by("model", "units", "each").agg(sums) if has_shard else fine
-        pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
-        table = pairs.with_columns(
-            rate=pl.Series([flat.get(m) for m in pairs.get_column("model").to_list()], dtype=pl.Float64)
-        )
-        if has_shard:
-            per_model = fine.group_by("shard", "model", "units").agg(sums).join(table, on=["model", "units"], how="left")
-            shard = [_measures(per_model, weight=pl.col("requests")).group_by("shard").agg(_SUMS)]
+        priced, shard = _flat(frame, {str(k): float(v) for k, v in flat.items()}, has_shard)
     else:
-        rows = frame.lazy().with_columns(
-            seconds=pl.when(usable).then(seconds).otherwise(None),
-            units=pl.when(usable).then((seconds / resolution).ceil().cast(pl.Int64)).otherwise(None),
-        )
-        # One pass over the rows gives a small table, and everything but the shard totals comes from it.
-        small = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), seconds.sum()).collect()
-        pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
-        rates = [prices.rate(model, units * resolution) for model, units in pairs.iter_rows()]
-        table = pairs.with_columns(rate=pl.Series(rates, dtype=pl.Float64))
-        shard = [_shard_plan(_with_rates(rows, table)).collect()] if has_shard else []
-    priced = _measures(small.join(table, on=["model", "units"], how="left"), weight=pl.col("requests"))
-    overall = priced.select(_SUMS).row(0, named=True)
-    unpriced = priced.filter(pl.col("unknown_price") > 0).get_column("model").unique().to_list()
+        priced, shard = _length_aware(frame, prices, resolution, has_shard)
+    plans = [
+        priced.select(_SUMS),
+        priced.filter(pl.col("unknown_price") > 0).select(pl.col("model").cast(pl.String).unique()),
+        priced.group_by("model").agg(_SUMS),
+        priced.group_by("each").agg(_SUMS),
+    ]
+    if shard is not None:
+        plans.append(shard)
+    overall_frame, unpriced_frame, models, values, *shards = pl.collect_all(plans)
+    overall = overall_frame.row(0, named=True)
+    unpriced = unpriced_frame.to_series().to_list()
     return Estimate(
         source=prices.source,
         requests=int(overall["requests"] or 0),
@@ -431,13 +412,67 @@ def estimate(
         unknown_price=int(overall["unknown_price"] or 0),
         seconds=float(overall["seconds"] or 0.0),
         known_usd=float(overall["usd"] or 0.0),
-        by_model=_subtotals(priced.group_by("model").agg(_SUMS), "model"),
-        by_each=_subtotals(priced.group_by("each").agg(_SUMS), "each")
-        if small.get_column("each").is_not_null().any()
-        else {},
-        by_shard=_subtotals(shard[0], "shard") if shard else {},
+        by_model=_subtotals(models, "model"),
+        by_each=_subtotals(values, "each") if values.get_column("each").is_not_null().any() else {},
+        by_shard=_subtotals(shards[0], "shard") if shards else {},
         unpriced_models=tuple(sorted(m if m is not None else _NONE_LABEL for m in unpriced)),
     )
+
+
+_SECONDS: Final = pl.col("seconds")
+_USABLE: Final = _SECONDS.is_not_null() & _SECONDS.is_finite() & (_SECONDS > 0)
+
+
+def _flat(
+    frame: pl.DataFrame, flat: Mapping[str, float], has_shard: bool
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    """Rates that do not depend on the length: the length only needs to be known or not (units 1 or null).
+
+    Two group-bys run side by side over the rows: by model, ``[each]`` value and that (a small table every
+    total but the shards' comes from, its rates looked up on it), and by shard with each row's rate. A
+    ``model``/``each`` column that is categorical groups on integers; a shard column in order (as a build
+    directory's is) groups as sorted.
+    """
+    rows = frame.lazy().with_columns(seconds=pl.when(_USABLE).then(_SECONDS), known=_USABLE)
+    small = rows.group_by("model", "each", "known").agg(pl.len().alias("requests"), _SECONDS.sum())
+    lookup = pl.col("model").cast(pl.String).replace_strict(flat, default=None, return_dtype=pl.Float64)
+    priced = _measures(
+        small.with_columns(
+            units=pl.when(pl.col("known")).then(pl.lit(1, dtype=pl.Int64)),
+            rate=pl.when(pl.col("known")).then(lookup),  # a request of unknown length is not priced
+        ),
+        weight=pl.col("requests"),
+    )
+    if not has_shard:
+        return priced, None
+    shard = frame.get_column("shard")
+    if shard.null_count() == 0 and shard.is_sorted():
+        rows = rows.with_columns(pl.col("shard").set_sorted())
+    rate = pl.lit(None, dtype=pl.Float64)
+    for model, value in flat.items():  # a few comparisons (of integers when categorical) beat a hash lookup
+        rate = pl.when(pl.col("model") == model).then(pl.lit(value, dtype=pl.Float64)).otherwise(rate)
+    per_row = rows.with_columns(units=pl.when(pl.col("known")).then(pl.lit(1, dtype=pl.Int64)), rate=rate)
+    return priced, _shard_plan(per_row)
+
+
+def _length_aware(
+    frame: pl.DataFrame, prices: PriceBook, resolution: float, has_shard: bool
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    """Rates by length: one pass gives (model, rounded length, each) groups, whose rates are asked once each;
+    the shard totals are a second pass over the rows with each row's rate."""
+    rows = frame.lazy().with_columns(
+        seconds=pl.when(_USABLE).then(_SECONDS).otherwise(None),
+        units=pl.when(_USABLE).then((_SECONDS / resolution).ceil().cast(pl.Int64)).otherwise(None),
+    )
+    small = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), _SECONDS.sum()).collect()
+    pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
+    rates = [prices.rate(model, units * resolution) for model, units in pairs.iter_rows()]
+    table = pairs.with_columns(rate=pl.Series(rates, dtype=pl.Float64))
+    priced = _measures(
+        small.lazy().join(table.lazy(), on=["model", "units"], how="left"), weight=pl.col("requests")
+    )
+    shard = _shard_plan(_with_rates(rows, table)) if has_shard else None
+    return priced, shard
 
 
 _SUMS: Final = [pl.col("requests", "priced", "unknown_seconds", "unknown_price", "seconds", "usd").sum()]
@@ -509,4 +544,7 @@ def _subtotals(table: pl.DataFrame, key: str) -> dict[str, Subtotal]:
         )
         .iter_rows()
     )
-    return {label: Subtotal(requests, priced, unknown, seconds, usd) for label, requests, priced, unknown, seconds, usd in rows}
+    return {
+        label: Subtotal(requests, priced, unknown, seconds, usd)
+        for label, requests, priced, unknown, seconds, usd in rows
+    }
