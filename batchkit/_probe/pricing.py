@@ -393,17 +393,11 @@ def estimate(
         priced, shard = _flat(frame, {str(k): float(v) for k, v in flat.items()}, has_shard)
     else:
         priced, shard = _length_aware(frame, prices, resolution, has_shard)
-    plans = [
-        priced.select(_SUMS),
-        priced.filter(pl.col("unknown_price") > 0).select(pl.col("model").cast(pl.String).unique()),
-        priced.group_by("model").agg(_SUMS),
-        priced.group_by("each").agg(_SUMS),
-    ]
-    if shard is not None:
-        plans.append(shard)
-    overall_frame, unpriced_frame, models, values, *shards = pl.collect_all(plans)
-    overall = overall_frame.row(0, named=True)
-    unpriced = unpriced_frame.to_series().to_list()
+    # the two passes over the rows run side by side; every other total comes from the small table
+    small, *shards = pl.collect_all([priced, *([shard] if shard is not None else [])])
+    overall = small.select(_SUMS).row(0, named=True)
+    unpriced = small.filter(pl.col("unknown_price") > 0).get_column("model").cast(pl.String).unique().to_list()
+    models, values = small.group_by("model").agg(_SUMS), small.group_by("each").agg(_SUMS)
     return Estimate(
         source=prices.source,
         requests=int(overall["requests"] or 0),
