@@ -108,8 +108,8 @@ if TYPE_CHECKING:
         ValidationFailed as ValidationFailed,
     )
     from ._results.realtime import realtime_results as realtime_results
-    from ._results.reuse import find_reusable as find_reusable
     from ._results.results import OUTCOMES as OUTCOMES, Results as Results, collect_results as collect_results
+    from ._results.reuse import find_reusable as find_reusable
     from ._retry.retry import (
         RetryOptions as RetryOptions,
         RetryResult as RetryResult,

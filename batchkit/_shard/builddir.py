@@ -127,6 +127,9 @@ class BuildCounts(_Record):
     bytes: int
     reused: int | None = Field(default=None, exclude_if=lambda value: value is None)
 
+    def __repr_args__(self) -> Any:
+        return [(k, v) for k, v in super().__repr_args__() if not (k == "reused" and v is None)]
+
 
 class ShardInfo(_Record):
     """One shard file as written."""
