@@ -153,3 +153,47 @@ def test_run_over_budget_stops_before_the_first_create(sandbox: Sandbox, tmp_pat
     assert refused.value.estimate.source == "Sync's estimate API"
     assert (tmp_path / "out" / "manifest.json").is_file()
     assert not (tmp_path / "out" / "journal.sqlite").exists()
+
+
+def test_totals_by_each_value_time_a_script_in_its_language(tmp_path: Path) -> None:
+    """A TTS script per language ([each] lang): each request is timed at its language's pace, and the
+    estimate has a total per value."""
+    from batchkit._probe.checks import SPEECH_RATES
+
+    script = "Bonjour et bienvenue, merci d'être avec nous cette année encore."
+    rows = tmp_path / "loc.csv"
+    rows.write_text("id,video\n" + "".join(f"v{i},https://cdn.example.com/v{i}.mp4\n" for i in range(10)))
+    mapping = {
+        "request_id": "{id}_{lang}", "model": "lipsync-2", "video": "{video}",
+        "tts": {"voice_id": "v1", "script": script}, "options": {"sync_mode": "loop"},
+        "each": {"lang": ["en", "ja"]},
+    }  # fmt: skip
+    build(rows, mapping, tmp_path / "out", BuildOptions())
+    result = estimate_directory(tmp_path / "out", PRICES)
+    assert list(result.by_each) == ["en", "ja"]
+    for lang in ("en", "ja"):
+        assert result.by_each[lang].seconds == pytest.approx(10 * len(script) / SPEECH_RATES[lang])
+        assert result.by_each[lang].known_usd == pytest.approx(result.by_each[lang].seconds * 0.05)
+
+
+def test_a_live_submission_on_a_terminal_asks_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal, a live submit/run asks (the budget carries the question); --yes, a dry run or no
+    terminal do not ask; --allow-unknown-cost alone is a usage error."""
+    import click
+
+    from batchkit.cli import _budget
+
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr(type(_budget.err), "is_terminal", property(lambda self: True))
+    asking = _budget.make_budget(None, None, False, False, live=True)
+    assert asking is not None
+    assert asking.confirm is not None
+    assert _budget.make_budget(None, None, False, True, live=True) is None
+    assert _budget.make_budget(None, None, False, False, live=False) is None
+    capped = _budget.make_budget(5.0, None, True, True, live=True)
+    assert capped is not None
+    assert (capped.max_cost, capped.allow_unknown, capped.confirm) == (5.0, True, None)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert _budget.make_budget(None, None, False, False, live=True) is None
+    with pytest.raises(click.UsageError):
+        _budget.make_budget(None, None, True, False, live=True)
