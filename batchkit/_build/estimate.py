@@ -52,7 +52,8 @@ def request_lengths(directory: str | Path, manifest: Manifest | None = None) -> 
     if not sent.all():  # invalid, reused or held units are not sent (a clean build is copied no further)
         frame = frame.filter(sent)
     return frame.select(
-        pl.col(name) if frame.schema[name] == dtype else pl.col(name).cast(dtype) for name, dtype in _FRAME.items()
+        pl.col(name) if frame.schema[name] == dtype else pl.col(name).cast(dtype)
+        for name, dtype in _FRAME.items()
     )
 
 

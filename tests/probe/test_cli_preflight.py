@@ -19,7 +19,11 @@ PRICES = str(FIXTURES / "prices.toml")
 
 
 def _invoke(args: list[str | Path], sandbox: Sandbox, tmp_path: Path) -> tuple[int, str, str]:
-    env = {"SYNC_API_KEY": "cli-key", "SYNC_BASE_URL": sandbox.url, "BATCHKIT_CACHE_DIR": str(tmp_path / "cache")}
+    env = {
+        "SYNC_API_KEY": "cli-key",
+        "SYNC_BASE_URL": sandbox.url,
+        "BATCHKIT_CACHE_DIR": str(tmp_path / "cache"),
+    }
     result = CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
 
@@ -39,7 +43,9 @@ def test_probe_a_source_and_a_directory(sandbox: Sandbox, tmp_path: Path) -> Non
     assert data["urls"] == 35
     assert data["cached"] == 34  # the first probe filled the cache; only the 404 is asked again
     assert data["report"]["counts"]["media-unreachable"] == 1
-    code, _, err = _invoke(["build", source, "--mapping", MAPPING, "--out", tmp_path / "out"], sandbox, tmp_path)
+    code, _, err = _invoke(
+        ["build", source, "--mapping", MAPPING, "--out", tmp_path / "out"], sandbox, tmp_path
+    )
     assert code == 0, err
     code, out, err = _invoke(["probe", tmp_path / "out"], sandbox, tmp_path)
     assert code == 1
@@ -55,7 +61,18 @@ def test_build_probe_then_estimate_then_a_budget(sandbox: Sandbox, tmp_path: Pat
     (exit 2) before anything is sent, and --allow-unknown-cost with enough budget submits."""
     source = sheet(tmp_path, sandbox.url)
     out_dir = tmp_path / "out"
-    args = ["build", source, "--mapping", MAPPING, "--out", out_dir, "--probe", "--skip-invalid", "--prices", PRICES]
+    args = [
+        "build",
+        source,
+        "--mapping",
+        MAPPING,
+        "--out",
+        out_dir,
+        "--probe",
+        "--skip-invalid",
+        "--prices",
+        PRICES,
+    ]
     code, out, err = _invoke(args, sandbox, tmp_path)
     assert code == 0, err
     assert "32 request(s), 25 written, 7 invalid" in out
@@ -87,7 +104,9 @@ def test_run_sample_then_reuse(sandbox: Sandbox, tmp_path: Path) -> None:
     source = sheet(tmp_path, sandbox.url)
     out_dir = tmp_path / "run"
     base = ["run", source, "--mapping", MAPPING, "--out", out_dir, "--probe", "--poll-initial", "0.05"]
-    code, _, err = _invoke([*base, "--sample", "3", "--max-cost", "5", "--allow-unknown-cost"], sandbox, tmp_path)
+    code, _, err = _invoke(
+        [*base, "--sample", "3", "--max-cost", "5", "--allow-unknown-cost"], sandbox, tmp_path
+    )
     assert code == 0, err
     assert "3 of 25 request(s) into" in err
     assert (tmp_path / "run-sample" / "results.csv").is_file()

@@ -82,7 +82,9 @@ def test_tts_and_segment_problems_are_found_at_their_rows(sandbox: Sandbox, tmp_
         "tts": {"voice_id": "v1", "script": "{script}"},
     }  # fmt: skip
     checked = probe_source(tts, tts_mapping, BuildOptions(probe=quick_probe(tmp_path)))
-    assert [(f.row, f.code, f.column) for f in checked.report.findings] == [(2, "tts-may-be-too-long", "script")]
+    assert [(f.row, f.code, f.column) for f in checked.report.findings] == [
+        (2, "tts-may-be-too-long", "script")
+    ]
     segments = tmp_path / "segments.csv"
     segments.write_text(
         "id,video,audio,end\n"
@@ -114,7 +116,9 @@ def test_failing_media_fail_the_build_unless_skipped(sandbox: Sandbox, tmp_path:
 def test_a_url_the_mapping_sets_for_every_row_is_reported_once(sandbox: Sandbox, tmp_path: Path) -> None:
     """A broken constant video makes every row invalid, with one finding (no row) instead of one per row."""
     source = tmp_path / "rows.csv"
-    source.write_text("id,audio\n" + "".join(f"r{i},{sandbox.media.url(f'c{i}.wav', duration=5)}\n" for i in range(4)))
+    source.write_text(
+        "id,audio\n" + "".join(f"r{i},{sandbox.media.url(f'c{i}.wav', duration=5)}\n" for i in range(4))
+    )
     mapping = {
         "request_id": "{id}", "model": "lipsync-2", "video": sandbox.media.url("gone.mp4", status=404),
         "audio": "{audio}",
@@ -184,7 +188,9 @@ def test_every_row_ends_in_exactly_one_place(sandbox: Sandbox, tmp_path_factory:
         "request_id": "{id}", "model": "lipsync-2", "video": sandbox.media.url("v.mp4", duration=6),
         "audio": "{audio}",
     }  # fmt: skip
-    options = BuildOptions(skip_invalid=True, probe=quick_probe(folder, cache=False), limits=Limits(min_records=1))
+    options = BuildOptions(
+        skip_invalid=True, probe=quick_probe(folder, cache=False), limits=Limits(min_records=1)
+    )
     try:
         result = build(source, mapping, folder / "out", options)
     except ValidationFailed as exc:  # nothing valid: every row is reported

@@ -38,7 +38,9 @@ def probed(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The README's sheet built with --probe (25 valid rows; row 11's video cannot be timed)."""
     folder = tmp_path_factory.mktemp("probed")
     out = folder / "out"
-    build(sheet(folder, sandbox.url), MAPPING, out, BuildOptions(skip_invalid=True, probe=quick_probe(folder)))
+    build(
+        sheet(folder, sandbox.url), MAPPING, out, BuildOptions(skip_invalid=True, probe=quick_probe(folder))
+    )
     return out
 
 
@@ -145,7 +147,10 @@ def test_run_over_budget_stops_before_the_first_create(sandbox: Sandbox, tmp_pat
     """run --max-cost: the build is made (and probed), then the estimate refuses; no batch, no journal."""
     source = sheet(tmp_path, sandbox.url)
     options = RunOptions(
-        sandbox=True, skip_invalid=True, probe=quick_probe(tmp_path), budget=Budget(max_cost=5, allow_unknown=True)
+        sandbox=True,
+        skip_invalid=True,
+        probe=quick_probe(tmp_path),
+        budget=Budget(max_cost=5, allow_unknown=True),
     )
     with pytest.raises(BudgetError) as refused:
         run(source, MAPPING, tmp_path / "out", options)

@@ -69,7 +69,9 @@ def test_a_second_export_sends_only_what_is_new_or_changed(tmp_path: Path) -> No
     rows.write_csv(tmp_path / "day2.csv")
     reuse = find_reusable([tmp_path / "day1"])
     assert reuse.count == len(completed)
-    day2 = run(tmp_path / "day2.csv", CAMPAIGN_MAPPING, tmp_path / "day2", dataclasses.replace(FAST, reuse=reuse))
+    day2 = run(
+        tmp_path / "day2.csv", CAMPAIGN_MAPPING, tmp_path / "day2", dataclasses.replace(FAST, reuse=reuse)
+    )
     sent = {line["request_id"] for line in _sent(tmp_path / "day2")}
     assert not sent & (set(completed) - set(changed))
     assert set(changed) | {"n1", "n2"} <= sent
@@ -93,7 +95,11 @@ def test_a_request_still_pending_elsewhere_is_sent_with_a_warning(tmp_path: Path
     first = build(CAMPAIGN, CAMPAIGN_MAPPING, tmp_path / "a", BuildOptions(skip_invalid=True))
     line = next(iter(read_lines(first.shards[0])))
     pending = pl.DataFrame(
-        {"key": [payload_key(orjson.dumps(line))], "reused_from": [str(tmp_path / "a")], "reused_request_id": ["c001"]}
+        {
+            "key": [payload_key(orjson.dumps(line))],
+            "reused_from": [str(tmp_path / "a")],
+            "reused_request_id": ["c001"],
+        }
     )
     offer = Reusable((str(tmp_path / "a"),), pl.DataFrame(schema=COMPLETED_SCHEMA), pending)
     second = build(CAMPAIGN, CAMPAIGN_MAPPING, tmp_path / "b", BuildOptions(skip_invalid=True, reuse=offer))
@@ -127,7 +133,12 @@ def test_reuse_never_sends_a_completed_line_twice(
     source = folder / "rows.csv"
     rows = [(f"r{i}", f"https://cdn.example.com/{i}.wav") for i in range(30)]
     source.write_text("id,audio\n" + "".join(f"{r},{a}\n" for r, a in rows))
-    mapping = {"request_id": "{id}", "model": "lipsync-2", "video": "https://cdn.example.com/v.mp4", "audio": "{audio}"}
+    mapping = {
+        "request_id": "{id}",
+        "model": "lipsync-2",
+        "video": "https://cdn.example.com/v.mp4",
+        "audio": "{audio}",
+    }
     limits = Limits(min_records=20)
     before = build(source, mapping, folder / "before", BuildOptions(limits=limits))
     offer = _offer(read_lines(before.shards[0]), completed)
@@ -140,7 +151,10 @@ def test_reuse_never_sends_a_completed_line_twice(
     assert not keys & set(offer.completed.get_column("key").to_list())
     expected_reused = {f"x{i}" for i in completed - changed}
     requests = built.manifest.requests_frame()
-    assert set(requests.filter(pl.col("status") == "reused").get_column("request_id").to_list()) == expected_reused
+    assert (
+        set(requests.filter(pl.col("status") == "reused").get_column("request_id").to_list())
+        == expected_reused
+    )
     assert len(sent) + len(expected_reused) == 30
     assert len({line["request_id"] for line in sent}) == len(sent)
     carried = pl.read_parquet(folder / "after" / "reused.parquet")
@@ -164,7 +178,9 @@ def test_a_sample_covers_every_value_and_video(units: list[tuple[str | None, str
     assert len(picked) == min(len(units), max(n, len(picked))) <= max(n, cover)
 
 
-def test_a_sample_first_then_the_full_run_sends_the_rest_exactly_once(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_a_sample_first_then_the_full_run_sends_the_rest_exactly_once(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
     """run --sample 3 sends 3 requests one by one from OUT-sample; the full run sends every other valid
     request, not those 3, and its results show every row once (sample ∪ rest = everything)."""
     source = sheet(tmp_path, sandbox.url)
