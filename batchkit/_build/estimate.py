@@ -58,15 +58,15 @@ def request_lengths(directory: str | Path, manifest: Manifest | None = None) -> 
 
 
 def _stored(folder: Path, manifest: Manifest, units: int) -> pl.DataFrame | None:
-    """``lengths.parquet``, when it is there and lines up with ``requests.parquet`` (same units, same ends)."""
+    """``lengths.parquet``, when it is there and lines up with ``requests.parquet`` (as many units, the same
+    first one: a rebuild removes it, ``batchkit probe DIR`` writes it again)."""
     path = folder / LENGTHS
     if not path.is_file():
         return None
     try:
         lengths = pl.read_parquet(path, columns=["model", "seconds", "each"])
-        ends = [0, units - 1] if units else []
-        mine = [_request_id(path, i) for i in ends]
-        theirs = [_request_id(folder / manifest.requests.file, i) for i in ends]
+        mine = _request_id(path, 0) if units else None
+        theirs = _request_id(folder / manifest.requests.file, 0) if units else None
     except (OSError, pl.exceptions.PolarsError) as exc:
         log.warning("estimate: cannot read %s (%s); measuring the lines instead", path, exc)
         return None

@@ -396,7 +396,9 @@ def estimate(
     # the two passes over the rows run side by side; every other total comes from the small table
     small, *shards = pl.collect_all([priced, *([shard] if shard is not None else [])])
     overall = small.select(_SUMS).row(0, named=True)
-    unpriced = small.filter(pl.col("unknown_price") > 0).get_column("model").cast(pl.String).unique().to_list()
+    unpriced = (
+        small.filter(pl.col("unknown_price") > 0).get_column("model").cast(pl.String).unique().to_list()
+    )
     models, values = small.group_by("model").agg(_SUMS), small.group_by("each").agg(_SUMS)
     return Estimate(
         source=prices.source,
@@ -422,20 +424,28 @@ def _flat(
 ) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
     """Rates that do not depend on the length: the length only needs to be known or not (units 1 or null).
 
-    Two group-bys run side by side over the rows: by model, ``[each]`` value and that (a small table every
-    total but the shards' comes from, its rates looked up on it), and by shard with each row's rate. A
+    Two group-bys run side by side over the rows: by model and ``[each]`` value, counting the known lengths
+    (a small table every total but the shards' comes from, its rates looked up on it), and by shard with each
+    row's rate. A
     ``model``/``each`` column that is categorical groups on integers; a shard column in order (as a build
     directory's is) groups as sorted.
     """
     rows = frame.lazy().with_columns(seconds=pl.when(_USABLE).then(_SECONDS), known=_USABLE)
-    small = rows.group_by("model", "each", "known").agg(pl.len().alias("requests"), _SECONDS.sum())
-    lookup = pl.col("model").cast(pl.String).replace_strict(flat, default=None, return_dtype=pl.Float64)
-    priced = _measures(
-        small.with_columns(
-            units=pl.when(pl.col("known")).then(pl.lit(1, dtype=pl.Int64)),
-            rate=pl.when(pl.col("known")).then(lookup),  # a request of unknown length is not priced
-        ),
-        weight=pl.col("requests"),
+    # known lengths are counted, not grouped by: two keys group faster than three
+    small = rows.group_by("model", "each").agg(
+        pl.len().alias("requests"), pl.col("known").sum().alias("known"), _SECONDS.sum()
+    )
+    rate = pl.col("model").cast(pl.String).replace_strict(flat, default=None, return_dtype=pl.Float64)
+    known, requests, has_rate = (
+        pl.col("known").cast(pl.Int64),
+        pl.col("requests").cast(pl.Int64),
+        rate.is_not_null(),
+    )
+    priced = small.with_columns(
+        unknown_seconds=requests - known,
+        unknown_price=pl.when(has_rate).then(0).otherwise(known),
+        priced=pl.when(has_rate).then(known).otherwise(0),
+        usd=_SECONDS * rate,
     )
     if not has_shard:
         return priced, None
@@ -528,7 +538,7 @@ def _subtotals(table: pl.DataFrame, key: str) -> dict[str, Subtotal]:
     """One :class:`Subtotal` per value of ``key``, in order (no value last)."""
     if table.schema[key] != pl.String:
         table = table.with_columns(pl.col(key).cast(pl.String))
-    rows = (
+    columns = (
         table.sort(key, nulls_last=True)
         .select(
             pl.col(key).fill_null(_NONE_LABEL),
@@ -536,9 +546,7 @@ def _subtotals(table: pl.DataFrame, key: str) -> dict[str, Subtotal]:
             (pl.col("unknown_seconds").fill_null(0) + pl.col("unknown_price").fill_null(0)).cast(pl.Int64),
             pl.col("seconds", "usd").fill_null(0.0).cast(pl.Float64),
         )
-        .iter_rows()
+        .get_columns()
     )
-    return {
-        label: Subtotal(requests, priced, unknown, seconds, usd)
-        for label, requests, priced, unknown, seconds, usd in rows
-    }
+    labels, *values = (column.to_list() for column in columns)  # whole columns: faster than row by row
+    return dict(zip(labels, map(Subtotal, *values), strict=True))
