@@ -250,7 +250,9 @@ def _succeeded(result: BuildResult, fmt: str, max_findings: int, *, unit: str) -
     if unsharded is not None:  # build --reuse left fewer than a batch's minimum: they go one by one
         out.print(
             f"  no shard: {unsharded.records:,} request(s) in {unsharded.file}, fewer than a batch's minimum; "
-            f"`batchkit submit {result.out_dir}` sends them one by one",
+            f"`batchkit submit {result.out_dir}` sends them one by one"
+            if unsharded.records
+            else "  nothing left to send: every valid request completed before",
             highlight=False,
         )
         raise SystemExit(EXIT_OK)
