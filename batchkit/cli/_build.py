@@ -18,6 +18,7 @@ from .._report import Report, ValidationFailed
 from .._shard.write import BuildResult, shard_file
 from .._sources.source import FORMATS
 from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, limits_options, make_limits, out
+from ._preflight import preflight_build, preflight_options
 from ._validate import render_report
 
 __all__ = ["build", "shard"]
@@ -70,6 +71,7 @@ _MAX_FINDINGS = click.option(
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     help="Add the requests `batchkit retry --hold` kept in this directory (repeatable).",
 )
+@preflight_options()
 @_FORMAT
 @_MAX_FINDINGS
 @limits_options
@@ -91,17 +93,21 @@ def build(
     min_records: int,
     max_records: int,
     max_bytes: int,
+    **preflight: Any,
 ) -> None:
     """Build SOURCE (CSV, TSV, Parquet, Excel, NDJSON) into balanced batch shards in --out.
 
     Every row becomes one request (or one per [each] value), is checked like `batchkit validate`
     checks a line, and lands in exactly one shard or in report.json. --include-held adds the
     requests a `batchkit retry --hold` kept (checked the same way, joined to their own rows).
+    --probe first probes every media URL (a row whose media fails is invalid, DIR/media.parquet keeps
+    what was learned, and the estimate is shown); --reuse DIR leaves out the requests that already
+    completed there (their outcome is carried into the results).
     Exit status: 0 built, 1 invalid rows (nothing written but report.json; use --skip-invalid)
     or too few records, 2 usage or I/O error.
     """
     limits = make_limits(min_records, max_records, max_bytes)
-    with _progress("rows") as progress:
+    with _progress("rows") as progress, preflight_build(preflight) as (probe, reuse, done):
         result = _attempt(
             lambda: build_source(
                 source,
@@ -117,6 +123,8 @@ def build(
                     encoding=encoding,
                     force=force,
                     include_held=include_held,
+                    probe=probe,
+                    reuse=reuse,
                 ),
                 progress=progress,
             ),
@@ -124,15 +132,16 @@ def build(
             fmt,
             max_findings,
         )
-    if result is not None:
-        if include_held and fmt == "text":
-            held = result.counts.units - _units_of_first_source(result)
-            out.print(
-                f"[green]included[/] {held:,} held request(s) from {', '.join(map(str, include_held))} "
-                "(marked as included, so no later build takes them again)",
-                highlight=False,
-            )
-        _succeeded(result, fmt, max_findings, unit="rows")
+        done(result, fmt)
+        if result is not None:
+            if include_held and fmt == "text":
+                held = result.counts.units - _units_of_first_source(result)
+                out.print(
+                    f"[green]included[/] {held:,} held request(s) from {', '.join(map(str, include_held))} "
+                    "(marked as included, so no later build takes them again)",
+                    highlight=False,
+                )
+            _succeeded(result, fmt, max_findings, unit="rows")
 
 
 @click.command()
@@ -238,6 +247,16 @@ def _succeeded(result: BuildResult, fmt: str, max_findings: int, *, unit: str) -
     )
     for code, n in _invalid_units(result).items():
         out.print(f"  invalid {code}: {n:,}", highlight=False)
+    unsharded = result.manifest.unsharded
+    if unsharded is not None:  # build --reuse left fewer than a batch's minimum: they go one by one
+        out.print(
+            f"  no shard: {unsharded.records:,} request(s) in {unsharded.file}, fewer than a batch's minimum; "
+            f"`batchkit submit {result.out_dir}` sends them one by one"
+            if unsharded.records
+            else "  nothing left to send: every valid request completed before",
+            highlight=False,
+        )
+        raise SystemExit(EXIT_OK)
     sizes = ", ".join(f"{s.records}" for s in result.manifest.shards[:12])
     more = " …" if len(result.manifest.shards) > 12 else ""
     files = result.manifest.shards[0].file

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
@@ -11,8 +12,10 @@ from rich.table import Table
 from .._report import ValidationFailed
 from .._run import RunOptions, Stage, run
 from .._submit.journal import ShardRecord
+from ._budget import budget_options, make_budget
 from ._build import _failed
 from ._common import EXIT_FINDINGS, err, handle_errors, limits_options, make_limits
+from ._preflight import preflight_build, preflight_options
 from ._results import print_results
 from ._submit import (
     _print_event,
@@ -65,6 +68,14 @@ def _stage(stage: Stage, note: str) -> None:
     help="Where to write the joined table [default: OUT/results.csv]; .csv, .parquet, .xlsx or .jsonl.",
 )
 @click.option("--webhook-url", help="URL Sync POSTs each batch's final status to.")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    help="Send only a stratified sample of N requests (every [each] value and video) from OUT-sample; "
+    "the full run (without --sample) then reuses what it completed.",
+)
+@preflight_options(prices=False)
+@budget_options
 @limits_options
 @api_options
 @poll_options
@@ -74,13 +85,16 @@ def run_command(
     strict: bool, results_path: Path | None, webhook_url: str | None,
     min_records: int, max_records: int, max_bytes: int, api_key: str | None, base_url: str | None,
     timeout: float, poll_initial: float, poll_factor: float, poll_max: float, deadline: float | None,
+    sample: int | None = None, **preflight: Any,
 ) -> None:  # fmt: skip
     """Build SOURCE into shards, submit them, wait, and join the results back to every row.
 
     Running it again resumes where it stopped: an unchanged build is reused, nothing is submitted twice
-    (with --sandbox too: its account is kept in OUT/sandbox-state.ndjson). Exit status: 0 done, 1 the build
-    found errors (--strict, too few rows), a shard was refused or nothing could be submitted, 2 usage, API
-    or I/O error.
+    (with --sandbox too: its account is kept in OUT/sandbox-state.ndjson). --probe checks every media URL
+    first; --max-cost refuses before anything is sent when the estimate is over; --sample N tries a handful
+    first; --reuse DIR does not send again what completed there. Exit status: 0 done, 1 the build found
+    errors (--strict, too few rows), a shard was refused or nothing could be submitted, 2 usage, API or I/O
+    error.
     """
     limits = make_limits(min_records, max_records, max_bytes)
     custom_poll = (poll_initial, poll_factor, poll_max) != (5.0, 1.5, 60.0)
@@ -92,15 +106,21 @@ def run_command(
         update(shards)
 
     client = None if sandbox else make_client(api_key, base_url, timeout)
+    budget = make_budget(
+        preflight.pop("max_cost"), preflight.pop("prices"), preflight.pop("allow_unknown_cost"),
+        preflight.pop("yes"), live=not (sandbox or dry_run),
+    )  # fmt: skip
     try:
-        options = RunOptions(
-            limits=limits, skip_invalid=not strict, sheet=sheet, sandbox=sandbox, dry_run=dry_run,
-            webhook_url=webhook_url, poll=poll, deadline=deadline, results_path=results_path,
-        )  # fmt: skip
-        result = run(
-            source, mapping_path, out_dir, options, client=client,
-            on_stage=_stage, on_event=_print_event, on_progress=on_progress,
-        )  # fmt: skip
+        with preflight_build(preflight) as (probe, reuse, _):
+            options = RunOptions(
+                limits=limits, skip_invalid=not strict, sheet=sheet, sandbox=sandbox, dry_run=dry_run,
+                webhook_url=webhook_url, poll=poll, deadline=deadline, results_path=results_path,
+                probe=probe, reuse=reuse, budget=budget, sample=sample,
+            )  # fmt: skip
+            result = run(
+                source, mapping_path, out_dir, options, client=client,
+                on_stage=_stage, on_event=_print_event, on_progress=on_progress,
+            )  # fmt: skip
     except ValidationFailed as exc:
         progress.stop()
         _failed(exc.report, out_dir, "text", 20, hint="fix them, or leave out --strict to skip invalid rows")

@@ -17,6 +17,7 @@ from .._api.client import Client
 from .._submit.journal import ShardRecord
 from .._submit.reconcile import ReconcilePolicy
 from .._submit.submit import SubmitEvent, SubmitResult, resolve, status, submit, wait
+from ._budget import budget_options, make_budget
 from ._common import EXIT_FINDINGS, EXIT_USAGE, err, handle_errors, out
 
 _EVENT_STYLE = {
@@ -254,21 +255,24 @@ def _pairs(values: Sequence[str]) -> dict[str, str]:
 @api_options
 @poll_options
 @reconcile_options
+@budget_options
 @handle_errors
 def submit_command(
     directory: Path, dry_run: bool, webhook_url: str | None, and_wait: bool, force: bool,
     adopt: tuple[str, ...], forget: tuple[str, ...], rebind: bool, api_key: str | None, base_url: str | None,
     timeout: float, poll_initial: float, poll_factor: float, poll_max: float, deadline: float | None,
-    in_flight: float, clock_skew: float,
+    in_flight: float, clock_skew: float, **budget_flags: Any,
 ) -> None:  # fmt: skip
     """Submit every shard of a build directory, exactly once, through a crash-safe journal.
 
     Safe to run again at any time: shards already submitted are skipped, and a create whose answer was lost
     is settled by content on the server before anything is resent. One process at a time per directory.
-    Exit status: 0 submitted, 1 a shard refused or nothing could be submitted, 2 usage, API or I/O error.
+    --max-cost refuses, before anything is sent, when the estimate (as `batchkit estimate` prices it) is
+    over or unknown. Exit status: 0 submitted, 1 a shard refused or nothing could be submitted, 2 usage, API or I/O error.
     """
     poll = make_poll(poll_initial, poll_factor, poll_max)
     policy = make_policy(in_flight, clock_skew)
+    budget = make_budget(**budget_flags, live=not dry_run)
     with make_client(api_key, base_url, timeout) as client:
         if adopt or forget:
             resolve(directory, adopt=_pairs(adopt), forget=forget, client=client)
@@ -282,6 +286,7 @@ def submit_command(
             poll=poll,
             policy=policy,
             rebind=rebind,
+            budget=budget,
         )
         if result.realtime is not None:
             sent = result.realtime
