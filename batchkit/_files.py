@@ -1,11 +1,88 @@
-"""Durable file system steps shared by every writer (shards, manifests, downloads)."""
+"""File system steps shared by every reader and writer: opening input safely, durable writes.
+
+:func:`open_input` opens a file given by the user without ever waiting: a FIFO, a device or a socket is
+refused (a FIFO without a writer would block forever, ``/dev/zero`` never ends), and so is a directory, a
+symbolic link loop or an unreadable file, each with a message that says what it is and what to do.
+:func:`read_input` reads a small input (a mapping, a schema) whole, within a byte budget.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["sync_dir"]
+from ._errors import InputError
+
+__all__ = ["describe_oserror", "open_input", "read_input", "sync_dir"]
+
+#: The largest small input (mapping TOML, JSON Schema) read whole.
+SMALL_INPUT_BYTES = 16 << 20
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def describe_oserror(exc: OSError) -> str:
+    """What went wrong, in words (``No space left on device``), never a traceback's repr."""
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link loop"
+    return exc.strerror or type(exc).__name__
+
+
+def open_input(path: str | Path, *, what: str = "file") -> BinaryIO:
+    """Open a regular file for reading, in binary mode; raise :class:`InputError` for anything else.
+
+    The file is opened without blocking, so a FIFO is detected (and refused) instead of waited on.
+    ``what`` names the input in messages (``schema``, ``mapping``, ``source``).
+    """
+    given = Path(path)
+    try:
+        fd = os.open(given, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            msg = f"no such {what}: {given}"
+        elif exc.errno == errno.EISDIR:
+            msg = f"{given} is a directory; give a {what} instead"
+        else:
+            msg = f"cannot read {what} {given}: {describe_oserror(exc)}"
+        raise InputError(msg, path=given) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        for test, kind in _KINDS:
+            if test(mode):
+                msg = (
+                    f"{given} is {kind}, not a regular file; batchkit reads regular files only (it never waits "
+                    f"on a pipe or reads a device): save the {what} to a file and give that"
+                )
+                raise InputError(msg, path=given)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_input(path: str | Path, *, what: str = "file", limit: int = SMALL_INPUT_BYTES) -> bytes:
+    """The whole of a small regular file, refusing one larger than ``limit`` bytes."""
+    with open_input(path, what=what) as handle:
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            msg = f"cannot read {what} {path}: {describe_oserror(exc)}"
+            raise InputError(msg, path=path) from None
+    if len(data) > limit:
+        msg = f"{what} {path} is larger than {limit:,} bytes; a {what} is a small text file: check the path"
+        raise InputError(msg, path=path)
+    return data
 
 
 def sync_dir(folder: Path) -> None:

@@ -12,6 +12,7 @@ Two layers, each reporting independently so that one bad line yields all of its 
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -20,7 +21,7 @@ from .crossfield import Problem, json_kind, payload_problems, pointer, show
 from .limits import DEFAULT_LIMITS, Limits
 from .models import BatchLine
 
-__all__ = ["line_problems"]
+__all__ = ["duplicate_keys", "line_problems"]
 
 _INPUT_TAGS: Final = frozenset({"video", "audio", "text"})
 #: Every key the wire contract knows, for "did you mean" hints on unknown keys.
@@ -122,10 +123,10 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
         if loc == ("request_id",) and kind != "missing":
             code = "invalid-request-id"
         if kind == "missing":
-            message = f"required field {name!r} is missing"
+            message = f"required field {show(name)} is missing"
         elif kind == "extra_forbidden":
             message = (
-                f"unknown field {name!r}{_did_you_mean(name)}; the wire contract has no such key, "
+                f"unknown field {show(name)}{_did_you_mean(name)}; the wire contract has no such key, "
                 "so remove it or fix its name"
             )
         elif kind in _OBJECT_TYPES:
@@ -135,7 +136,7 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
             where = pointer(*loc, "type")
         elif kind == "union_tag_invalid":
             tag = (error.get("ctx") or {}).get("tag")
-            message = f'input type {tag!r} is not one of "video", "audio", "text"'
+            message = f'input type {show(tag)} is not one of "video", "audio", "text"'
             where = pointer(*loc, "type")
         elif kind == "invalid_request_id":
             message = error["msg"]
@@ -169,6 +170,8 @@ def _strip_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
 
 
 def _did_you_mean(name: str) -> str:
+    if len(name) > 64:
+        return ""
     camel = name.split("_")[0] + "".join(w.title() for w in name.split("_")[1:])
     for candidate in (camel, *difflib.get_close_matches(name, _KNOWN_KEYS, n=1, cutoff=0.75)):
         if candidate != name and candidate in _KNOWN_KEYS:
@@ -176,3 +179,50 @@ def _did_you_mean(name: str) -> str:
     return ""
 
 
+
+
+class _Object(dict[str, Any]):
+    """A parsed JSON object that remembers the keys it had more than once."""
+
+    __slots__ = ("repeated",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.repeated: list[str] = []
+        if len(self) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen and key not in self.repeated:
+                    self.repeated.append(key)
+                seen.add(key)
+
+
+def duplicate_keys(text: str | bytes) -> list[Problem]:
+    """A ``duplicate-key`` problem for every key that appears twice in one object of a JSON line.
+
+    JSON parsers disagree on which of the values counts (batchkit's reads the last, others the first or
+    refuse), so a duplicate can hide a bad value from one reader and show it to another. ``text`` must be
+    valid JSON; a line nested too deeply for Python's parser is not checked (it has other problems).
+    """
+    try:
+        root = json.loads(text, object_pairs_hook=_Object)
+    except (ValueError, RecursionError):
+        return []
+    problems: list[Problem] = []
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(root, ())]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, _Object):
+            for key in value.repeated:
+                problems.append(
+                    Problem(
+                        "duplicate-key",
+                        pointer(*where, key),
+                        f"key {show(key)} appears more than once in this object; JSON readers disagree on "
+                        "which value counts (Sync may read the first), so keep only one",
+                    )
+                )
+            stack.extend((item, (*where, key)) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((item, (*where, i)) for i, item in reversed(list(enumerate(value))))
+    return problems
