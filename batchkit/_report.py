@@ -243,6 +243,23 @@ class FindingsFile:
         self.temp.unlink(missing_ok=True)
 
 
+class _Tally:
+    """What a report counts as findings arrive (a plain object: the report's hot path)."""
+
+    __slots__ = ("counts", "errors", "kept", "sink")
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.kept: Counter[str] = Counter()
+        self.sink: FindingsFile | None = None
+
+    def count(self, finding: Finding) -> None:
+        self.counts[finding.code] += 1
+        if finding.severity == "error":
+            self.errors[finding.code] += 1
+
+
 class Report(BaseModel):
     """The findings of a run, counted exactly, with its statistics. ``valid`` is true when no finding is an error.
 
@@ -260,20 +277,25 @@ class Report(BaseModel):
     keep: int | None = Field(
         default=DEFAULT_KEEP, ge=0, exclude=True, description="findings of one code kept in memory (None: all)"
     )
-    _counts: Counter[str] = PrivateAttr(default_factory=Counter)
-    _errors: Counter[str] = PrivateAttr(default_factory=Counter)
-    _kept: Counter[str] = PrivateAttr(default_factory=Counter)
-    _sink: FindingsFile | None = PrivateAttr(default=None)
+    _tally: _Tally = PrivateAttr(default_factory=lambda: _Tally())
 
     def model_post_init(self, context: Any, /) -> None:
+        tally = self._tally
         for finding in self.findings:
-            self._count(finding)
-            self._kept[finding.code] += 1
+            tally.count(finding)
+            tally.kept[finding.code] += 1
 
-    def _count(self, finding: Finding) -> None:
-        self._counts[finding.code] += 1
-        if finding.severity == "error":
-            self._errors[finding.code] += 1
+    @property
+    def _counts(self) -> Counter[str]:
+        return self._tally.counts
+
+    @property
+    def _errors(self) -> Counter[str]:
+        return self._tally.errors
+
+    @property
+    def _sink(self) -> FindingsFile | None:
+        return self._tally.sink
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -323,7 +345,7 @@ class Report(BaseModel):
         sink = FindingsFile(path)
         for finding in self.findings:
             sink.write(finding)
-        self._sink = sink
+        self._tally.sink = sink
         self.findings_file = str(sink.path)
         return sink
 
@@ -336,26 +358,29 @@ class Report(BaseModel):
         """Drop an unfinished findings file (the run failed); the report no longer names one."""
         if self._sink is not None:
             self._sink.discard()
-            self._sink = None
+            self._tally.sink = None
             self.findings_file = None
 
     def add(self, finding: Finding) -> None:
-        self._count(finding)
-        if finding.severity == "error":
-            self.stats.errors += 1
-        else:
-            self.stats.warnings += 1
-        self._place(finding)
+        # The hot path of every run with many findings: plain objects, no pydantic attribute machinery.
+        tally: _Tally = self.__pydantic_private__["_tally"]  # type: ignore[index]
+        tally.count(finding)
+        stats = self.__dict__["stats"].__dict__
+        stats["errors" if finding.severity == "error" else "warnings"] += 1
+        self._place(finding, tally)
 
-    def _place(self, finding: Finding) -> None:
+    def _place(self, finding: Finding, tally: _Tally | None = None) -> None:
         """Stream the (already counted) finding, and keep it unless its code has ``keep`` already."""
-        if self._sink is not None:
-            self._sink.write(finding)
-        if self.keep is None or self._kept[finding.code] < self.keep:
-            self._kept[finding.code] += 1
-            self.findings.append(finding)
+        tally = tally or self._tally
+        if tally.sink is not None:
+            tally.sink.write(finding)
+        fields = self.__dict__
+        keep = fields["keep"]
+        if keep is None or tally.kept[finding.code] < keep:
+            tally.kept[finding.code] += 1
+            fields["findings"].append(finding)
         else:
-            self.elided += 1
+            fields["elided"] += 1
 
     def iter_findings(self) -> Iterator[Finding]:
         """Every finding, in the order found: from the findings file when some were elided, else the sample.
@@ -413,7 +438,7 @@ class Report(BaseModel):
                 f"… and {hidden:,} more ({self.elided:,} of them not kept: at most {self.keep or 0:,} per code are; "
                 "write every finding to a file with --report FILE)"
             )
-        return f"… and {hidden:,} more (use --format json for all)"
+        return f"… and {hidden:,} more (--format json lists all)"
 
     def render_text(self, *, max_findings: int | None = 200) -> str:
         """A human rendering: one line per finding, then a summary and a table of counts by code."""

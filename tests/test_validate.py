@@ -261,7 +261,7 @@ def test_render_text_ends_with_counts() -> None:
         ["unknown-model", "warning", "1"],
         ["duplicate-request-id", "error", "1"],
     ]
-    assert report.render_text(max_findings=1).splitlines()[1] == "… and 1 more (use --format json for all)"
+    assert report.render_text(max_findings=1).splitlines()[1] == "… and 1 more (--format json lists all)"
 
 
 def test_raise_for_errors() -> None:
