@@ -100,7 +100,8 @@ if TYPE_CHECKING:
         verify_shards,
     )
     from ._shard.plan import plan_shards
-    from ._shard.write import BuildResult, shard_file
+    from ._shard.reshard import shard_file
+    from ._shard.write import BuildResult
     from ._sources.source import Source, read_source
     from ._submit.journal import GenerationRecord, ShardRecord
     from ._submit.realtime import RealtimeEvent, RealtimeResult, send_realtime
@@ -228,10 +229,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "_build.build": ("build",),
     "_shard.plan": ("plan_shards",),
-    "_shard.write": (
-        "BuildResult",
-        "shard_file",
-    ),
+    "_shard.write": ("BuildResult",),
+    "_shard.reshard": ("shard_file",),
     "_shard.builddir": (
         "BuildCounts",
         "Manifest",

@@ -8,15 +8,18 @@ symbolic link loop or an unreadable file, each with a message that says what it 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from ._errors import InputError
 
-__all__ = ["describe_oserror", "open_input", "read_input", "sync_dir"]
+__all__ = ["describe_oserror", "open_input", "read_input", "sync_dir", "writing"]
 
 #: The largest small input (mapping TOML, JSON Schema) read whole.
 SMALL_INPUT_BYTES = 16 << 20
@@ -34,7 +37,7 @@ def describe_oserror(exc: OSError) -> str:
     """What went wrong, in words (``No space left on device``), never a traceback's repr."""
     if exc.errno == errno.ELOOP:
         return "a symbolic link loop"
-    return exc.strerror or type(exc).__name__
+    return exc.strerror or " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def open_input(path: str | Path, *, what: str = "file") -> BinaryIO:
@@ -97,3 +100,45 @@ def sync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@contextlib.contextmanager
+def writing(folder: Path) -> Iterator[None]:
+    """Turn a failed write into ``folder`` (a full disk, a lost permission, a file too large) into one clear
+    :class:`InputError`, whether it came from Python or from polars' native writers.
+
+    Cleaning up is the job of whoever wrote: this only words the failure.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if not isinstance(exc, OSError) and not type(exc).__module__.startswith("polars"):
+            raise
+        text = " ".join(str(exc).split())
+        code = exc.errno if isinstance(exc, OSError) else None
+        if code is None and ("os error 28" in text or "No space left" in text or _nearly_full(folder)):
+            code = errno.ENOSPC  # polars words a full disk in many ways ("Invalid thrift: transport error")
+        if code == errno.ENOSPC:
+            reason = "No space left on device"
+        else:
+            reason = describe_oserror(exc) if isinstance(exc, OSError) else text[:200] or type(exc).__name__
+        raise InputError(_cannot_write(folder, reason, code), path=folder) from None
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
+def _cannot_write(folder: Path, reason: str, code: int | None) -> str:
+    fix = (
+        "free some space (or choose another directory) and run it again"
+        if code in _FULL
+        else "check the directory and run it again"
+    )
+    return f"cannot write into {folder}: {reason}; nothing half-written was left there, {fix}"

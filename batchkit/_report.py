@@ -183,6 +183,7 @@ class FindingsFile:
         self.path = Path(path)
         self.temp = self.path.with_name(f".{self.path.name}.tmp")
         self.count = 0
+        self.committed = False
         self._buffer: list[bytes] = []
         self._size = 0
         try:
@@ -221,7 +222,7 @@ class FindingsFile:
 
     def commit(self) -> Path:
         """Make the file durable and rename it into place; return its path."""
-        if self._handle.closed:
+        if self.committed:
             return self.path
         self.flush()
         try:
@@ -232,11 +233,14 @@ class FindingsFile:
             self.discard()
             msg = f"cannot write the findings file {self.path}: {describe_oserror(exc)}"
             raise InputError(msg, path=self.path) from None
+        self.committed = True
         sync_dir(self.path.parent)
         return self.path
 
     def discard(self) -> None:
-        """Remove the temporary file (the final one, if any, is left as it was)."""
+        """Remove the temporary file (the final one, if any, is left as it was); no-op once committed."""
+        if self.committed:
+            return
         self._buffer.clear()
         if not self._handle.closed:
             self._handle.close()
@@ -355,8 +359,9 @@ class Report(BaseModel):
             self._sink.commit()
 
     def discard(self) -> None:
-        """Drop an unfinished findings file (the run failed); the report no longer names one."""
-        if self._sink is not None:
+        """Drop an unfinished findings file (the run failed); the report no longer names one. A findings file
+        already complete is kept."""
+        if self._sink is not None and not self._sink.committed:
             self._sink.discard()
             self._tally.sink = None
             self.findings_file = None
@@ -463,9 +468,14 @@ class Report(BaseModel):
 
 
 class ValidationFailed(BatchkitError):
-    """Raised by :meth:`Report.raise_for_errors` when a report holds findings of severity error."""
+    """Raised by :meth:`Report.raise_for_errors` when a report holds findings of severity error.
 
-    def __init__(self, report: Report) -> None:
+    ``invalid_units`` (set by a build that stops on invalid rows) counts the invalid request units by their
+    first error code, exactly, however many findings the report kept.
+    """
+
+    def __init__(self, report: Report, *, invalid_units: dict[str, int] | None = None) -> None:
         self.report = report
+        self.invalid_units = invalid_units
         counts = ", ".join(f"{code} × {n}" for code, n in sorted(report.error_counts.items()))
         super().__init__(f"{report.stats.errors} error finding(s): {counts}")

@@ -12,7 +12,7 @@ from batchkit import AmbiguousSubmissionError, JournalError, Limits, WaitTimeout
 from batchkit._api.backoff import PollPolicy, RetryPolicy
 from batchkit._api.client import Client
 from batchkit._shard.builddir import load_manifest
-from batchkit._shard.write import shard_file
+from batchkit._shard.reshard import shard_file
 from batchkit._submit.journal import Journal, ShardRecord
 from batchkit._submit.submit import SubmitEvent, refresh, resolve, submit, wait
 from batchkit.sandbox import Fault, Sandbox, serve

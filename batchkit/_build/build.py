@@ -22,6 +22,7 @@ import difflib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -31,7 +32,7 @@ import polars as pl
 from .._wire.checks import request_id_problem
 from .columnar import blank_column, frame_exprs
 from .._errors import InputError
-from .._report import ValidationFailed
+from .._files import writing
 from .._wire.limits import DEFAULT_LIMITS, Limits
 from .._shard.builddir import SourceInfo
 from .._mapping.mapping import Mapping, load_mapping
@@ -41,11 +42,11 @@ from .._wire.rules import line_problems
 from .._shard.write import (
     BuildResult,
     Progress,
-    clear_previous,
+    fail_build,
     finish,
     prepare_out_dir,
     safe_name,
-    write_report,
+    start_report,
 )
 from .._sources.source import DEFAULT_CHUNK_ROWS, ISSUE, ISSUE_MESSAGE, ROW, SOURCE_LINE, Source, read_source
 from .._shard.spill import Spill
@@ -101,10 +102,40 @@ def build(
     folder = prepare_out_dir(out_dir, force=force)
     held = _load_held(include_held, folder)
     stem = safe_name(name or (src.path.stem if src.path is not None else "batch"))
-    report = Report(limits=limits)
+    job = _Job(src, plan, folder, stem, held, limits, skip_invalid, progress, chunk_rows)
+    report = start_report(folder, limits)
+    try:
+        result = _build(job, report)
+    except BaseException:
+        report.discard()
+        raise
+    if held.parts:
+        from .held import mark_consumed
+
+        mark_consumed(held, folder)
+    return result
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One build: what it reads, where it writes, and how."""
+
+    src: Source
+    plan: Mapping
+    folder: Path
+    stem: str
+    held: HeldRequests
+    limits: Limits
+    skip_invalid: bool
+    progress: Progress | None
+    chunk_rows: int
+
+
+def _build(job: _Job, report: Report) -> BuildResult:
+    src, folder, stem, held, limits = job.src, job.folder, job.stem, job.held, job.limits
     for finding in src.findings:
         report.add(finding)
-    each = plan.each_names
+    each = job.plan.each_names
     clash = [variable for variable in each if variable in src.columns]
     if clash:
         msg = (
@@ -112,14 +143,70 @@ def build(
             "ambiguous; rename the variable"
         )
         raise InputError(msg, path=src.path, column=clash[0])
-    missing = [column for column in plan.columns_used() if column not in src.columns]
+    missing = [column for column in job.plan.columns_used() if column not in src.columns]
     if missing:
         for column in missing:
             report.add(_missing_column(src, column))
-        clear_previous(folder, stem)
-        write_report(folder, report)
-        raise ValidationFailed(report)
-    units = plan.compile(limits)
+        raise fail_build(folder, stem, report)
+    units = job.plan.compile(limits)
+    _constant_warnings(units, src, report)
+    total = src.count_rows()
+    layout = expected_layout(total * len(units) + held.count if total is not None else None, limits)
+    names = [src.name, *(info.name for info in held.sources)]
+    spilled_each = each + [v for v in held.each if v not in each]
+    extra = [_RETRY_OF] if held.parts else []
+    with writing(folder), Spill(folder, spilled_each, name=stem, layout=layout, extra=extra) as spill:
+        rows = _read_rows(job, _LineMaker(src, units, limits, each), spill, report, total)
+        held.add_to(spill, report, limits, names.__getitem__)
+        spill.close()  # every line and provenance file is on disk from here on
+        if rows == 0:
+            msg = f"{src.name} has no data rows (a header only, or blank rows); add rows below the header"
+            raise InputError(msg, path=src.path)
+        excluded, updates = _duplicates(spill, report, names, units, spilled_each)
+        report.findings.sort(key=lambda f: (f.row is not None, f.row or 0))
+        valid = spill.spilled - len(excluded)
+        report.stats.lines = rows
+        report.stats.records = spill.units
+        report.stats.valid_records = valid
+        if valid < spill.units and not job.skip_invalid:
+            raise fail_build(folder, stem, report, invalid_units=_invalid_units(spill, updates))
+        info = SourceInfo(
+            name=src.name,
+            path=str(src.path) if src.path is not None else None,
+            format=src.format,
+            sheet=src.sheet,
+            sha256=src.sha256,
+            bytes=src.bytes,
+            rows=rows,
+        )
+        return finish(
+            spill,
+            out_dir=folder,
+            name=stem,
+            limits=limits,
+            report=report,
+            sources=[info, *held.sources],
+            mapping=job.plan.to_dict(),
+            rows=rows,
+            excluded=excluded,
+            updates=updates,
+            snapshot=src.snapshot(),
+            copies=held.copies,
+        )
+
+
+def _invalid_units(spill: Spill, updates: pl.DataFrame | None) -> dict[str, int]:
+    """Invalid units by their first error code (what requests.parquet would say), most first."""
+    counts = dict(
+        spill.scan().filter(pl.col("status") == "invalid").group_by("code").len().collect().iter_rows()
+    )
+    if updates is not None and updates.height:
+        counts["duplicate-request-id"] = counts.get("duplicate-request-id", 0) + updates.height
+    return {str(code): int(n) for code, n in sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))}
+
+
+def _constant_warnings(units: list[UnitPlan], src: Source, report: Report) -> None:
+    """The warnings of values set in the mapping itself: once for the whole build, not once per row."""
     seen: set[tuple[str, str]] = set()
     for unit in units:
         for problem in unit.constant_warnings:
@@ -134,82 +221,37 @@ def build(
                         pointer=problem.pointer,
                     )
                 )
-    maker = _LineMaker(src, units, limits, each)
-    total = src.count_rows()
-    layout = expected_layout(total * len(units) + held.count if total is not None else None, limits)
-    names = [src.name, *(info.name for info in held.sources)]
-    spilled_each = each + [v for v in held.each if v not in each]
-    extra = [_RETRY_OF] if held.parts else []
-    with Spill(folder, spilled_each, name=stem, layout=layout, extra=extra) as spill:
-        rows = 0
-        for chunk in src.chunks(chunk_rows, blank=True):
-            blank = (chunk[ISSUE] == "blank-row").fill_null(False)
-            if blank.any():
-                for row, line in chunk.filter(blank).select(ROW, SOURCE_LINE).iter_rows():
-                    report.add(
-                        Finding(
-                            code="blank-row",
-                            severity="warning",
-                            message="the row is blank (every value empty); it was skipped",
-                            source=src.name,
-                            row=row,
-                            source_line=line,
-                        )
-                    )
-                chunk = chunk.filter(~blank)
-            rows += chunk.height
-            if not chunk.height:
-                continue
-            frame, findings = maker.process(chunk)
-            spill.add(frame)
-            for finding in findings:
-                report.add(finding)
-            if progress is not None:
-                done = int(chunk[ROW].max())  # type: ignore[arg-type]
-                progress(done, max(total, done) if total is not None else None)
-        held.add_to(spill, report, limits, names.__getitem__)
-        spill.close()  # every line and provenance file is on disk from here on
-        if rows == 0:
-            msg = f"{src.name} has no data rows (a header only, or blank rows); add rows below the header"
-            raise InputError(msg, path=src.path)
-        excluded, updates = _duplicates(spill, report, names, units, spilled_each)
-        report.findings.sort(key=lambda f: (f.row is not None, f.row or 0))
-        valid = spill.spilled - len(excluded)
-        report.stats.lines = rows
-        report.stats.records = spill.units
-        report.stats.valid_records = valid
-        if valid < spill.units and not skip_invalid:
-            clear_previous(folder, stem)
-            write_report(folder, report)
-            raise ValidationFailed(report)
-        info = SourceInfo(
-            name=src.name,
-            path=str(src.path) if src.path is not None else None,
-            format=src.format,
-            sheet=src.sheet,
-            sha256=src.sha256,
-            bytes=src.bytes,
-            rows=rows,
-        )
-        result = finish(
-            spill,
-            out_dir=folder,
-            name=stem,
-            limits=limits,
-            report=report,
-            sources=[info, *held.sources],
-            mapping=plan.to_dict(),
-            rows=rows,
-            excluded=excluded,
-            updates=updates,
-            snapshot=src.snapshot(),
-            copies=held.copies,
-        )
-    if held.parts:
-        from .held import mark_consumed
 
-        mark_consumed(held, folder)
-    return result
+
+def _read_rows(job: _Job, maker: _LineMaker, spill: Spill, report: Report, total: int | None) -> int:
+    """Every chunk of the source through the line maker into the spill; the number of rows read."""
+    rows = 0
+    for chunk in job.src.chunks(job.chunk_rows, blank=True):
+        blank = (chunk[ISSUE] == "blank-row").fill_null(False)
+        if blank.any():
+            for row, line in chunk.filter(blank).select(ROW, SOURCE_LINE).iter_rows():
+                report.add(
+                    Finding(
+                        code="blank-row",
+                        severity="warning",
+                        message="the row is blank (every value empty); it was skipped",
+                        source=job.src.name,
+                        row=row,
+                        source_line=line,
+                    )
+                )
+            chunk = chunk.filter(~blank)
+        rows += chunk.height
+        if not chunk.height:
+            continue
+        frame, findings = maker.process(chunk)
+        spill.add(frame)
+        for finding in findings:
+            report.add(finding)
+        if job.progress is not None:
+            done = int(chunk[ROW].max())  # type: ignore[arg-type]
+            job.progress(done, max(total, done) if total is not None else None)
+    return rows
 
 
 _RETRY_OF: Final = "retry_of"

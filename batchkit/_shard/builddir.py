@@ -4,7 +4,8 @@
 
     DIR/
       manifest.json          written last, atomically: limits, sources, mapping, counts, shards, requests
-      report.json            the build Report
+      report.json            the build Report (its first findings of each code, and every count)
+      findings.ndjson        every finding of the build, one JSON object per line
       requests.parquet       one row per request unit, valid or not: where it came from and where it went
       source.parquet         the rows of an in-memory source, as read (only for DataFrame sources)
       <name>-0001.jsonl ...  the shards, canonical bytes
@@ -40,6 +41,7 @@ from .._wire.limits import Limits
 from .spill import Spill
 
 __all__ = [
+    "FINDINGS",
     "FORMAT",
     "HELD",
     "MANIFEST",
@@ -64,6 +66,8 @@ __all__ = [
 FORMAT: Final = "batchkit-build/1"
 MANIFEST: Final = "manifest.json"
 REPORT: Final = "report.json"
+#: Every finding of a build, as JSON Lines. Not ``.jsonl``: ``batchkit validate DIR`` reads those as batches.
+FINDINGS: Final = "findings.ndjson"
 REQUESTS: Final = "requests.parquet"
 SNAPSHOT: Final = "source.parquet"
 HELD: Final = "held.jsonl"
@@ -314,8 +318,12 @@ def make_durable(paths: list[Path]) -> None:
 
 def write_snapshot(snapshot: pl.DataFrame, out_dir: Path, info: SourceInfo) -> tuple[SourceInfo, Path]:
     temp = out_dir / f".{SNAPSHOT}.tmp"
-    snapshot.write_parquet(temp)
-    digest, size, _ = file_sha256(temp)
+    try:
+        snapshot.write_parquet(temp)
+        digest, size, _ = file_sha256(temp)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     return info.model_copy(update={"sha256": digest, "bytes": size, "snapshot": SNAPSHOT}), temp
 
 
@@ -388,6 +396,10 @@ def write_requests(
         *[pl.col(name).cast(pl.String) for name in spill.extra],
     )
     temp = path.with_name(f".{path.name}.tmp")
-    lf.sink_parquet(temp, row_group_size=100_000, maintain_order=True)
-    digest, _, _ = file_sha256(temp)
+    try:
+        lf.sink_parquet(temp, row_group_size=100_000, maintain_order=True)
+        digest, _, _ = file_sha256(temp)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     return RequestsInfo(file=path.name, sha256=digest, rows=spill.units), temp

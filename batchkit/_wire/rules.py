@@ -204,7 +204,8 @@ def duplicate_keys(text: str | bytes) -> list[Problem]:
     refuse), so a duplicate can hide a bad value from one reader and show it to another. ``text`` must be
     valid JSON; a line nested too deeply for Python's parser is not checked (it has other problems).
     """
-    if text.count(":" if isinstance(text, str) else b":") < 2:
+    colons = text.count(":") if isinstance(text, str) else text.count(b":")
+    if colons < 2:
         return []  # at most one key
     try:
         root = json.loads(text, object_pairs_hook=_Object)
