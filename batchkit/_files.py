@@ -63,7 +63,7 @@ def open_input(path: str | Path, *, what: str = "file") -> BinaryIO:
             if test(mode):
                 msg = (
                     f"{given} is {kind}, not a regular file; batchkit reads regular files only (it never waits "
-                    f"on a pipe or reads a device): save the {what} to a file and give that"
+                    "on a pipe or reads a device): write the data to a file and give that"
                 )
                 raise InputError(msg, path=given)
         if hasattr(os, "set_blocking"):

@@ -620,9 +620,9 @@ def test_provisional_and_copied_shards_are_identical(tmp_path: Path, monkeypatch
     adopted: list[int] = []
     original = shard_module._provisional_shards
 
-    def spy(spill: Any, name: str) -> Any:
+    def spy(spill: Any, name: str, *rest: Any) -> Any:
         adopted.append(len(spill.segments))
-        return original(spill, name)
+        return original(spill, name, *rest)
 
     monkeypatch.setattr(shard_module, "_provisional_shards", spy)
     build(source, MAPPING, tmp_path / "direct", limits=limits, chunk_rows=9)

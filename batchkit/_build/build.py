@@ -38,6 +38,7 @@ from .._shard.builddir import SourceInfo
 from .._mapping.mapping import Mapping, load_mapping
 from .._shard.plan import expected_layout
 from .._report import Finding, Report, Severity
+from .._wire.crossfield import show
 from .._wire.rules import line_problems
 from .._shard.write import (
     BuildResult,
@@ -289,6 +290,8 @@ class _LineMaker:
         self.exprs = [frame_exprs(unit, limits) for unit in units]
         self.columns = list(dict.fromkeys(c for unit in units for c in unit.columns))
         self.constant = {(p.code, p.pointer) for unit in units for p in unit.constant_warnings}
+        #: Mapped cells that hold a formula (read from a workbook): column → data row → formula.
+        self.formulas = {c: cells for c, cells in src.formulas.items() if c in self.columns}
 
     def process(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, list[Finding]]:
         chunk = chunk.with_columns(
@@ -305,7 +308,7 @@ class _LineMaker:
                 pl.col(SOURCE_LINE).alias("source_line"),
                 exprs.request_id.alias("request_id"),
                 exprs.line.alias("line"),
-                (exprs.flag | pl.col(ISSUE).is_not_null()).alias("flag"),
+                (exprs.flag | pl.col(ISSUE).is_not_null() | self._formula_flag(unit)).alias("flag"),
             ).with_columns(pl.col("flag") | (pl.col("line").str.len_bytes() >= too_long).fill_null(False))
             flagged = made["flag"]
             good = made.filter(~flagged).select(
@@ -334,6 +337,11 @@ class _LineMaker:
         if len(parts) > 1:
             frame = frame.sort("row", "\x00unit")
         return frame.drop("\x00unit"), findings
+
+    def _formula_flag(self, unit: UnitPlan) -> pl.Expr:
+        """True for the rows where a cell this unit reads holds a formula."""
+        rows = sorted({row for c in unit.columns for row in self.formulas.get(c, ())})
+        return pl.col(ROW).is_in(rows) if rows else pl.lit(False)
 
     def _explain(self, rows: pl.DataFrame, unit: UnitPlan) -> tuple[list[tuple[Any, ...]], list[Finding]]:
         out: list[tuple[Any, ...]] = []
@@ -381,14 +389,23 @@ class _LineMaker:
         found: list[Finding] = []
         for column in unit.columns:
             value = row[column]
-            if isinstance(value, str) and value.startswith("="):
-                shown = value if len(value) <= 40 else value[:39] + "…"
+            formula = self.formulas.get(column, {}).get(row[ROW])
+            if formula is None and isinstance(value, str) and value.startswith("="):
+                formula = value
+            if formula is not None:
+                cached = (
+                    ""
+                    if formula == value
+                    else f"; its cached value {show(value)} is not sent"
+                    if value
+                    else "; it has no cached value"
+                )
                 found.append(
                     self._finding(
                         row,
                         "formula-in-cell",
-                        f"column {column} holds a spreadsheet formula ({shown!r}), not a value; export the "
-                        "sheet's values (copy, paste as values) or fix the cell",
+                        f"column {column} holds a spreadsheet formula ({show(formula, 40)}), not a value{cached}; "
+                        "export the sheet's values (copy, paste as values) or fix the cell",
                         column=column,
                         request_id=rid,
                     )
