@@ -91,7 +91,7 @@ def load_policy(source: str | Path | Mapping[str, Any]) -> Policy:
         return Policy(source)
     path = Path(source)
     try:
-        schema = orjson.loads(read_input(path, what="schema"))
+        schema = orjson.loads(read_input(path, what="schema file"))
     except orjson.JSONDecodeError as exc:
         msg = f"schema {path} is not valid JSON: {exc}"
         raise InputError(msg, path=path) from exc
