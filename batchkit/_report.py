@@ -83,6 +83,7 @@ CODES: dict[str, str] = {
     "unexpected-result": "a result line for a request_id its batch was never sent (warning)",
     "duplicate-result": "a request_id with several result lines in one output file (warning)",
     "download-failed": "a finished batch's results could not be downloaded",
+    "unreadable-output": "a downloaded results file cannot be read (not a regular file, no permission, too large)",
     # results: reconciliation
     "manifest-changed": "manifest.json, requests.parquet or the journal disagree (edited by hand, or rebuilt)",
     "missing-result": "a finished batch gave no result for some of its requests (warning)",

@@ -111,7 +111,7 @@ class _CommonOptions(Struct, forbid_unknown_fields=True, gc=False):
     occlusion_detection_enabled: bool | UnsetType | None = UNSET
 
 
-_NOT_DECODED = (msgspec.DecodeError, UnicodeDecodeError)  # msgspec.ValidationError is a DecodeError
+_NOT_DECODED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)  # ValidationError is a DecodeError
 _ESCAPED_QUOTE = b"\\u0022"  # a quote written as an escape: the quote count below cannot see it
 #: Every byte but JSON's punctuation, the quote and LF (so spaces, CR, letters, digits go).
 _NOT_MARKS = bytes(b for b in range(256) if b not in b'{}[],:"\n')
