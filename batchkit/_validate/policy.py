@@ -8,6 +8,7 @@ the schema only (nothing is fetched).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,8 +91,11 @@ def load_policy(source: str | Path | Mapping[str, Any]) -> Policy:
     if isinstance(source, Mapping):
         return Policy(source)
     path = Path(source)
+    if not os.path.lexists(path):
+        msg = f"cannot read schema {path}: no such file"
+        raise InputError(msg, path=path)
     try:
-        schema = orjson.loads(read_input(path, what="schema file"))
+        schema = orjson.loads(read_input(path, what="schema"))
     except orjson.JSONDecodeError as exc:
         msg = f"schema {path} is not valid JSON: {exc}"
         raise InputError(msg, path=path) from exc

@@ -6,11 +6,12 @@ Commands are imported when they are used, so ``batchkit validate`` never pays fo
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
 
 from .._version import __version__
-from ._common import configure_logging
+from ._common import configure_logging, interrupted_is_130
 
 __all__ = ["main"]
 
@@ -31,7 +32,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class _LazyGroup(click.Group):
-    """A group whose commands are imported on first use."""
+    """A group whose commands are imported on first use, and where Ctrl-C is exit status 130 at any moment
+    (click's own handling says ``Aborted!`` and exits 1, the status of findings)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
+        with interrupted_is_130():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with interrupted_is_130():
+            return super().invoke(ctx)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*COMMANDS, *sorted(set(self.commands) - set(COMMANDS))]
