@@ -12,7 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchkit._report import CODES
-from batchkit._results.outputs import OutputUnreadable, COLUMNS, _columns, _decoder, _fast_columns, normalise_line, read_output
+from batchkit._results.outputs import (
+    COLUMNS,
+    OutputUnreadable,
+    _columns,
+    _decoder,
+    _fast_columns,
+    normalise_line,
+    read_output,
+)
 from batchkit._wire.responses import OutputLine
 
 

@@ -7,9 +7,9 @@ body, before any JSON parsing.
 What :func:`verify_signature` accepts: a signature over the raw body's exact bytes; or, because Sync's own
 Python sample signs ``json.dumps(payload, separators=(",", ":"))``, a signature over that compact
 re-serialisation of the body, provided the body is a UTF-8 JSON object that every JSON reader reads the same
-way (no duplicate key, no ``NaN``, no lone surrogate, no byte-order mark). So a body that differs from the
-signed one only in JSON whitespace or in how characters are escaped verifies (it says exactly the same); one
-that differs in any key or value, or is UTF-16, does not. Every failure raises
+way (no duplicate key, no ``NaN``, no lone surrogate, no byte-order mark). So a body that says exactly what
+the signed one says, in other whitespace or escapes, verifies; one that differs in any key or value, or is
+UTF-16, does not. Every failure raises
 :class:`~batchkit.WebhookVerificationError`, whose ``reason`` says which check failed; answer such a request
 with HTTP 400 and do not act on it.
 """
