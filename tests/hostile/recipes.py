@@ -201,6 +201,8 @@ def _status(world: World) -> list[Group]:
 
 def _submit(world: World) -> list[Group]:
     runs = _builddir_runs(world, "submit", "--base-url", REFUSED_URL, "--api-key", "k")
+    if not world.full:  # an unsent build retries the refused connection for seconds: the full harness does it
+        runs = [r for r in runs if r.id != "submit built"]
     runs += [Invocation("submit bad base url", ["submit", str(world.builddirs["built"]), "--base-url", url, "--api-key", "k"]) for url in ("ftp://x", "http://user:sk-secret@example.com", "https://api.sync.so/?k=1", "not a url")]
     return [("refused", runs)]
 
