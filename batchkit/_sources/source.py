@@ -24,18 +24,17 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
-import orjson
 import polars as pl
 
 from .._errors import InputError
 from .._files import describe_oserror, open_input
 from .._report import Finding
-from .._validate.reading import TooLong, blocks, split_lines
 from .csv import EXTRA, csv_parts, first_line, read_header, show_delimiter
 from .encoding import BLOCK, encoding_note, guess_encoding, text_encoding, utf8_copy
 from .excel import choose_sheet, formula_cells
+from .ndjson import Record, ndjson_frame, ndjson_lines, ndjson_record
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -241,15 +240,15 @@ class Source:
         assert self.path is not None
         columns = self.columns
         with utf8_copy(self.path, self.encoding, cr_lines=self.cr_lines) as path, path.open("rb") as handle:
-            batch: list[tuple[int, dict[str, str | None] | None, str | None, str | None]] = []
+            batch: list[Record] = []
             row = 0
-            for row, raw in enumerate(_ndjson_lines(handle), 1):
-                batch.append((row, *_ndjson_record(raw)))
+            for row, raw in enumerate(ndjson_lines(handle), 1):
+                batch.append((row, *ndjson_record(raw)))
                 if len(batch) >= size:
-                    yield _ndjson_frame(batch, columns)
+                    yield ndjson_frame(batch, columns, POSITION_COLUMNS)
                     batch = []
             if batch:
-                yield _ndjson_frame(batch, columns)
+                yield ndjson_frame(batch, columns, POSITION_COLUMNS)
 
 
 def read_source(
@@ -436,9 +435,9 @@ def _open_ndjson(path: Path, encoding: str, findings: list[Finding], common: dic
     columns: dict[str, None] = {}
     rows = 0
     with utf8_copy(path, encoding, cr_lines=common["cr_lines"]) as utf8, utf8.open("rb") as handle:
-        for raw in _ndjson_lines(handle):
+        for raw in ndjson_lines(handle):
             rows += 1
-            record, _, _ = _ndjson_record(raw)
+            record, _, _ = ndjson_record(raw)
             if record:
                 columns.update(dict.fromkeys(record))
     names = _column_names(list(columns), path)
@@ -579,100 +578,3 @@ def _empty_frame(columns: list[str]) -> pl.DataFrame:
     schema: dict[str, Any] = dict.fromkeys(columns, pl.String)
     schema.update({ROW: pl.Int64, SOURCE_LINE: pl.Int64, ISSUE: pl.String, ISSUE_MESSAGE: pl.String})
     return pl.DataFrame(schema=schema)
-
-
-#: The longest NDJSON source line read; a longer one is an invalid row, measured without being held.
-MAX_ROW_BYTES: Final = 64 << 20
-
-
-def _ndjson_lines(handle: BinaryIO) -> Iterator[bytes | TooLong]:
-    """The lines of an NDJSON file, each longer than :data:`MAX_ROW_BYTES` as its length only."""
-    for item in blocks(handle, MAX_ROW_BYTES):
-        if isinstance(item, TooLong):
-            yield item
-        else:
-            yield from split_lines(item)
-
-
-def _ndjson_record(raw: bytes | TooLong) -> tuple[dict[str, str | None] | None, str | None, str | None]:
-    """One NDJSON line → (values as strings, issue code, issue message); (None, None, None) when blank."""
-    if isinstance(raw, TooLong):
-        return None, "line-too-large", f"the line is {raw.length:,} bytes, more than the {MAX_ROW_BYTES:,} read"
-    if not raw.strip():
-        return None, None, None
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        if "depth" in str(exc):
-            return None, "invalid-json", "the line is nested more than 1,024 levels deep; flatten it"
-        return None, "invalid-json", f"the line is not valid JSON: {exc}"
-    if not isinstance(obj, dict):
-        return None, "not-an-object", "the line is JSON but not an object; each line must be one JSON object"
-    return {str(k): _as_text(v) for k, v in obj.items()}, None, None
-
-
-def _as_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:  # nested deeper than orjson writes (it reads deeper than it writes)
-        return _deep_json(value)
-
-
-def _deep_json(value: Any) -> str:
-    """Compact JSON text of a value nested too deeply for orjson to write, without recursion."""
-    out: list[str] = []
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, _Raw):
-            out.append(item.text)
-        elif isinstance(item, dict):
-            parts: list[Any] = [_Raw("{")]
-            for i, (key, inner) in enumerate(item.items()):
-                parts += [_Raw(("," if i else "") + orjson.dumps(str(key)).decode() + ":"), inner]
-            stack.extend(reversed([*parts, _Raw("}")]))
-        elif isinstance(item, list):
-            parts = [_Raw("[")]
-            for i, inner in enumerate(item):
-                parts += [_Raw(","), inner] if i else [inner]
-            stack.extend(reversed([*parts, _Raw("]")]))
-        else:
-            out.append(orjson.dumps(item).decode())
-    return "".join(out)
-
-
-class _Raw:
-    """JSON text already written (a bracket, a key), on the stack of :func:`_deep_json`."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
-def _ndjson_frame(
-    batch: list[tuple[int, dict[str, str | None] | None, str | None, str | None]], columns: list[str]
-) -> pl.DataFrame:
-    data: dict[str, list[Any]] = {c: [] for c in columns}
-    rows: list[int] = []
-    issues: list[str | None] = []
-    messages: list[str | None] = []
-    for row, record, issue, message in batch:
-        values = record or {}
-        if record is None and issue is None:
-            continue  # a blank line
-        for c in columns:
-            data[c].append(values.get(c))
-        rows.append(row)
-        issues.append(issue)
-        messages.append(message)
-    schema: dict[str, Any] = dict.fromkeys(columns, pl.String)
-    frame = pl.DataFrame(data, schema=schema)
-    return frame.with_columns(
-        pl.Series(ROW, rows, dtype=pl.Int64),
-        pl.Series(SOURCE_LINE, rows, dtype=pl.Int64),
-        pl.Series(ISSUE, issues, dtype=pl.String),
-        pl.Series(ISSUE_MESSAGE, messages, dtype=pl.String),
-    )
