@@ -37,7 +37,7 @@ _MAX_FINDINGS = click.option(
     type=click.IntRange(min=0),
     default=50,
     show_default=True,
-    help="Findings listed in text form (all are counted, and all are in report.json).",
+    help="Findings listed in text form (all are counted, and all are in findings.ndjson).",
 )
 
 
@@ -228,7 +228,7 @@ def _succeeded(result: BuildResult, fmt: str, max_findings: int, *, unit: str) -
         }
         out.print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode(), markup=False, highlight=False)
         raise SystemExit(EXIT_OK)
-    if result.report.findings:
+    if result.report.counts:
         render_report(result.report, max_findings=max_findings)
     out.print(
         f"[green]built[/] {result.out_dir}: {counts.rows:,} {unit} read → {counts.units:,} request(s), "
