@@ -281,3 +281,15 @@ def test_block_gate_clears_the_sample_batch_in_any_common_style() -> None:
     for style in ("spaced", "ascii"):
         assert checker.block(b"\n".join(_as_text(line, style) for line in lines) + b"\n") == (ids, False)
     assert checker.block(SAMPLE.read_bytes().replace(b"\n", b"\r\n")) == (ids, False)
+
+
+def test_a_null_provider_name_is_not_cleared() -> None:
+    """Found by hypothesis: the models refuse ``"name": null`` (it is the one provider field that is not
+    nullable), so the gate must not clear it either."""
+    raw = (
+        b'{"request_id":"0","endpoint":"/v2/generate","payload":{"model":"lipsync-2","input":[{"type":"video",'
+        b'"url":"https://0.example.com/"},{"type":"text","provider":{"voiceId":"0","script":"0","name":null}}]}}'
+    )
+    assert slow_findings(raw) == ["invalid-value"]
+    assert fast_request_id(raw, ENDPOINT, MODELS) is None
+    assert gate(ENDPOINT, tuple(sorted(MODELS))).block(raw + b"\n") is None

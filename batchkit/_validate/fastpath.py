@@ -53,7 +53,7 @@ _SyncMode = Literal["bounce", "loop", "cut_off", "silence", "remap"]
 
 
 class _Provider(Struct, forbid_unknown_fields=True, gc=False, kw_only=True):
-    name: Literal["elevenlabs"] | UnsetType | None = UNSET
+    name: Literal["elevenlabs"] | UnsetType = UNSET  # not nullable: the model refuses a null name
     voiceId: _NonEmpty
     script: _NonEmpty
     stability: _Unit | UnsetType | None = UNSET
@@ -121,8 +121,9 @@ _NOT_MARKS = bytes(b for b in range(256) if b not in b'{}[],:"\n')
 _URL_BYTES = bytes(range(0x21, 0x7F))  # printable ASCII but space
 _ID_BYTES = bytes(range(0x20, 0x7F))  # printable ASCII
 _NAME_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-#: After a separator, anything but ``http(s)://`` and a host character is a URL the batch check refuses.
-_BAD_URL_START = re.compile(r"\n(?![Hh][Tt][Tt][Pp][Ss]?://[^/?#\n])").search
+#: After a separator, anything but ``http(s)://`` (lower case) and a host character is a URL the batch check
+#: refuses (an upper-case scheme is checked by the exact rule instead).
+_BAD_URL_START = re.compile(r"\n(?!https?://[^/?#\n])").search
 
 
 class Gate:
