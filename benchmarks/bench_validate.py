@@ -230,7 +230,7 @@ def findings(lines: int) -> None:
         seconds = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status) != 1:
             sys.exit(f"batchkit validate exited {os.waitstatus_to_exitcode(status)} on {path} (expected 1)")
-        print(f"| {label} | {usage.ru_maxrss / 2**20:.0f} MiB (target ≤ 300 MB) | {seconds:.1f} s |")
+        print(f"| {label} | {usage.ru_maxrss * 1024 / 2**20:.0f} MiB (target ≤ 300 MB) | {seconds:.1f} s |")
 
 
 def cli_startup() -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import islice, repeat
@@ -105,6 +106,9 @@ def validate_files(
     """
     policy = _policy(schema)
     files = expand_paths(paths)
+    if report_file is not None and os.path.realpath(report_file) in {os.path.realpath(f) for f in files}:
+        msg = f"--report {report_file} is one of the files to validate; write the findings somewhere else"
+        raise InputError(msg, path=report_file)
     report = _report(limits, report_file)
     with _completing(report):
         validator = _Validator(limits, policy, report.add)

@@ -539,3 +539,11 @@ def test_a_report_read_back_keeps_its_counts() -> None:
     other.extend(report)
     assert other.counts == {"invalid-url": 1}
     assert other.stats.errors == 1
+
+
+def test_the_report_file_never_overwrites_an_input(tmp_path: Path) -> None:
+    path = tmp_path / "batch.jsonl"
+    path.write_bytes(corpus.good_lines(25))
+    result = cli("validate", path, "--report", path)
+    assert result.exit_code == 2
+    assert path.read_bytes() == corpus.good_lines(25)
