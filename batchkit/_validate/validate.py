@@ -193,6 +193,55 @@ def _as_bytes(line: LineInput) -> bytes:
         return _Unencodable(str(exc).encode())
 
 
+class _Seen:
+    """The request_ids seen so far and where each was first seen (file index << _LINE_BITS | line).
+
+    While no id repeats, the ids are kept in a set, with the places of whole runs of lines (a run's first place
+    and its ids), which is several times faster than a dict of a million ids; the first repeat turns them into
+    a dict of places, once, and from then on every id goes there.
+    """
+
+    def __init__(self) -> None:
+        self._set: set[str] = set()
+        self._runs: list[tuple[int, list[str]]] = []
+        self._places: dict[str, int] | None = None
+
+    def add_all(self, ids: list[str], first: int) -> bool:
+        """Remember ids seen at places ``first``, ``first + 1``, ... unless one repeats (then False)."""
+        places = self._places
+        if places is None:
+            if len(set(ids)) != len(ids) or not self._set.isdisjoint(ids):
+                return False
+            self._set.update(ids)
+            self._runs.append((first, ids))
+            return True
+        if len(set(ids)) != len(ids) or not places.keys().isdisjoint(ids):
+            return False
+        places.update(zip(ids, range(first, first + len(ids)), strict=True))
+        return True
+
+    def add(self, request_id: str, place: int) -> int | None:
+        """Remember one id; if it was seen before, the place where, else None."""
+        if self._places is None:
+            if request_id not in self._set:
+                self._set.add(request_id)
+                self._runs.append((place, [request_id]))
+                return None
+            self._places = self._materialize()
+        first = self._places.get(request_id)
+        if first is None:
+            self._places[request_id] = place
+        return first
+
+    def _materialize(self) -> dict[str, int]:
+        places: dict[str, int] = {}
+        for first, ids in self._runs:
+            for offset, request_id in enumerate(ids):
+                places.setdefault(request_id, first + offset)
+        self._set, self._runs = set(), []
+        return places
+
+
 @dataclass
 class _File:
     """The running counts of one file."""
@@ -221,7 +270,7 @@ class _Validator:
         self.emit = emit
         self.totals = Stats()
         self.files: list[str | None] = []
-        self.seen: dict[str, int] = {}  # request_id → file index << _LINE_BITS | line
+        self.ids = _Seen()
         self.gate = gate(limits.endpoint, tuple(limits.known_models))
 
     def stats_into(self, stats: Stats) -> None:
@@ -338,12 +387,7 @@ class _Validator:
 
     def _remember_all(self, state: _File, ids: list[str]) -> bool:
         """Remember the request_ids of the lines after ``state.lineno`` when none repeats; False if one does."""
-        seen = self.seen
-        if len(set(ids)) != len(ids) or not seen.keys().isdisjoint(ids):
-            return False
-        first = state.base + state.lineno + 1
-        seen.update(zip(ids, range(first, first + len(ids)), strict=True))
-        return True
+        return self.ids.add_all(ids, state.base + state.lineno + 1)
 
     def _chunk(self, state: _File, chunk: list[bytes]) -> None:
         """Up to a chunk of lines: the gate judges each, then only the ones it did not clear are examined."""
@@ -390,9 +434,8 @@ class _Validator:
 
     def _remember(self, state: _File, request_id: str) -> bool:
         """Remember a line's request_id; report it and return False when it was used before."""
-        first = self.seen.get(request_id)
+        first = self.ids.add(request_id, state.base | state.lineno)
         if first is None:
-            self.seen[request_id] = state.base | state.lineno
             return True
         self._duplicate(request_id, first, state.name, state.lineno)
         return False
