@@ -31,7 +31,6 @@ from .._report import Finding, Report, Severity, Stats
 from .._wire.checks import request_id_problem
 from .._wire.crossfield import Problem
 from .._wire.limits import DEFAULT_LIMITS, Limits
-from .._wire.rules import duplicate_keys, line_problems
 from .fastpath import gate
 from .policy import Policy, load_policy
 from .reading import TooLong, blocks, expand_paths, split_lines
@@ -210,9 +209,14 @@ class _Seen:
         """Remember ids seen at places ``first``, ``first + 1``, ... unless one repeats (then False)."""
         places = self._places
         if places is None:
-            if len(set(ids)) != len(ids) or not self._set.isdisjoint(ids):
+            seen = self._set
+            if not seen.isdisjoint(ids):
                 return False
-            self._set.update(ids)
+            before = len(seen)
+            seen.update(ids)
+            if len(seen) != before + len(ids):  # an id twice in these lines: none of them was seen before
+                seen.difference_update(ids)
+                return False
             self._runs.append((first, ids))
             return True
         if len(set(ids)) != len(ids) or not places.keys().isdisjoint(ids):
@@ -583,7 +587,10 @@ class _Validator:
 
 
 def _problems(raw: bytes, obj: Any, limits: Limits) -> list[Problem]:
-    """Every problem of a parsed line: duplicate keys (from its text), then the wire rules."""
+    """Every problem of a parsed line: duplicate keys (from its text), then the wire rules (imported on the
+    first line that needs them: a clean file never builds the pydantic models)."""
+    from .._wire.rules import duplicate_keys, line_problems
+
     try:
         return duplicate_keys(raw) + line_problems(obj, limits)
     except RecursionError:

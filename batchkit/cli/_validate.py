@@ -10,7 +10,6 @@ from rich.table import Table
 
 from .._report import Report
 from .._validate.validate import validate_files
-from .._wire.schemas import write_schemas
 from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, limits_options, make_limits, out
 
 
@@ -107,5 +106,7 @@ def render_report(report: Report, *, max_findings: int = 200, title: str = "find
 @handle_errors
 def schema(folder: Path) -> None:
     """Write the JSON Schemas of the batch line, generate payload, output line and Batch object."""
+    from .._wire.schemas import write_schemas
+
     for path in write_schemas(folder):
         err.print(f"wrote {path}")
