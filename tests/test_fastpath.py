@@ -293,3 +293,26 @@ def test_a_null_provider_name_is_not_cleared() -> None:
     assert slow_findings(raw) == ["invalid-value"]
     assert fast_request_id(raw, ENDPOINT, MODELS) is None
     assert gate(ENDPOINT, tuple(sorted(MODELS))).block(raw + b"\n") is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b"/audio/", b"/au\x7fdio/"),  # DEL, written raw (JSON allows it)
+        (b"/audio/", b"/au dio/"),
+        (b"https://cdn", b"http:///cdn"),
+        (b'"request_id":"spring26-0001-ava-thompson"', b'"request_id":" spring26-0001-ava-thompson"'),
+        (b'"request_id":"spring26-0001-ava-thompson"', b'"request_id":"spring26-0001-ava-thompson\x7f"'),
+        (b"/audio/", "/áudio/".encode()),
+    ],
+)
+def test_a_block_without_escapes_still_checks_every_string(old: bytes, new: bytes) -> None:
+    """Without a single escape in a block, the string checks take a shortcut; it refuses what the rules do."""
+    block = SAMPLE.read_bytes().replace(old, new, 1)
+    assert b"\\" not in block
+    cleared = gate(ENDPOINT, tuple(sorted(MODELS))).block(block)
+    first = block.splitlines()[0]
+    if slow_findings(first):
+        assert cleared is None
+    else:  # a non-ASCII URL is fine: the block looks closer, and the line is cleared one by one
+        assert fast_request_id(first, ENDPOINT, MODELS) is not None
