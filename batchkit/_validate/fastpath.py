@@ -198,20 +198,28 @@ class Gate:
         return ids, canonical
 
     def _collect(self, decoded: list[Any], ids: list[str], urls: list[str], names: list[str]) -> bool:
-        """Check every decoded line but for its strings; gather the strings. False: some line looks closer."""
+        """Check every decoded line but for its strings; gather the strings. False: some line looks closer.
+
+        A video or webhook URL equal to the previous line's is gathered once (lines of a campaign share
+        them), which halves the text the string checks go through.
+        """
         add_url = urls.append
         common = self._common_type
+        last_video = last_hook = None
         for line in decoded:
             payload = line.payload
             if type(payload) is common:
                 video, audio = payload.input
-                add_url(video.url)
+                if video.url != last_video:
+                    last_video = video.url
+                    add_url(last_video)
                 if type(audio) is _UrlAudio:
                     add_url(audio.url)
             elif not _general_input(payload, urls):
                 return False
             hook = payload.webhookUrl
-            if hook is not UNSET and hook is not None:
+            if hook is not UNSET and hook is not None and hook != last_hook:
+                last_hook = hook
                 add_url(hook)
             name = payload.outputFileName
             if name is not UNSET and name is not None:
