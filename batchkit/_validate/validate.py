@@ -196,8 +196,8 @@ class _Seen:
     """The request_ids seen so far and where each was first seen (file index << _LINE_BITS | line).
 
     While no id repeats, the ids are kept in a set, with the places of whole runs of lines (a run's first place
-    and its ids), which is several times faster than a dict of a million ids; the first repeat turns them into
-    a dict of places, once, and from then on every id goes there.
+    and its ids), which is several times faster than a dict of a million ids; the first repeat turns the runs
+    into a dict of places, once, and from then on every id goes there.
     """
 
     def __init__(self) -> None:
@@ -210,15 +210,15 @@ class _Seen:
         places = self._places
         if places is None:
             seen = self._set
-            if not seen.isdisjoint(ids):
-                return False
             before = len(seen)
             seen.update(ids)
-            if len(seen) != before + len(ids):  # an id twice in these lines: none of them was seen before
-                seen.difference_update(ids)
-                return False
-            self._runs.append((first, ids))
-            return True
+            if len(seen) == before + len(ids):
+                self._runs.append((first, ids))
+                return True
+            # Some id repeats: from here on, places (built from the earlier runs only, so these ids are
+            # forgotten again, and their lines judged one by one).
+            self._places = self._materialize()
+            return False
         if len(set(ids)) != len(ids) or not places.keys().isdisjoint(ids):
             return False
         places.update(zip(ids, range(first, first + len(ids)), strict=True))
