@@ -12,14 +12,16 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from ._errors import InputError
 
-__all__ = ["describe_oserror", "open_input", "read_input", "sync_dir", "writing"]
+__all__ = ["deferred_interrupts", "describe_oserror", "open_input", "read_input", "sync_dir", "writing"]
 
 #: The largest small input (mapping TOML, JSON Schema) read whole.
 SMALL_INPUT_BYTES = 16 << 20
@@ -142,3 +144,21 @@ def _cannot_write(folder: Path, reason: str, code: int | None) -> str:
         else "check the directory and run it again"
     )
     return f"cannot write into {folder}: {reason}; nothing half-written was left there, {fix}"
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until it ends, then raise it: for the few
+    renames that must all happen or none (a build's files, manifest last). Outside the main thread, where
+    Python delivers no signal anyway, this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, _frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt

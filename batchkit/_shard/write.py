@@ -29,7 +29,7 @@ from typing import Any, Final, Literal
 import polars as pl
 
 from .._errors import InputError
-from .._files import describe_oserror, sync_dir, writing
+from .._files import deferred_interrupts, describe_oserror, sync_dir, writing
 from .._report import Report, ValidationFailed
 from .._version import __version__
 from .._wire.limits import Limits
@@ -395,14 +395,15 @@ def _settle(
     temps.append((_write_temp(out_dir / REPORT, _report_bytes(report)), out_dir / REPORT))
     temps.append((_write_temp(out_dir / MANIFEST, manifest.to_bytes()), out_dir / MANIFEST))
     make_durable([temp for temp, _ in temps])
-    clear_previous(out_dir, name, keep=[temp.name for temp, _ in temps])
-    *others, (report_temp, report_final), (manifest_temp, manifest_final) = temps
-    for temp, final in others:
-        os.replace(temp, final)
-    report.close()
-    os.replace(report_temp, report_final)
-    os.replace(manifest_temp, manifest_final)
-    sync_dir(out_dir)
+    with deferred_interrupts():  # all of it or nothing: a Ctrl-C waits for the manifest
+        clear_previous(out_dir, name, keep=[temp.name for temp, _ in temps])
+        *others, (report_temp, report_final), (manifest_temp, manifest_final) = temps
+        for temp, final in others:
+            os.replace(temp, final)
+        report.close()
+        os.replace(report_temp, report_final)
+        os.replace(manifest_temp, manifest_final)
+        sync_dir(out_dir)
     manifest._bind(out_dir)
     written = {s.file for s in manifest.shards}
     pattern = re.compile(rf"^{re.escape(name)}-\d{{4,}}\.jsonl$")

@@ -5,13 +5,37 @@ Commands are imported when they are used, so ``batchkit validate`` never pays fo
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
+import sys
+from collections.abc import Iterator
 from typing import Any
 
-import click
 
-from .._version import __version__
-from ._common import configure_logging, interrupted_is_130
+@contextlib.contextmanager
+def _imports_uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C while modules load: a signal inside a native extension's initialisation (orjson, polars)
+    can crash the interpreter. A Ctrl-C held here arrives, as KeyboardInterrupt, right after."""
+    held = hasattr(signal, "pthread_sigmask")
+    if held:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+try:  # Ctrl-C while the command line itself loads (click, rich, pydantic): exit 130, no traceback
+    with _imports_uninterrupted():
+        import click
+
+        from .._version import __version__
+        from ._common import configure_logging, interrupted_is_130
+except KeyboardInterrupt:
+    sys.stderr.write("error: interrupted\n")
+    raise SystemExit(130) from None
 
 __all__ = ["main"]
 
@@ -52,7 +76,8 @@ class _LazyGroup(click.Group):
         where = COMMANDS.get(cmd_name)
         if where is None:
             return None
-        command = getattr(importlib.import_module(where[0], __name__), where[1])
+        with _imports_uninterrupted():
+            command = getattr(importlib.import_module(where[0], __name__), where[1])
         assert isinstance(command, click.Command)
         return command
 

@@ -547,3 +547,27 @@ def test_the_report_file_never_overwrites_an_input(tmp_path: Path) -> None:
     result = cli("validate", path, "--report", path)
     assert result.exit_code == 2
     assert path.read_bytes() == corpus.good_lines(25)
+
+
+def test_ctrl_c_while_a_build_renames_its_files_waits_for_the_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the harness: a Ctrl-C between the renames of the shards and of the manifest left shards
+    without a manifest. It now waits for the last rename, then interrupts."""
+    import signal
+
+    real_replace = os.replace
+    sent: list[bool] = []
+
+    def replace(source: Any, target: Any) -> None:
+        real_replace(source, target)
+        if str(target).endswith("-0001.jsonl") and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        build(csv_source(tmp_path, 1200), mapping(tmp_path), out)
+    assert sent
+    manifest = load_manifest(out)
+    assert batchkit.verify_shards(out, manifest) == []
+    assert sorted(p.name for p in out.glob("*.jsonl")) == [s.file for s in manifest.shards]
