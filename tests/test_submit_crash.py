@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from batchkit import Limits
-from batchkit._shard.write import shard_file
+from batchkit._shard.reshard import shard_file
 from batchkit._submit.journal import Journal
 from batchkit.sandbox import Sandbox, serve
 

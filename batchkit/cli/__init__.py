@@ -5,12 +5,37 @@ Commands are imported when they are used, so ``batchkit validate`` never pays fo
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
+import sys
+from collections.abc import Iterator
+from typing import Any
 
-import click
 
-from .._version import __version__
-from ._common import configure_logging
+@contextlib.contextmanager
+def _imports_uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C while modules load: a signal inside a native extension's initialisation (orjson, polars)
+    can crash the interpreter. A Ctrl-C held here arrives, as KeyboardInterrupt, right after."""
+    held = hasattr(signal, "pthread_sigmask")
+    if held:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+try:  # Ctrl-C while the command line itself loads (click, rich, pydantic): exit 130, no traceback
+    with _imports_uninterrupted():
+        import click
+
+        from .._version import __version__
+        from ._common import configure_logging, interrupted_is_130
+except KeyboardInterrupt:
+    sys.stderr.write("error: interrupted\n")
+    raise SystemExit(130) from None
 
 __all__ = ["main"]
 
@@ -37,7 +62,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class _LazyGroup(click.Group):
-    """A group whose commands are imported on first use."""
+    """A group whose commands are imported on first use, and where Ctrl-C is exit status 130 at any moment
+    (click's own handling says ``Aborted!`` and exits 1, the status of findings)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
+        with interrupted_is_130():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with interrupted_is_130():
+            return super().invoke(ctx)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*COMMANDS, *sorted(set(self.commands) - set(COMMANDS))]
@@ -48,7 +82,8 @@ class _LazyGroup(click.Group):
         where = COMMANDS.get(cmd_name)
         if where is None:
             return None
-        command = getattr(importlib.import_module(where[0], __name__), where[1])
+        with _imports_uninterrupted():
+            command = getattr(importlib.import_module(where[0], __name__), where[1])
         assert isinstance(command, click.Command)
         return command
 

@@ -10,12 +10,15 @@ from typing import Any
 import click
 import orjson
 import polars as pl
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .._build.build import build as build_source
 from .._build.options import BuildOptions
 from .._report import Report, ValidationFailed
-from .._shard.write import BuildResult, shard_file
+from .._shard.builddir import FINDINGS, REPORT
+from .._shard.reshard import shard_file
+from .._shard.write import BuildResult
 from .._sources.source import FORMATS
 from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, limits_options, make_limits, out
 from ._preflight import preflight_build, preflight_options
@@ -36,7 +39,7 @@ _MAX_FINDINGS = click.option(
     type=click.IntRange(min=0),
     default=50,
     show_default=True,
-    help="Findings listed in text form (all are counted, and all are in report.json).",
+    help="Findings listed in text form (all are counted, and all are in findings.ndjson).",
 )
 
 
@@ -199,7 +202,7 @@ def _attempt(
     try:
         return make()
     except ValidationFailed as exc:
-        _failed(exc.report, out_dir, fmt, max_findings, hint="fix them or pass --skip-invalid")
+        _failed(exc, out_dir, fmt, max_findings, hint="fix them or pass --skip-invalid")
         return None
 
 
@@ -237,7 +240,7 @@ def _succeeded(result: BuildResult, fmt: str, max_findings: int, *, unit: str) -
         }
         out.print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode(), markup=False, highlight=False)
         raise SystemExit(EXIT_OK)
-    if result.report.findings:
+    if result.report.counts:
         render_report(result.report, max_findings=max_findings)
     out.print(
         f"[green]built[/] {result.out_dir}: {counts.rows:,} {unit} read → {counts.units:,} request(s), "
@@ -269,23 +272,25 @@ def _succeeded(result: BuildResult, fmt: str, max_findings: int, *, unit: str) -
     raise SystemExit(EXIT_OK)
 
 
-def _failed(report: Report, out_dir: Path, fmt: str, max_findings: int, *, hint: str) -> None:
+def _failed(failure: ValidationFailed, out_dir: Path, fmt: str, max_findings: int, *, hint: str) -> None:
+    report = failure.report
     if fmt == "json":
         data = {"ok": False, "out_dir": str(out_dir), "report": orjson.loads(report.to_json())}
         out.print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode(), markup=False, highlight=False)
         raise SystemExit(EXIT_FINDINGS)
     render_report(report, max_findings=max_findings)
-    invalid = _invalid_by_code(report)
+    invalid = failure.invalid_units if failure.invalid_units is not None else _invalid_by_code(report)
     if invalid:
         listed = ", ".join(f"{code} × {n:,}" for code, n in invalid.items())
+        written = ", ".join(str(out_dir / name) for name in (REPORT, FINDINGS))
         err.print(
-            f"[bold red]not built:[/] {sum(invalid.values()):,} invalid row(s) ({listed}); {hint}. "
-            f"Nothing was written but {out_dir / 'report.json'}",
+            f"[bold red]not built:[/] {sum(invalid.values()):,} invalid row(s) ({escape(listed)}); {hint}. "
+            f"Nothing was written but {escape(written)}",
             highlight=False,
         )
     else:
         listed = ", ".join(f"{code} × {n:,}" for code, n in report.error_counts.items())
-        err.print(f"[bold red]not built:[/] {listed}; see {out_dir / 'report.json'}", highlight=False)
+        err.print(f"[bold red]not built:[/] {escape(listed)}; see {escape(str(out_dir / REPORT))}", highlight=False)
     raise SystemExit(EXIT_FINDINGS)
 
 
@@ -309,7 +314,8 @@ def _invalid_units(result: BuildResult) -> dict[str, int]:
 
 
 def _invalid_by_code(report: Report) -> dict[str, int]:
-    """Invalid rows by their first error code (one count per row, unlike the findings table)."""
+    """Invalid rows by their first error code (one count per row, unlike the findings table), from the
+    retained findings: for a failure that does not say how many units were invalid."""
     first: dict[tuple[str | None, int | None, int | None, str | None], str] = {}
     for finding in report.errors:
         if finding.row is None and finding.line is None:

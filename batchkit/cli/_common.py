@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -41,8 +42,24 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
     sys.exit(code)
 
 
+EXIT_INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def interrupted_is_130() -> Iterator[None]:
+    """Ctrl-C (or SIGINT) anywhere inside: ``error: interrupted`` and exit status 130, never a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERRUPTED)
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn batchkit's exceptions into one-line messages and exit codes (1 findings, 2 anything else)."""
+    """Turn batchkit's exceptions into one-line messages and exit codes (1 findings, 2 anything else).
+
+    Anything else that escapes (a bug) is one line too, exit status 2, with the traceback logged at debug
+    level (``-vv``): a command run unattended never prints a traceback.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -53,7 +70,17 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except BatchkitError as exc:
             fail(str(exc))
         except KeyboardInterrupt:
-            fail("interrupted", 130)
+            fail("interrupted", EXIT_INTERRUPTED)
+        except MemoryError:
+            fail("out of memory; batchkit's inputs are read within fixed budgets, so this is a bug: please report it")
+        except (click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception as exc:
+            logging.getLogger("batchkit").debug("unexpected failure", exc_info=True)
+            fail(
+                f"unexpected failure ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); this is a bug in "
+                "batchkit: please report it with the command that caused it (-vv shows the details)"
+            )
         msg = "unreachable"
         raise AssertionError(msg)  # pragma: no cover
 

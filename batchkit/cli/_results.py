@@ -59,12 +59,13 @@ def codes_table(results: Results) -> Table | None:
 
 def print_findings(results: Results, *, max_findings: int = 50) -> None:
     """The result findings, one per line, on stderr."""
-    findings = results.report.findings
-    for finding in findings[:max_findings]:
+    shown = results.report.findings[:max_findings]
+    for finding in shown:
         style = "red" if finding.severity == "error" else "yellow"
         err.print(f"[{style}]{escape(str(finding))}[/]", highlight=False, emoji=False)
-    if len(findings) > max_findings:
-        err.print(f"… and {len(findings) - max_findings:,} more (--format json lists all)")
+    note = results.report.more_note(len(shown))
+    if note is not None:
+        err.print(escape(note), highlight=False, emoji=False)
 
 
 def grid_table(results: Results, manifest: Manifest) -> Table:

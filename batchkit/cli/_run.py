@@ -123,7 +123,7 @@ def run_command(
             )  # fmt: skip
     except ValidationFailed as exc:
         progress.stop()
-        _failed(exc.report, out_dir, "text", 20, hint="fix them, or leave out --strict to skip invalid rows")
+        _failed(exc, out_dir, "text", 20, hint="fix them, or leave out --strict to skip invalid rows")
         return
     finally:
         progress.stop()

@@ -222,11 +222,13 @@ def sandbox(
 
 
 def _announce(url: str, config: Any) -> None:
-    key_hint = "one of the --api-key values" if config.api_keys else "any non-empty key works"
     err.print(f"[bold green]batchkit sandbox[/] listening on [bold]{url}[/]")
     err.print("Point batchkit (or syncsdk) at it:")
     err.print(f"  export SYNC_BASE_URL={url}", markup=False)
-    err.print(f"  export SYNC_API_KEY=sandbox-key      # {key_hint}", markup=False)
+    if config.api_keys:  # never echo the keys themselves
+        err.print("  export SYNC_API_KEY=...              # one of the keys given with --api-key", markup=False)
+    else:
+        err.print("  export SYNC_API_KEY=sandbox-key      # any non-empty key works", markup=False)
     err.print(f"  or pass --base-url {url} to any command that calls the API", markup=False)
     limits = config.limits
     err.print(

@@ -12,7 +12,6 @@ from rich.table import Table
 from .._formats import FORMATS, write_format
 from .._report import Report
 from .._validate.validate import validate_files
-from .._wire.schemas import write_schemas
 from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, limits_options, make_limits, out
 
 
@@ -41,6 +40,12 @@ from ._common import EXIT_FINDINGS, EXIT_OK, err, handle_errors, limits_options,
     show_default=True,
     help="Findings listed in text form (all are counted).",
 )
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write every finding to this file, as JSON Lines (the outputs keep the first 1,000 per code).",
+)
 @limits_options
 @handle_errors
 def validate(
@@ -48,16 +53,19 @@ def validate(
     fmt: str,
     policy: Path | None,
     max_findings: int,
+    report_file: Path | None,
     min_records: int,
     max_records: int,
     max_bytes: int,
 ) -> None:
     """Dry-run validate batch JSONL files (or directories of them) before upload.
 
-    Exit status: 0 valid (warnings allowed), 1 findings of severity error, 2 usage or I/O error.
+    Every finding is counted; the first 1,000 of each code are listed (text: --max-findings of them),
+    and --report FILE writes all of them. Exit status: 0 valid (warnings allowed), 1 findings of severity
+    error, 2 usage or I/O error.
     """
     limits = make_limits(min_records, max_records, max_bytes)
-    report = validate_files(paths, limits=limits, schema=policy)
+    report = validate_files(paths, limits=limits, schema=policy, report_file=report_file)
     if fmt == "json":
         click.echo(report.to_json())  # verbatim: rich would rewrite ":emoji:" codes in messages
     elif fmt in FORMATS:
@@ -77,26 +85,26 @@ def validate(
 
 def render_report(report: Report, *, max_findings: int = 200, title: str = "findings by code") -> None:
     """Findings one per line, a verdict, then a table of counts by code."""
-    for finding in report.findings[:max_findings]:
+    shown = report.findings[:max_findings]
+    for finding in shown:
         style = "red" if finding.severity == "error" else "yellow"
         out.print(f"[{style}]{escape(str(finding))}[/]", highlight=False, emoji=False)
-    hidden = len(report.findings) - max_findings
-    if hidden > 0:
-        out.print(f"… and {hidden} more (--format json lists all)")
+    note = report.more_note(len(shown))
+    if note is not None:
+        out.print(escape(note), highlight=False, emoji=False)
     s = report.stats
     verdict = "[green]valid[/]" if report.valid else "[bold red]invalid[/]"
     out.print(
         f"{verdict}: {s.files} file(s), {s.records:,} record(s), {s.valid_records:,} valid, "
         f"{s.errors:,} error(s), {s.warnings:,} warning(s)"
     )
-    if report.findings:
-        severity = {f.code: f.severity for f in report.findings}
+    if report.counts:
         table = Table(title=title, title_justify="left")
         table.add_column("code")
         table.add_column("severity")
         table.add_column("count", justify="right")
         for code, n in report.counts.items():
-            table.add_row(code, severity[code], f"{n:,}")
+            table.add_row(escape(code), report.severity_of(code), f"{n:,}")
         out.print(table)
 
 
@@ -112,5 +120,7 @@ def render_report(report: Report, *, max_findings: int = 200, title: str = "find
 @handle_errors
 def schema(folder: Path) -> None:
     """Write the JSON Schemas of the batch line, generate payload, output line and Batch object."""
+    from .._wire.schemas import write_schemas
+
     for path in write_schemas(folder):
         err.print(f"wrote {path}")
