@@ -228,14 +228,16 @@ class Manifest(_Record):
         """``requests.parquet`` lazily, for queries that should not load every row (large builds)."""
         return pl.scan_parquet(self._folder() / self.requests.file)
 
-    def requests_frame(self) -> pl.DataFrame:
-        """``requests.parquet``: one row per request unit with its source position, shard and status."""
+    def requests_frame(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """``requests.parquet`` (or some of its ``columns``): one row per request unit with its source
+        position, shard and status. Raises :class:`InputError` when it cannot be read."""
         path = self._folder() / self.requests.file
         try:
-            return pl.read_parquet(path)
+            return pl.read_parquet(path, columns=columns)
         except (OSError, pl.exceptions.PolarsError) as exc:
-            msg = f"cannot read {path}: {exc}"
-            raise InputError(msg, path=path) from exc
+            reason = " ".join(str(exc).split())[:200]
+            msg = f"cannot read {path} ({reason}); it was changed after the build: build the directory again"
+            raise InputError(msg, path=path) from None
 
     def to_bytes(self) -> bytes:
         """The exact bytes of ``manifest.json``: keys in format order, two-space indent, trailing newline."""

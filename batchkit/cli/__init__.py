@@ -93,4 +93,9 @@ class _LazyGroup(click.Group):
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
 def main(verbose: int) -> None:
     """Build, validate, shard, submit and reconcile Sync lipsync Batch API files."""
+    for stream in (sys.stdout, sys.stderr):
+        # A path that is not valid UTF-8 (its bytes kept as surrogates) is printed escaped, never a crash.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     configure_logging(verbose)
