@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "make_durable",
     "open_input",
     "read_input",
+    "save",
     "sync_dir",
     "writing",
 ]
@@ -119,13 +121,34 @@ def sync_dir(folder: Path) -> None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, sync it, then rename it over ``path``."""
-    temp = path.with_name(f".{path.name}.tmp")
-    with temp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    """Write ``data`` to a temporary file beside ``path``, sync it, then rename it over ``path``.
+
+    The temporary file has a name of its own (two writers never share one) and is removed when anything
+    fails, so ``path`` is either the old file or the whole new one. Raises :class:`OSError`.
+    """
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+
+
+def save(path: Path, data: bytes) -> None:
+    """:func:`atomic_write` for a file the user named (a page, a filled sheet): its folder made when
+    missing, the rename made durable, and a failure worded as one :class:`InputError`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data)
+    except OSError as exc:
+        msg = f"cannot write {path}: {describe_oserror(exc)}; nothing half-written was left there"
+        raise InputError(msg, path=path) from None
+    sync_dir(path.parent)
 
 
 def file_sha256(path: Path, *, count_lines: bool = False) -> tuple[str, int, int]:

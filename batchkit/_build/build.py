@@ -58,7 +58,7 @@ from .options import BuildOptions
 if TYPE_CHECKING:
     from .held import HeldRequests
 
-__all__ = ["BuildResult", "build"]
+__all__ = ["BuildResult", "LineMaker", "build", "missing_column"]
 
 log = logging.getLogger("batchkit")
 
@@ -140,7 +140,7 @@ def _build(job: _Job, report: Report) -> BuildResult:
     missing = [column for column in job.plan.columns_used() if column not in src.columns]
     if missing:
         for column in missing:
-            report.add(_missing_column(src, column))
+            report.add(missing_column(src, column))
         raise fail_build(folder, stem, report)
     units = job.plan.compile(limits)
     _constant_warnings(units, src, report)
@@ -150,7 +150,7 @@ def _build(job: _Job, report: Report) -> BuildResult:
     spilled_each = each + [v for v in held.each if v not in each]
     extra = [_RETRY_OF] if held.parts else []
     with writing(folder), Spill(folder, spilled_each, name=stem, layout=layout, extra=extra) as spill:
-        maker = _LineMaker(src, units, limits, each, job.plan.row_filter)
+        maker = LineMaker(src, units, limits, each, job.plan.row_filter)
         rows = _read_rows(job, maker, spill, report, total)
         if maker.filtered_rows:
             report.add(maker.filtered_note())
@@ -229,7 +229,7 @@ def _constant_warnings(units: list[UnitPlan], src: Source, report: Report) -> No
                 )
 
 
-def _read_rows(job: _Job, maker: _LineMaker, spill: Spill, report: Report, total: int | None) -> int:
+def _read_rows(job: _Job, maker: LineMaker, spill: Spill, report: Report, total: int | None) -> int:
     """Every chunk of the source through the line maker into the spill; the number of rows read."""
     rows = 0
     for chunk in job.src.chunks(job.opts.chunk_rows, blank=True):
@@ -286,7 +286,7 @@ def _load_held(paths: Sequence[str | Path], folder: Path) -> HeldRequests:
     return load_held(paths, out_dir=folder, first_source=1) if paths else HeldRequests()
 
 
-def _missing_column(src: Source, column: str) -> Finding:
+def missing_column(src: Source, column: str) -> Finding:
     lowered = {c.lower().strip(): c for c in src.columns}
     close = lowered.get(column.lower().strip()) or next(
         iter(difflib.get_close_matches(column, src.columns, n=1, cutoff=0.6)), None
@@ -301,7 +301,7 @@ def _missing_column(src: Source, column: str) -> Finding:
     )
 
 
-class _LineMaker:
+class LineMaker:
     """Makes the lines of one chunk: columnar for clean rows, the validator's rules for flagged ones."""
 
     def __init__(

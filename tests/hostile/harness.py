@@ -10,6 +10,7 @@ directory or the temporary directory; and, for a build that finished, every sour
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import resource
@@ -140,7 +141,9 @@ def check(outcome: Outcome, *, codes: Sequence[int] = (0, 1, 2)) -> None:
         left = sorted(p.name for p in outcome.temp.iterdir())
         assert left == [], f"{where}: left in the temporary directory: {left}"
     for path in outcome.invocation.writes:
-        assert not path.with_name(f".{path.name}.tmp").exists(), f"{where}: half-written {path}"
+        if path.parent.is_dir():  # a writer's temporary file is .NAME.tmp or .NAME.<unique>.tmp
+            half = [p.name for p in path.parent.glob(f".{glob.escape(path.name)}.*") if p.name.endswith(".tmp")]
+            assert not half, f"{where}: half-written {path}: {half}"
     if outcome.invocation.out is not None and outcome.invocation.out.is_dir():
         check_directory(outcome.invocation.out, where)
         if outcome.exit_code == 0 and outcome.invocation.rows is not None and (outcome.invocation.out / "manifest.json").exists():
