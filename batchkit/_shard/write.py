@@ -235,16 +235,7 @@ def finish(
             copies=copies,
             snapshot=snapshot,
         )
-    sizes = spill.sizes()
-    if excluded:
-        keep = ~pl.int_range(0, len(sizes), dtype=pl.Int64, eager=True).is_in(list(excluded))
-        sizes = sizes.filter(keep)
-    try:
-        plan = plan_shards(sizes, limits)
-    except ValidationFailed as exc:
-        for finding in exc.report.iter_findings():
-            report.add(finding.model_copy(update={"source": sources[0].name}))
-        raise fail_build(out_dir, name, report) from None
+    plan = _plan(spill, excluded, limits, report, out_dir, name, sources[0].name)
     # everything is written to temporary names first, made durable at once, then renamed into place
     temps: list[tuple[Path, Path]] = []
     with writing(out_dir), _removed_on_failure(temps):
@@ -263,18 +254,8 @@ def finish(
         )
         temps.append((temp, out_dir / REQUESTS))
         spill.discard()
-        requested = sum(s.records for s in shards)
-        reused = _reused(updates)
-        counts = BuildCounts(
-            rows=rows,
-            units=spill.units,
-            requests=requested,
-            invalid=spill.units - requested - spill.skipped - spill.filtered - (reused or 0),
-            shards=len(shards),
-            bytes=sum(s.bytes for s in shards),
-            skipped=spill.skipped,
-            filtered=spill.filtered,
-            reused=reused,
+        counts = _counts(
+            spill, rows, sum(s.records for s in shards), len(shards), sum(s.bytes for s in shards), updates
         )
         manifest = Manifest(
             batchkit_version=__version__,
@@ -349,18 +330,7 @@ def _finish_unsharded(
         )
         temps.append((requests_temp, out_dir / REQUESTS))
         spill.discard()
-        reused = _reused(updates)
-        counts = BuildCounts(
-            rows=rows,
-            units=spill.units,
-            requests=count,
-            invalid=spill.units - count - spill.skipped - spill.filtered - (reused or 0),
-            shards=0,
-            bytes=size,
-            skipped=spill.skipped,
-            filtered=spill.filtered,
-            reused=reused,
-        )
+        counts = _counts(spill, rows, count, 0, size, updates)
         manifest = Manifest(
             batchkit_version=__version__,
             name=name,
@@ -379,6 +349,41 @@ def _finish_unsharded(
         _settle(out_dir, name, report, manifest, temps, files=1)
     log.info("wrote %d %s request(s) to %s", count, mode, out_dir / file)
     return BuildResult(report=report, manifest=manifest, out_dir=out_dir, shards=[], counts=counts)
+
+
+def _plan(
+    spill: Spill, excluded: Sequence[int], limits: Limits, report: Report, out_dir: Path, name: str, source: str
+) -> list[tuple[int, int]]:
+    """The shard plan of the spilled lines less ``excluded``; no plan fails the build (its findings named
+    after ``source``)."""
+    sizes = spill.sizes()
+    if excluded:
+        keep = ~pl.int_range(0, len(sizes), dtype=pl.Int64, eager=True).is_in(list(excluded))
+        sizes = sizes.filter(keep)
+    try:
+        return plan_shards(sizes, limits)
+    except ValidationFailed as exc:
+        for finding in exc.report.iter_findings():
+            report.add(finding.model_copy(update={"source": source}))
+        raise fail_build(out_dir, name, report) from None
+
+
+def _counts(
+    spill: Spill, rows: int, requests: int, shards: int, size: int, updates: pl.DataFrame | None
+) -> BuildCounts:
+    """The manifest's counts: every unit is a request, invalid, skipped, filtered or reused."""
+    reused = _reused(updates)
+    return BuildCounts(
+        rows=rows,
+        units=spill.units,
+        requests=requests,
+        invalid=spill.units - requests - spill.skipped - spill.filtered - (reused or 0),
+        shards=shards,
+        bytes=size,
+        skipped=spill.skipped,
+        filtered=spill.filtered,
+        reused=reused,
+    )
 
 
 def _reused(updates: pl.DataFrame | None) -> int | None:
