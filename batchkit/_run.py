@@ -21,7 +21,7 @@ from ._api.backoff import PollPolicy
 from ._api.client import Client, given_or_default, require_api_key
 from ._build.build import build
 from ._build.options import BuildOptions
-from ._errors import ConfigurationError, InputError, JournalError
+from ._errors import ConfigurationError, InputError, JournalError, install_hint
 from ._mapping.mapping import Mapping, load_mapping
 from ._results.export import check_export_path
 from ._results.results import Results, collect_results
@@ -189,7 +189,7 @@ def _check_before_spending(client: Client | None, sandbox: bool, target: Path) -
 
         missing = [name for name in ("starlette", "uvicorn", "multipart") if importlib.util.find_spec(name) is None]
         if missing:
-            msg = f"--sandbox needs the optional 'sandbox' extra (missing: {', '.join(missing)}): pip install 'batchkit[sandbox]'"
+            msg = f"--sandbox needs the optional 'sandbox' extra (missing: {', '.join(missing)}): {install_hint('sandbox')}"
             raise ConfigurationError(msg)
         return
     with given_or_default(client) as api:

@@ -212,6 +212,6 @@ def test_missing_extra_is_a_clear_error() -> None:
         check=False,
     )
     assert proc.returncode == 2
-    assert "pip install 'batchkit[sandbox]'" in proc.stderr
+    assert "pip install 'sync-batchkit[sandbox]'" in proc.stderr
     assert "starlette, uvicorn" in proc.stderr
     assert "Traceback" not in proc.stderr

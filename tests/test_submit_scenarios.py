@@ -410,7 +410,7 @@ def test_7_xlsx_without_the_excel_extra_fails_before_the_build(tmp_path: Path, m
     campaign = ["run", ROOT / "fixtures/campaign.csv", "--mapping", ROOT / "fixtures/campaign.toml"]
     code, out = _cli([*campaign, "--out", tmp_path / "x", "--sandbox", "--results", tmp_path / "r.xlsx"], key=None)
     assert code == 2
-    assert "batchkit[excel]" in out
+    assert "sync-batchkit[excel]" in out
     assert not (tmp_path / "x").exists()
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .._errors import install_hint
 from ._common import err, fail, handle_errors, limits_options, make_limits
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ def sandbox(
     if missing:
         fail(
             f"the sandbox needs the optional 'sandbox' extra (missing: {', '.join(missing)}); "
-            "install it with: pip install 'batchkit[sandbox]'"
+            f"install it with: {install_hint('sandbox')}"
         )
     from pydantic import ValidationError
 
