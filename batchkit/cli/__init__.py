@@ -1,5 +1,7 @@
 """The ``batchkit`` command line: thin commands over the library (parse, call, render, exit code).
 
+``_options`` holds the option groups every command is made of (each handed to the command as one typed
+value), ``_render`` everything that is shown, ``_common`` the exit-code table and the one-line errors.
 Commands are imported when they are used, so ``batchkit validate`` never pays for polars or httpx.
 """
 
@@ -10,9 +12,9 @@ import importlib
 import click
 
 from .._version import __version__
-from ._common import configure_logging
+from ._common import Group, configure_logging, exit_epilog
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "main"]
 
 #: Command name → (module, attribute), in pipeline order (the order ``batchkit --help`` lists them).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -34,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class _LazyGroup(click.Group):
+class _LazyGroup(Group):
     """A group whose commands are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -51,9 +53,16 @@ class _LazyGroup(click.Group):
         return command
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=exit_epilog("findings, refused or failed items", "not finished yet (a --deadline passed; run it again later)"),
+)
 @click.version_option(__version__, prog_name="batchkit")
-@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
+@click.option("-v", "--verbose", count=True, help="Show every item and log more (-v info, -vv debug), on stderr.")
 def main(verbose: int) -> None:
-    """Build, validate, shard, submit and reconcile Sync lipsync Batch API files."""
+    """Build, validate, shard, submit and reconcile Sync lipsync Batch API files.
+
+    Human text goes to stderr; stdout carries only documents (--format json), so it can be piped.
+    """
     configure_logging(verbose)
