@@ -49,7 +49,14 @@ if TYPE_CHECKING:
         verify_signature as verify_signature,
     )
     from ._build.build import build as build
+    from ._build.estimate import check_budget as check_budget, estimate_directory as estimate_directory
     from ._build.options import BuildOptions as BuildOptions
+    from ._build.probe import (
+        ProbeResult as ProbeResult,
+        probe_directory as probe_directory,
+        probe_source as probe_source,
+    )
+    from ._build.reuse import Reusable as Reusable
     from ._errors import (
         AmbiguousSubmissionError as AmbiguousSubmissionError,
         APIConnectionError as APIConnectionError,
@@ -79,6 +86,28 @@ if TYPE_CHECKING:
     from ._handback.pages import ReviewOptions as ReviewOptions, review_directory as review_directory
     from ._handback.wide import wide_results as wide_results
     from ._mapping.mapping import Mapping as Mapping, load_mapping as load_mapping
+    from ._probe.budget import Budget as Budget, BudgetError as BudgetError
+    from ._probe.cache import ProbeCache as ProbeCache, write_media_parquet as write_media_parquet
+    from ._probe.checks import (
+        PROBE_CODES as PROBE_CODES,
+        MediaProblem as MediaProblem,
+        output_seconds as output_seconds,
+        payload_media_problems as payload_media_problems,
+        tts_seconds as tts_seconds,
+    )
+    from ._probe.config import ProbeConfig as ProbeConfig
+    from ._probe.media import MediaInfo as MediaInfo
+    from ._probe.options import ProbeOptions as ProbeOptions
+    from ._probe.pricing import (
+        ApiPrices as ApiPrices,
+        Estimate as Estimate,
+        EstimateItem as EstimateItem,
+        PriceBook as PriceBook,
+        Subtotal as Subtotal,
+        TablePrices as TablePrices,
+        estimate as estimate,
+    )
+    from ._probe.probe import probe_urls as probe_urls
     from ._report import (
         CODES as CODES,
         Finding as Finding,
@@ -88,6 +117,7 @@ if TYPE_CHECKING:
     )
     from ._results.realtime import realtime_results as realtime_results
     from ._results.results import OUTCOMES as OUTCOMES, Results as Results, collect_results as collect_results
+    from ._results.reuse import find_reusable as find_reusable
     from ._retry.retry import (
         RetryOptions as RetryOptions,
         RetryResult as RetryResult,

@@ -5,6 +5,8 @@
     BatchkitError
     ├── InputError                 a path, source, mapping or option cannot be used (.path .line .row .column)
     ├── ValidationFailed           findings of severity error (.report); defined in _report
+    ├── BudgetError                over budget, of unknown cost or not confirmed, before anything was sent
+    │                              (.reason .estimate); defined in _probe.budget
     ├── JournalError               the submission journal cannot go on safely (.shard)
     │   ├── AmbiguousSubmissionError   a create may have reached the server and no single batch matches it
     │   └── DirectoryLockedError       another process holds the directory (.pid .host .since)

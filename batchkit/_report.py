@@ -67,6 +67,25 @@ CODES: dict[str, str] = {
     "cannot-shard": "no split of the valid records satisfies the limits profile (counts and bytes)",
     "optional-empty": "an [each] value marked optional is empty for this row: no request, outcome skipped (warning)",
     "filtered-rows": "rows the mapping's [where] left out: their units have the outcome filtered (warning)",
+    # media, probed before anything is sent (build --probe, batchkit probe)
+    "media-unreachable": "an input URL gave no usable answer: connect error, timeout, HTTP 4xx/5xx after "
+    "retries, a redirect loop, or a URL the probe refuses (credentials in it)",
+    "media-not-media": "an input URL serves an HTML, JSON or text page, nothing, or bytes that are not media "
+    "(a share link instead of the file's own)",
+    "media-unsupported": "an input's container is not one Sync lists (video: MP4, MOV, WebM, AVI; audio: WAV, "
+    "MP3, OGG, FLAC, M4A, AAC, WMA)",
+    "media-unreadable": "an input is media but damaged or cut short, so it cannot be read whole",
+    "media-too-long": "an input lasts longer than the limits profile's max_input_seconds",
+    "media-no-video-track": "the video input has no video track",
+    "media-no-audio-track": "an audio input has no audio track",
+    "segment-beyond-media": "a segment ends after the media it refers to",
+    "media-duration-unknown": "an input's duration could not be read (warning)",
+    "media-duration-mismatch": "audio and video lengths differ enough that sync_mode will loop, cut, pad or "
+    "stretch (warning)",
+    "media-url-expires": "a signed input URL expires before a batch's 24-hour turnaround ends (warning)",
+    "tts-may-be-too-long": "a text-to-speech script likely speaks for longer than max_input_seconds (warning)",
+    # reusing what completed before (build --reuse)
+    "reuse-pending": "a request identical to one still pending in a --reuse directory is sent again (warning)",
     # a build directory
     "shard-missing": "a shard listed in manifest.json is missing",
     "shard-changed": "a shard's bytes, records or sha256 differ from manifest.json",

@@ -8,12 +8,13 @@ no API key.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
@@ -21,14 +22,16 @@ from ._api.backoff import PollPolicy
 from ._api.client import Client, given_or_default, require_api_key
 from ._build.build import build
 from ._build.options import BuildOptions
-from ._errors import InputError, JournalError
+from ._errors import APIError, InputError, JournalError
 from ._handback.wide import each_counts
 from ._mapping.mapping import Mapping, load_mapping
 from ._results.export import check_export_path
 from ._results.results import Results, collect_results
 from ._shard.builddir import (
     JOURNAL,
+    LENGTHS,
     MANIFEST,
+    MEDIA,
     RESULTS_DIR,
     RESULTS_TABLE,
     SANDBOX_STATE,
@@ -43,11 +46,14 @@ from ._submit.rounds import Sending, submit_and_wait
 from ._submit.submit import OnEvent, OnProgress, SubmitResult, submit
 from .sandbox._kept import SANDBOX_POLL, in_process_policy, kept_sandbox, require_sandbox_extra
 
+if TYPE_CHECKING:
+    from ._probe.budget import Budget
+
 __all__ = ["RunOptions", "RunResult", "Stage", "run"]
 
 log = logging.getLogger("batchkit")
 
-Stage = Literal["build", "reuse", "submit", "dry-run", "wait", "results"]
+Stage = Literal["build", "reuse", "sample", "estimate", "submit", "dry-run", "wait", "results"]
 OnStage = Callable[[Stage, str], None]
 
 #: Rounds of submit + wait when a shard comes back to send (its adopted batch turned out to be another's).
@@ -62,7 +68,10 @@ class RunOptions(BuildOptions):
     server to validate every shard: nothing is created or billed. ``webhook_url`` is sent with every batch;
     ``poll`` and ``deadline`` (seconds) govern the wait; ``results_path`` is where the joined table goes
     (default ``DIR/results.csv``; ``.csv``, ``.parquet``, ``.xlsx`` or ``.jsonl``); ``policy`` is how a lost
-    create is reconciled (:class:`batchkit.ReconcilePolicy`).
+    create is reconciled (:class:`batchkit.ReconcilePolicy`). ``budget``
+    (:class:`batchkit.Budget`) is checked before the first create; ``sample`` sends only a stratified sample
+    of that many requests, from ``OUT-sample`` beside the build, whose completed requests a later full run
+    (without ``sample``) then reuses instead of sending them again.
     """
 
     sandbox: bool = False
@@ -72,6 +81,8 @@ class RunOptions(BuildOptions):
     deadline: float | None = None
     results_path: str | Path | None = None
     policy: ReconcilePolicy | None = None
+    budget: Budget | None = None
+    sample: int | None = None
 
 
 @dataclass(slots=True)
@@ -142,9 +153,24 @@ def run(
     plan = load_mapping(mapping)
     target = Path(opts.results_path) if opts.results_path is not None else folder / RESULTS_TABLE
     _check_before_spending(client, opts.sandbox, target)
+    if opts.sample is None and not (folder / JOURNAL).exists():  # a full run: its sample's completed are not sent again
+        from ._retry.sample import sample_reuse
+
+        reuse = sample_reuse(folder, opts.reuse)
+        if reuse is not opts.reuse and reuse is not None:
+            stage("reuse", f"what the sample completed is not sent again ({reuse!r})")
+        opts = dataclasses.replace(opts, reuse=reuse)
     folder.mkdir(parents=True, exist_ok=True)
     with directory_lock(folder, "batchkit run"):
         manifest, built = _build_or_reuse(source, plan, folder, opts, stage)
+    if opts.sample is not None:
+        from ._retry.sample import write_sample
+
+        folder = write_sample(folder, manifest, opts.sample, note=lambda note: stage("sample", note))
+        manifest = load_manifest(folder)
+        if opts.results_path is None:
+            target = folder / RESULTS_TABLE
+    with directory_lock(folder, "batchkit run"):
         with _api(client, opts.sandbox, folder, stage) as (api, sandboxed):
             if opts.dry_run:
                 stage("dry-run", f"asking the server to validate {len(manifest.shards)} shard(s)")
@@ -153,6 +179,7 @@ def run(
                 )
                 results = collect_results(folder, download=False, source=_memory(source))
                 return RunResult(folder, manifest, submission, results, None, built)
+            _preflight_estimate(folder, opts, api, stage)  # before anything is journaled or sent
             submission = _submit_and_wait(folder, api, opts, sandboxed, stage, on_event, on_progress)
             stage("results", "downloading and joining results")
             results = collect_results(folder, client=api, source=_memory(source))
@@ -201,6 +228,24 @@ def _check_before_spending(client: Client | None, sandbox: bool, target: Path) -
         require_api_key(api)
 
 
+def _preflight_estimate(folder: Path, options: RunOptions, api: Client, stage: OnStage) -> None:
+    """The estimate of what is about to be sent, when media was probed or a budget asks for it (which it
+    then checks: :class:`batchkit.BudgetError` stops the run here)."""
+    if options.budget is None and not (folder / LENGTHS).is_file():
+        return
+    from ._build.estimate import check_budget
+    from ._probe.budget import Budget, describe_estimate
+
+    try:
+        found = check_budget(folder, options.budget or Budget(), client=api)
+    except APIError as exc:
+        if options.budget is not None:
+            raise
+        stage("estimate", f"unavailable ({exc})")
+        return
+    stage("estimate", describe_estimate(found))
+
+
 def _memory(source: Any) -> Any:
     """An in-memory source goes back to the join (it has a snapshot too, but this is exact)."""
     return None if isinstance(source, str | Path) else source
@@ -214,13 +259,18 @@ def _build_or_reuse(
     if (folder / MANIFEST).exists():
         manifest = load_manifest(folder)
         same = _same_input(manifest, source, plan, options)
+        if same and not submitted and (
+            options.reuse is not None or (options.probe is not None and not (folder / MEDIA).exists())
+        ):
+            same = False  # what is reused, or what the probe finds, may change the build: build it again
         if same or (submitted and same is None):
             stage("reuse", f"{folder} already holds this build ({len(manifest.shards)} shard(s))")
             return manifest, False
         if submitted:
             msg = (
                 f"{folder} holds a submitted build of different input (source, mapping or limits changed); "
-                "give another --out, or `batchkit results` this one first"
+                f"give another --out (with --reuse {folder}, what completed here is not sent again), or "
+                "`batchkit results` this one first"
             )
             raise JournalError(msg)
     stage("build", f"building {source if isinstance(source, str | Path) else 'the frame'} into {folder}")

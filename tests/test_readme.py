@@ -130,7 +130,7 @@ def _commands(block: Block) -> Iterator[tuple[int, str, int]]:
         command = command.strip()
         if not command or command.startswith(("export ", "batchkit sandbox")):
             continue
-        if "needs a real API key" in comment or _PLACEHOLDER.search(command.replace("$SYNC_", "")):
+        if "needs a real API key" in comment or _PLACEHOLDER.search(re.sub(r"\$\{?[A-Z_]+\}?", "", command)):
             continue
         status = re.search(r"\bexit (\d)\b", comment)
         yield block.line + offset, command, int(status.group(1)) if status else 0
@@ -145,6 +145,7 @@ def test_every_shell_example_works_in_order(tmp_path: Path) -> None:
     runs = [r for r in runs if not r[1].startswith((".venv/", ".ci/", "python3 "))]
     assert len(runs) >= 20
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "SYNC_API_KEY": "readme-key"}
+    env["BATCHKIT_CACHE_DIR"] = str(tmp_path / "cache")  # the probe cache of the README's commands
     with serve(pending_seconds=0.05, seconds_per_generation=0.001) as url:
         env["SYNC_BASE_URL"] = url
         for line, command, status in runs:

@@ -28,18 +28,14 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 import polars as pl
 
-from .._wire.checks import request_id_problem
-from .columnar import blank_column, filter_exprs, frame_exprs
-from .options import BuildOptions
 from .._errors import InputError
-from .._report import ValidationFailed
-from .._wire.limits import DEFAULT_LIMITS, Limits
-from .._shard.builddir import SourceInfo
 from .._mapping.mapping import Mapping, load_mapping
 from .._mapping.select import RowFilter
+from .._mapping.templates import Leaf, UnitPlan
+from .._report import Finding, Report, Severity, ValidationFailed
+from .._shard.builddir import SourceInfo
 from .._shard.plan import expected_layout
-from .._report import Finding, Report, Severity
-from .._wire.rules import line_problems
+from .._shard.spill import Spill
 from .._shard.write import (
     BuildResult,
     Progress,
@@ -49,9 +45,12 @@ from .._shard.write import (
     safe_name,
     write_report,
 )
-from .._sources.source import DEFAULT_CHUNK_ROWS, ISSUE, ISSUE_MESSAGE, ROW, SOURCE_LINE, Source, read_source
-from .._shard.spill import Spill
-from .._mapping.templates import Leaf, UnitPlan
+from .._sources.source import ISSUE, ISSUE_MESSAGE, ROW, SOURCE_LINE, Source, read_source
+from .._wire.checks import request_id_problem
+from .._wire.limits import Limits
+from .._wire.rules import line_problems
+from .columnar import blank_column, filter_exprs, frame_exprs
+from .options import BuildOptions
 
 if TYPE_CHECKING:
     from .held import HeldRequests
@@ -170,12 +169,19 @@ def build(
             msg = f"{src.name} has no data rows (a header only, or blank rows); add rows below the header"
             raise InputError(msg, path=src.path)
         excluded, updates = _duplicates(spill, report, names, units, spilled_each)
+        copies, reused = list(held.copies), 0
+        if opts.reuse is not None or opts.probe is not None:
+            from .passes import preflight
+
+            passed = preflight(spill, report, opts, names, units, spilled_each, excluded, updates)
+            excluded, updates, reused = passed.excluded, passed.updates, passed.reused
+            copies.extend(passed.copies)
         report.findings.sort(key=lambda f: (f.row is not None, f.row or 0))
         valid = spill.spilled - len(excluded)
         report.stats.lines = rows
         report.stats.records = spill.units
-        report.stats.valid_records = valid
-        if valid + spill.skipped + spill.filtered < spill.units and not skip_invalid:
+        report.stats.valid_records = valid + reused
+        if valid + reused + spill.skipped + spill.filtered < spill.units and not skip_invalid:
             clear_previous(folder, stem)
             write_report(folder, report)
             raise ValidationFailed(report)
@@ -200,7 +206,9 @@ def build(
             excluded=excluded,
             updates=updates,
             snapshot=src.snapshot(),
-            copies=held.copies,
+            copies=copies,
+            # what is left after reuse may be too few for a batch: it is then sent one by one
+            unsharded="realtime" if opts.reuse is not None and valid < limits.min_records else None,
         )
     if held.parts:
         from .held import mark_consumed

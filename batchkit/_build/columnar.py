@@ -15,11 +15,10 @@ from typing import Any, Final
 import orjson
 import polars as pl
 
-from .._wire.checks import MAX_REQUEST_ID_LENGTH
-from .._wire.limits import Limits
-from .._wire.checks import EMOTIONS, IMAGE_MODEL, MODEL_MODES, SYNC_MODES
 from .._mapping.select import RowFilter
 from .._mapping.templates import Column, Const, Leaf, UnitPlan
+from .._wire.checks import EMOTIONS, IMAGE_MODEL, MAX_REQUEST_ID_LENGTH, MODEL_MODES, SYNC_MODES
+from .._wire.limits import Limits
 
 __all__ = ["FrameExprs", "blank_column", "filter_exprs", "frame_exprs"]
 

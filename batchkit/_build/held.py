@@ -18,13 +18,13 @@ import orjson
 import polars as pl
 
 from .._errors import BatchkitError, InputError
-from .._wire.limits import Limits
 from .._files import file_sha256
-from .._shard.builddir import SourceInfo, load_manifest, write_manifest
 from .._report import Finding, Report
-from .._shard.write import snapshot_name
+from .._shard.builddir import SourceInfo, load_manifest, write_manifest
 from .._shard.spill import Spill
+from .._shard.write import snapshot_name
 from .._validate.validate import validate_lines
+from .._wire.limits import Limits
 
 __all__ = ["RETRY_OF", "HeldRequests", "checked_line", "load_held", "mark_consumed", "take_sources"]
 

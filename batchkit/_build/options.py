@@ -9,9 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .._probe.options import ProbeOptions
 from .._sources.source import DEFAULT_CHUNK_ROWS
 from .._wire.limits import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:
+    from .reuse import Reusable
 
 __all__ = ["BuildOptions"]
 
@@ -25,7 +30,10 @@ class BuildOptions:
     (by default any invalid row fails the build and only ``report.json`` is written). ``sheet``, ``format``,
     ``delimiter`` and ``encoding`` say how to read the source (each detected when None); ``chunk_rows`` is
     how many rows are read at a time. ``include_held`` adds the requests ``batchkit retry --hold`` kept in
-    those directories; ``force`` rebuilds a directory that was already submitted.
+    those directories; ``force`` rebuilds a directory that was already submitted. ``probe``
+    (:class:`batchkit.ProbeOptions`) probes every media URL first and makes a row whose media fails invalid
+    (``build --probe``); ``reuse`` (:func:`batchkit.find_reusable`) leaves out the requests that already
+    completed in earlier directories (``build --reuse DIR``).
 
     >>> BuildOptions(skip_invalid=True, include_held="out/held").include_held
     ('out/held',)
@@ -41,6 +49,8 @@ class BuildOptions:
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     include_held: Sequence[str | Path] = ()
     force: bool = False
+    probe: ProbeOptions | None = None
+    reuse: Reusable | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.include_held, str | Path):  # one directory given bare: a common slip

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-from .._report import Finding
+from .._report import CODES, Finding
 from .._wire.limits import Limits
 from .fetch import redact
 from .media import MediaInfo
@@ -46,25 +46,16 @@ __all__ = [
 
 Severity = Literal["error", "warning"]
 
-#: Every code the media checks emit, with what it means. Codes never change meaning once published.
+#: Every code the media checks emit, with what it means (listed with every other code in ``batchkit.CODES``,
+#: where they are defined). Codes never change meaning once published.
 PROBE_CODES: Final[dict[str, str]] = {
-    "media-unreachable": "an input URL gave no usable answer: connect error, timeout, HTTP 4xx/5xx after "
-    "retries, a redirect loop, or a URL the probe refuses (credentials in it)",
-    "media-not-media": "an input URL serves an HTML, JSON or text page, nothing, or bytes that are not media "
-    "(a share link instead of the file's own)",
-    "media-unsupported": "an input's container is not one Sync lists (video: MP4, MOV, WebM, AVI; audio: WAV, "
-    "MP3, OGG, FLAC, M4A, AAC, WMA)",
-    "media-unreadable": "an input is media but damaged or cut short, so it cannot be read whole",
-    "media-too-long": "an input lasts longer than the limits profile's max_input_seconds",
-    "media-no-video-track": "the video input has no video track",
-    "media-no-audio-track": "an audio input has no audio track",
-    "segment-beyond-media": "a segment ends after the media it refers to",
-    "media-duration-unknown": "an input's duration could not be read (warning)",
-    "media-duration-mismatch": "audio and video lengths differ enough that sync_mode will loop, cut, pad or "
-    "stretch (warning)",
-    "media-url-expires": "a signed input URL expires before a batch's 24-hour turnaround ends (warning)",
-    "tts-may-be-too-long": "a text-to-speech script likely speaks for longer than max_input_seconds (warning)",
-}
+    code: CODES[code]
+    for code in (
+        "media-unreachable", "media-not-media", "media-unsupported", "media-unreadable", "media-too-long",
+        "media-no-video-track", "media-no-audio-track", "segment-beyond-media", "media-duration-unknown",
+        "media-duration-mismatch", "media-url-expires", "tts-may-be-too-long",
+    )
+}  # fmt: skip
 
 #: The severity of each code.
 PROBE_SEVERITY: Final[dict[str, Severity]] = {

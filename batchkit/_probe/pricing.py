@@ -284,7 +284,13 @@ class Subtotal:
         return self.known_usd if self.unknown == 0 else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "total_usd": self.total_usd}
+        """As JSON-ready data, dollars rounded to a millionth (float sums leave noise below that)."""
+        total = self.total_usd
+        return {
+            **asdict(self),
+            "known_usd": round(self.known_usd, 6),
+            "total_usd": round(total, 6) if total is not None else None,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,8 +333,8 @@ class Estimate:
             "unknown_price": self.unknown_price,
             "unpriced_models": list(self.unpriced_models),
             "seconds": self.seconds,
-            "known_usd": self.known_usd,
-            "total_usd": self.total_usd,
+            "known_usd": round(self.known_usd, 6),
+            "total_usd": round(self.total_usd, 6) if self.total_usd is not None else None,
             "by_model": {k: v.to_dict() for k, v in self.by_model.items()},
             "by_each": {k: v.to_dict() for k, v in self.by_each.items()},
             "by_shard": {k: v.to_dict() for k, v in self.by_shard.items()},
@@ -344,6 +350,11 @@ _SCHEMA: Final = {
 }
 
 
+def _kept(dtype: pl.DataType, name: str) -> bool:
+    """A ``model`` or ``each`` column that is categorical already stays so: its group-bys are on integers."""
+    return name in ("model", "each") and isinstance(dtype, pl.Categorical | pl.Enum)
+
+
 def _frame(items: Iterable[EstimateItem] | pl.DataFrame) -> pl.DataFrame:
     if isinstance(items, pl.DataFrame):
         missing = {"model", "seconds"} - set(items.columns)
@@ -351,7 +362,7 @@ def _frame(items: Iterable[EstimateItem] | pl.DataFrame) -> pl.DataFrame:
             msg = f"the frame to estimate needs the column(s) {', '.join(sorted(missing))} (and may have each, shard)"
             raise InputError(msg)
         columns = [
-            (pl.col(name) if name == "shard" else pl.col(name).cast(dtype))
+            (pl.col(name) if name == "shard" or _kept(items.schema[name], name) else pl.col(name).cast(dtype))
             if name in items.columns
             else pl.lit(None, dtype).alias(name)
             for name, dtype in _SCHEMA.items()
@@ -376,37 +387,19 @@ def estimate(
         msg = f"resolution must be a positive number of seconds, not {resolution}"
         raise InputError(msg)
     frame = _frame(items)
-    seconds = pl.col("seconds")
-    usable = seconds.is_not_null() & seconds.is_finite() & (seconds > 0)
-    rows = frame.lazy().with_columns(
-        seconds=pl.when(usable).then(seconds).otherwise(None),
-        units=pl.when(usable).then((seconds / resolution).ceil().cast(pl.Int64)).otherwise(None),
-    )
     has_shard = bool(frame.get_column("shard").is_not_null().any())
-    # One pass over the rows gives a small table, and everything but the shard totals comes from it.
-    small_plan = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), seconds.sum())
     flat = getattr(prices, "flat_rates", None)
     if isinstance(flat, Mapping):
-        # Rates that do not depend on the length: the length only needs to be known or not (units 1 or
-        # null), which keeps the group-by small, and the shard totals run alongside it.
-        rows = rows.with_columns(units=pl.when(pl.col("units").is_not_null()).then(pl.lit(1, dtype=pl.Int64)))
-        small_plan = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), seconds.sum())
-        rate = _lookup(pl.col("model"), {str(k): float(v) for k, v in flat.items()})
-        plans = [small_plan, _shard_plan(rows.with_columns(rate=rate))] if has_shard else [small_plan]
-        small, *shard = pl.collect_all(plans)
-        pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
-        table = pairs.with_columns(
-            rate=pl.Series([flat.get(m) for m in pairs.get_column("model").to_list()], dtype=pl.Float64)
-        )
+        priced, shard = _flat(frame, {str(k): float(v) for k, v in flat.items()}, has_shard)
     else:
-        small = small_plan.collect()
-        pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
-        rates = [prices.rate(model, units * resolution) for model, units in pairs.iter_rows()]
-        table = pairs.with_columns(rate=pl.Series(rates, dtype=pl.Float64))
-        shard = [_shard_plan(_with_rates(rows, table)).collect()] if has_shard else []
-    priced = _measures(small.join(table, on=["model", "units"], how="left"), weight=pl.col("requests"))
-    overall = priced.select(_SUMS).row(0, named=True)
-    unpriced = priced.filter(pl.col("unknown_price") > 0).get_column("model").unique().to_list()
+        priced, shard = _length_aware(frame, prices, resolution, has_shard)
+    # the two passes over the rows run side by side; every other total comes from the small table
+    small, *shards = pl.collect_all([priced, *([shard] if shard is not None else [])])
+    overall = small.select(_SUMS).row(0, named=True)
+    unpriced = (
+        small.filter(pl.col("unknown_price") > 0).get_column("model").cast(pl.String).unique().to_list()
+    )
+    models, values = small.group_by("model").agg(_SUMS), small.group_by("each").agg(_SUMS)
     return Estimate(
         source=prices.source,
         requests=int(overall["requests"] or 0),
@@ -415,13 +408,75 @@ def estimate(
         unknown_price=int(overall["unknown_price"] or 0),
         seconds=float(overall["seconds"] or 0.0),
         known_usd=float(overall["usd"] or 0.0),
-        by_model=_subtotals(priced.group_by("model").agg(_SUMS), "model"),
-        by_each=_subtotals(priced.group_by("each").agg(_SUMS), "each")
-        if small.get_column("each").is_not_null().any()
-        else {},
-        by_shard=_subtotals(shard[0], "shard") if shard else {},
+        by_model=_subtotals(models, "model"),
+        by_each=_subtotals(values, "each") if values.get_column("each").is_not_null().any() else {},
+        by_shard=_subtotals(shards[0], "shard") if shards else {},
         unpriced_models=tuple(sorted(m if m is not None else _NONE_LABEL for m in unpriced)),
     )
+
+
+_SECONDS: Final = pl.col("seconds")
+_USABLE: Final = _SECONDS.is_not_null() & _SECONDS.is_finite() & (_SECONDS > 0)
+
+
+def _flat(
+    frame: pl.DataFrame, flat: Mapping[str, float], has_shard: bool
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    """Rates that do not depend on the length: the length only needs to be known or not (units 1 or null).
+
+    Two group-bys run side by side over the rows: by model and ``[each]`` value, counting the known lengths
+    (a small table every total but the shards' comes from, its rates looked up on it), and by shard with each
+    row's rate. A
+    ``model``/``each`` column that is categorical groups on integers; a shard column in order (as a build
+    directory's is) groups as sorted.
+    """
+    rows = frame.lazy().with_columns(seconds=pl.when(_USABLE).then(_SECONDS), known=_USABLE)
+    # known lengths are counted, not grouped by: two keys group faster than three
+    small = rows.group_by("model", "each").agg(
+        pl.len().alias("requests"), pl.col("known").sum().alias("known"), _SECONDS.sum()
+    )
+    rate = pl.col("model").cast(pl.String).replace_strict(flat, default=None, return_dtype=pl.Float64)
+    known, requests, has_rate = (
+        pl.col("known").cast(pl.Int64),
+        pl.col("requests").cast(pl.Int64),
+        rate.is_not_null(),
+    )
+    priced = small.with_columns(
+        unknown_seconds=requests - known,
+        unknown_price=pl.when(has_rate).then(0).otherwise(known),
+        priced=pl.when(has_rate).then(known).otherwise(0),
+        usd=_SECONDS * rate,
+    )
+    if not has_shard:
+        return priced, None
+    shard = frame.get_column("shard")
+    if shard.null_count() == 0 and shard.is_sorted():
+        rows = rows.with_columns(pl.col("shard").set_sorted())
+    rate = pl.lit(None, dtype=pl.Float64)
+    for model, value in flat.items():  # a few comparisons (of integers when categorical) beat a hash lookup
+        rate = pl.when(pl.col("model") == model).then(pl.lit(value, dtype=pl.Float64)).otherwise(rate)
+    per_row = rows.with_columns(units=pl.when(pl.col("known")).then(pl.lit(1, dtype=pl.Int64)), rate=rate)
+    return priced, _shard_plan(per_row)
+
+
+def _length_aware(
+    frame: pl.DataFrame, prices: PriceBook, resolution: float, has_shard: bool
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    """Rates by length: one pass gives (model, rounded length, each) groups, whose rates are asked once each;
+    the shard totals are a second pass over the rows with each row's rate."""
+    rows = frame.lazy().with_columns(
+        seconds=pl.when(_USABLE).then(_SECONDS).otherwise(None),
+        units=pl.when(_USABLE).then((_SECONDS / resolution).ceil().cast(pl.Int64)).otherwise(None),
+    )
+    small = rows.group_by("model", "units", "each").agg(pl.len().alias("requests"), _SECONDS.sum()).collect()
+    pairs = small.select("model", "units").drop_nulls().unique().sort("model", "units")
+    rates = [prices.rate(model, units * resolution) for model, units in pairs.iter_rows()]
+    table = pairs.with_columns(rate=pl.Series(rates, dtype=pl.Float64))
+    priced = _measures(
+        small.lazy().join(table.lazy(), on=["model", "units"], how="left"), weight=pl.col("requests")
+    )
+    shard = _shard_plan(_with_rates(rows, table)) if has_shard else None
+    return priced, shard
 
 
 _SUMS: Final = [pl.col("requests", "priced", "unknown_seconds", "unknown_price", "seconds", "usd").sum()]
@@ -441,16 +496,6 @@ def _measures(frame: pl.DataFrame | pl.LazyFrame, *, weight: pl.Expr) -> pl.Data
         priced=pl.when(rate.is_not_null()).then(weight).otherwise(0),
         usd=pl.col("seconds") * rate,
     )
-
-
-def _lookup(key: pl.Expr, values: Mapping[str, float]) -> pl.Expr:
-    """``values[key]`` per row (null when absent): string comparisons for a few keys, a hash map for many."""
-    if len(values) > 16:
-        return key.replace_strict(values, default=None, return_dtype=pl.Float64)
-    found = pl.lit(None, dtype=pl.Float64)
-    for name, value in values.items():
-        found = pl.when(key == name).then(pl.lit(value, dtype=pl.Float64)).otherwise(found)
-    return found
 
 
 def _with_rates(rows: pl.LazyFrame, table: pl.DataFrame) -> pl.LazyFrame:
@@ -491,20 +536,17 @@ def _shard_plan(rows: pl.LazyFrame) -> pl.LazyFrame:
 
 def _subtotals(table: pl.DataFrame, key: str) -> dict[str, Subtotal]:
     """One :class:`Subtotal` per value of ``key``, in order (no value last)."""
-    columns = [key, "requests", "priced", "unknown_seconds", "unknown_price", "seconds", "usd"]
     if table.schema[key] != pl.String:
         table = table.with_columns(pl.col(key).cast(pl.String))
-    return {
-        (label if label is not None else _NONE_LABEL): Subtotal(
-            requests=int(requests),
-            priced=int(n_priced),
-            unknown=int(no_seconds) + int(no_price),
-            seconds=float(total_seconds or 0.0),
-            known_usd=float(usd or 0.0),
+    columns = (
+        table.sort(key, nulls_last=True)
+        .select(
+            pl.col(key).fill_null(_NONE_LABEL),
+            pl.col("requests", "priced").fill_null(0).cast(pl.Int64),
+            (pl.col("unknown_seconds").fill_null(0) + pl.col("unknown_price").fill_null(0)).cast(pl.Int64),
+            pl.col("seconds", "usd").fill_null(0.0).cast(pl.Float64),
         )
-        for label, requests, n_priced, no_seconds, no_price, total_seconds, usd in table.sort(
-            key, nulls_last=True
-        )
-        .select(columns)
-        .iter_rows()
-    }
+        .get_columns()
+    )
+    labels, *values = (column.to_list() for column in columns)  # whole columns: faster than row by row
+    return dict(zip(labels, map(Subtotal, *values), strict=True))

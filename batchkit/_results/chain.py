@@ -27,23 +27,14 @@ from .._build.held import RETRY_OF
 from .._errors import BatchkitError, ResultsError
 from .._report import Finding, Report
 from .._shard.builddir import RETRIES, load_manifest, retried_into
-from .join import CHAIN_COLUMNS
+from .join import CHAIN_COLUMNS, RESULT_COLUMNS
 
 __all__ = ["CHAIN_COLUMNS", "base_attempts", "follow_retries"]
 
 log = logging.getLogger("batchkit")
 
-#: What a later attempt replaces in a row (the request_id stays the row's own).
-_REPLACED: Final = (
-    "shard",
-    "batch_id",
-    "outcome",
-    "error_code",
-    "error_message",
-    "output_url",
-    "output_duration",
-    "generation_id",
-)
+#: What a later attempt replaces in a row: every result column but the request_id, which stays the row's own.
+_REPLACED: Final = RESULT_COLUMNS[1:]
 _NOT_SENT: Final = ("invalid", "skipped", "filtered", "unsubmitted")
 
 #: Collect (and follow) the results of another directory: its joined table.

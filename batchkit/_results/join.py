@@ -22,7 +22,7 @@ from .._report import Finding, Report
 from .._shard.builddir import Manifest, SourceInfo
 from .._sources.source import ROW, Source, read_source
 
-__all__ = ["CHAIN_COLUMNS", "RESULT_COLUMNS", "source_columns", "with_source"]
+__all__ = ["CHAIN_COLUMNS", "RESULT_COLUMNS", "REUSE_COLUMNS", "source_columns", "with_source"]
 
 #: The columns results add after the source's own columns (and the ``each`` variables).
 RESULT_COLUMNS: Final = (
@@ -38,6 +38,9 @@ RESULT_COLUMNS: Final = (
 )
 #: The columns following a retry chain adds after them (:mod:`batchkit._results.chain`).
 CHAIN_COLUMNS: Final = ("attempts", "settled_in")
+#: The columns a ``build --reuse`` directory adds after ``request_id``: for a unit not sent because an
+#: identical request completed before, where it completed and under which request_id (null for the others).
+REUSE_COLUMNS: Final = ("reused_from", "reused_request_id")
 
 
 def with_source(
@@ -47,7 +50,7 @@ def with_source(
     frames: list[pl.DataFrame] = []
     columns: list[str] = []
     each = list(manifest.each)
-    taken = {*RESULT_COLUMNS, *CHAIN_COLUMNS, *each, "row", "source", "_unit", "_source"}
+    taken = {*RESULT_COLUMNS, *CHAIN_COLUMNS, *REUSE_COLUMNS, *each, "row", "source", "_unit", "_source"}
     assigned: dict[str, str] = {}
     single = len(manifest.sources) == 1
     for index, info in enumerate(manifest.sources):
@@ -84,6 +87,7 @@ def with_source(
         *each,
         "request_id",
         *([RETRY_OF] if RETRY_OF in joined.columns else []),  # a retry directory: the request_id it retries
+        *[c for c in REUSE_COLUMNS if c in joined.columns],  # build --reuse: where a carried outcome is from
         pl.col("shard_file").alias("shard"),
         *RESULT_COLUMNS[2:],
     )

@@ -27,7 +27,7 @@ from .._api.client import Client, given_or_default
 from .._errors import ConfigurationError, ResultsError
 from .._files import file_sha256
 from .._report import Finding, Report
-from .._shard.builddir import JOURNAL, SUBMISSION, Manifest, load_manifest, verify_shards
+from .._shard.builddir import JOURNAL, REUSED, SUBMISSION, Manifest, load_manifest, verify_shards
 from .._submit.binding import open_journal
 from .._submit.journal import ShardRecord
 from .._submit.lock import try_directory_lock
@@ -152,8 +152,11 @@ def collect_results(
     return collect(Path(directory), source)
 
 
-def _collect(folder: Path, *, client: Client | None, download: bool, source: Any) -> Results:
-    """The results of one directory, not followed."""
+def _collect(
+    folder: Path, *, client: Client | None, download: bool, source: Any, rows: bool = True
+) -> Results:
+    """The results of one directory, not followed (``rows=False``: the units' outcomes without their source
+    rows, in requests.parquet's order with its columns, as :func:`batchkit.find_reusable` reads them)."""
     manifest = load_manifest(folder)
     report = Report(limits=manifest.limits)
     for finding in verify_shards(folder, manifest):
@@ -194,7 +197,13 @@ def _collect(folder: Path, *, client: Client | None, download: bool, source: Any
         joined = realtime_overlay(joined, folder, manifest.unsharded.file)
     elif manifest.unsharded is not None:
         joined = held_overlay(joined, folder, manifest.unsharded.file, manifest.unsharded.consumed_by)
+    if (folder / REUSED).is_file():
+        from .reused import reused_overlay
+
+        joined = reused_overlay(joined, folder)
     outcome_findings(joined, shards, report)
+    if not rows:
+        return Results(frame=joined, report=report)
     pending_findings(shards, report)
     frame = with_source(manifest, folder, joined, source, report)
     return Results(frame=frame, report=report)

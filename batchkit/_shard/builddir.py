@@ -9,6 +9,9 @@ This module is the one place that names a build directory's files; every stage a
       report.json            the build Report
       requests.parquet       one row per request unit, valid or not: where it came from and where it went
                              (status ok, invalid, skipped or filtered; held in a retry --hold directory)
+      media.parquet          written by a probe (build --probe, batchkit probe DIR): one row per media URL
+      lengths.parquet        written with media.parquet: each request unit's model and billable seconds
+      reused.parquet         written by build --reuse: the units not sent again, with the outcome they carry
       source.parquet         the rows of an in-memory source, as read (only for DataFrame sources)
       <name>-0001.jsonl ...  the shards, canonical bytes
       held.jsonl             instead of shards: requests kept for a later build (``retry --hold``)
@@ -44,7 +47,7 @@ from typing import Any, Final, Literal
 
 import orjson
 import polars as pl
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from .._errors import InputError
 from .._files import atomic_write, file_sha256, sync_dir
@@ -57,14 +60,17 @@ __all__ = [
     "FORMAT",
     "HELD",
     "JOURNAL",
+    "LENGTHS",
     "LOCK",
     "MANIFEST",
+    "MEDIA",
     "REALTIME",
     "REPORT",
     "REQUESTS",
     "RESULTS_DIR",
     "RESULTS_TABLE",
     "RETRIES",
+    "REUSED",
     "REVIEW",
     "SANDBOX_STATE",
     "SNAPSHOT",
@@ -88,6 +94,9 @@ FORMAT: Final = "batchkit-build/1"
 MANIFEST: Final = "manifest.json"
 REPORT: Final = "report.json"
 REQUESTS: Final = "requests.parquet"
+MEDIA: Final = "media.parquet"
+LENGTHS: Final = "lengths.parquet"
+REUSED: Final = "reused.parquet"
 SNAPSHOT: Final = "source.parquet"
 HELD: Final = "held.jsonl"
 REALTIME: Final = "realtime.jsonl"
@@ -123,7 +132,12 @@ class SourceInfo(_Record):
 class BuildCounts(_Record):
     """Rows read, request units (rows × ``[each]`` values), requests written, invalid units, shards, bytes,
     and the units that were no request by design: ``skipped`` (an optional ``[each]`` value was empty) and
-    ``filtered`` (``[where]`` left their row out). ``units = requests + invalid + skipped + filtered``."""
+    ``filtered`` (``[where]`` left their row out). ``units = requests + invalid + skipped + filtered``
+    (+ ``reused``).
+
+    ``reused`` counts the units not sent because an identical request already completed (``build --reuse``);
+    it is None (and left out of the manifest) for a build that reused nothing.
+    """
 
     rows: int
     units: int
@@ -133,6 +147,10 @@ class BuildCounts(_Record):
     bytes: int
     skipped: int = 0
     filtered: int = 0
+    reused: int | None = Field(default=None, exclude_if=lambda value: value is None)
+
+    def __repr_args__(self) -> Any:
+        return [(k, v) for k, v in super().__repr_args__() if not (k == "reused" and v is None)]
 
 
 class ShardInfo(_Record):

@@ -30,10 +30,13 @@ from .._wire.limits import DEFAULT_LIMITS, Limits
 from .builddir import (
     HELD,
     JOURNAL,
+    LENGTHS,
     MANIFEST,
+    MEDIA,
     REALTIME,
     REPORT,
     REQUESTS,
+    REUSED,
     SNAPSHOT,
     BuildCounts,
     Manifest,
@@ -113,7 +116,7 @@ def clear_previous(out_dir: Path, name: str, *, keep: Sequence[str] = ()) -> Non
     for path in out_dir.iterdir():
         if path.name in keep:
             continue
-        outputs = (REQUESTS, SNAPSHOT, HELD, REALTIME)
+        outputs = (REQUESTS, SNAPSHOT, HELD, REALTIME, MEDIA, LENGTHS, REUSED)
         if pattern.match(path.name) or path.name in outputs or _EXTRA_SNAPSHOT.match(path.name):
             path.unlink(missing_ok=True)
 
@@ -176,6 +179,7 @@ def finish(
             mode=unsharded,
             retry=retry,
             copies=copies,
+            snapshot=snapshot,
         )
     sizes = spill.sizes()
     if excluded:
@@ -218,15 +222,17 @@ def finish(
             path.unlink(missing_ok=True)
     total = sum(s.bytes for s in shards)
     requested = sum(s.records for s in shards)
+    reused = _reused(updates)
     counts = BuildCounts(
         rows=rows,
         units=spill.units,
         requests=requested,
-        invalid=spill.units - requested - spill.skipped - spill.filtered,
+        invalid=spill.units - requested - spill.skipped - spill.filtered - (reused or 0),
         shards=len(shards),
         bytes=total,
         skipped=spill.skipped,
         filtered=spill.filtered,
+        reused=reused,
     )
     manifest = _conclude(
         out_dir,
@@ -255,6 +261,14 @@ def finish(
     )
 
 
+def _reused(updates: pl.DataFrame | None) -> int | None:
+    """Units an update marks ``reused`` (``build --reuse``: not sent, an earlier outcome carried), if any."""
+    if updates is None or "status" not in updates.columns:
+        return None
+    count = int((updates.get_column("status") == "reused").sum())
+    return count or None
+
+
 def _finish_unsharded(
     spill: Spill,
     *,
@@ -270,11 +284,16 @@ def _finish_unsharded(
     mode: Literal["held", "realtime"],
     retry: RetryInfo | None,
     copies: Sequence[tuple[Path, str]],
+    snapshot: pl.DataFrame | None = None,
 ) -> BuildResult:
     """:func:`finish` for a directory without shards: one lines file, ``requests.parquet``, the manifest."""
     file = HELD if mode == "held" else REALTIME
     clear_previous(out_dir, name, keep=spill.provisional)
     temps = _copy_files(copies, out_dir)
+    if snapshot is not None:
+        info, temp_snapshot = write_snapshot(snapshot, out_dir, sources[0])
+        sources = [info, *sources[1:]]
+        temps.append((temp_snapshot, out_dir / SNAPSHOT))
     count = len(spill.sizes()) - len(excluded)
     temp = out_dir / f".{file}.tmp"
     digest = hashlib.sha256()
@@ -301,15 +320,17 @@ def _finish_unsharded(
     make_durable([t for t, _ in temps])
     for t, final in temps:
         os.replace(t, final)
+    reused = _reused(updates)
     counts = BuildCounts(
         rows=rows,
         units=spill.units,
         requests=count,
-        invalid=spill.units - count - spill.skipped - spill.filtered,
+        invalid=spill.units - count - spill.skipped - spill.filtered - (reused or 0),
         shards=0,
         bytes=size,
         skipped=spill.skipped,
         filtered=spill.filtered,
+        reused=reused,
     )
     manifest = _conclude(
         out_dir,

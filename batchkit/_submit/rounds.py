@@ -9,12 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._api.backoff import PollPolicy
 from .._api.client import Client
 from .journal import ShardRecord
 from .reconcile import ReconcilePolicy
 from .submit import OnEvent, OnProgress, SubmitResult, submit, wait
+
+if TYPE_CHECKING:
+    from .._probe.budget import Budget
 
 __all__ = ["Sending", "submit_and_wait"]
 
@@ -25,7 +29,7 @@ OnRound = Callable[[str, str], None]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Sending:
     """How :func:`submit_and_wait` sends and waits: the webhook, the poll policy and deadline, how lost creates
-    are settled, at most how many rounds; ``force`` and ``rebind`` apply to the first submit (see
+    are settled, at most how many rounds; ``force``, ``rebind`` and ``budget`` apply to the first submit (see
     :func:`batchkit.submit`)."""
 
     webhook_url: str | None = None
@@ -35,6 +39,7 @@ class Sending:
     rounds: int = 3
     force: bool = False
     rebind: bool = False
+    budget: Budget | None = None
 
 
 def submit_and_wait(
@@ -58,7 +63,7 @@ def submit_and_wait(
         say("submit", "sending every shard not sent yet" if first else "sending the shards that came back")
         result = submit(
             folder, client=client, webhook_url=how.webhook_url, force=how.force and first, on_event=on_event,
-            poll=how.poll, policy=how.policy, rebind=how.rebind and first,
+            poll=how.poll, policy=how.policy, rebind=how.rebind and first, budget=how.budget if first else None,
         )  # fmt: skip
         shards = result.shards
         if result.realtime is not None or not result.submitted:

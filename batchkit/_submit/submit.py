@@ -41,6 +41,7 @@ from .lock import directory_lock
 from .reconcile import ReconcilePolicy, Reconciler
 
 if TYPE_CHECKING:
+    from .._probe.budget import Budget
     from .realtime import RealtimeResult
 
 __all__ = [
@@ -153,6 +154,7 @@ def submit(
     poll: PollPolicy | None = None,
     policy: ReconcilePolicy | None = None,
     rebind: bool = False,
+    budget: Budget | None = None,
 ) -> SubmitResult:
     """Submit every shard of a build directory once, safely resumable after any crash.
 
@@ -160,13 +162,19 @@ def submit(
     that already have a batch again (the old batch ids stay in the journal's history). ``policy`` says how
     lost creates are settled (clock skew, how long a create may be in flight, the second look). ``rebind``
     allows a directory bound to one real API host to go on against another. The API key is checked before
-    anything is written; the directory's lock is held throughout.
+    anything is written; the directory's lock is held throughout. ``budget``
+    (:class:`batchkit.Budget`) estimates the directory first and raises :class:`batchkit.BudgetError`, before
+    anything is sent or journaled, when it is over, of unknown cost, or not confirmed.
     """
     folder = Path(directory)
     manifest = _manifest_shards(folder)
     api = _client(client)
     require_api_key(api)
     emit = on_event or (lambda _event: None)
+    if budget is not None and not dry_run:
+        from .._build.estimate import check_budget
+
+        check_budget(folder, budget, client=api)
     if manifest.unsharded is not None:
         return _unsharded(folder, manifest, api, dry_run=dry_run, poll=poll)
     with directory_lock(folder, "batchkit submit"):

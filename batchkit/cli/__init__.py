@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("._build", "build"),
     "shard": ("._build", "shard"),
     "validate": ("._validate", "validate"),
+    "probe": ("._probe", "probe_command"),
+    "estimate": ("._estimate", "estimate_command"),
     "submit": ("._submit", "submit_command"),
     "status": ("._submit", "status_command"),
     "wait": ("._submit", "wait_command"),

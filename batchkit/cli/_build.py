@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -13,7 +14,16 @@ from .._shard.builddir import REPORT
 from .._shard.write import BuildResult, shard_file
 from . import _render as render
 from ._common import EXIT_FAILED, command
-from ._options import BuildJob, Output, ShardJob, build_options, output_options, shard_options
+from ._options import (
+    BuildJob,
+    Output,
+    ShardJob,
+    build_options,
+    build_prices_options,
+    output_options,
+    shard_options,
+)
+from ._probe import probing
 
 __all__ = ["build", "built_or_failed", "shard"]
 
@@ -23,17 +33,29 @@ _FAILED = "invalid rows (nothing written but report.json; pass --skip-invalid) o
 
 @command("build", failed=_FAILED)
 @build_options()
+@build_prices_options
 @output_options(_JSON, max_findings=50)
-def build(job: BuildJob, output: Output) -> None:
+def build(job: BuildJob, prices: Path | None, output: Output) -> None:
     """Build SOURCE (CSV, TSV, Parquet, Excel, NDJSON) into balanced batch shards in --out.
 
     Every row becomes one request (or one per [each] value), is checked like `batchkit validate`
     checks a line, and lands in exactly one shard or in report.json. --include-held adds the
     requests a `batchkit retry --hold` kept (checked the same way, joined to their own rows).
+    --probe first probes every media URL (a row whose media fails is invalid, DIR/media.parquet keeps
+    what was learned, and the estimate is shown); --reuse DIR leaves out the requests that already
+    completed there (their outcome is carried into the results).
     """
     with render.progress("rows") as bar:
-        make = lambda: build_source(job.source, job.mapping, job.out_dir, job.options, progress=bar.update)  # noqa: E731
-        built_or_failed(make, job.out_dir, output, unit="rows", skip_invalid=job.options.skip_invalid)
+        probe, stats = probing(job.options.probe, bar)
+        options = dataclasses.replace(job.options, probe=probe)
+        make = lambda: build_source(job.source, job.mapping, job.out_dir, options, progress=bar.feed("rows"))  # noqa: E731
+        try:
+            built_or_failed(make, job.out_dir, output, unit="rows", skip_invalid=options.skip_invalid,
+                            prices=prices, before=stats.summary)  # fmt: skip
+        except SystemExit:
+            if output.text:
+                stats.summary()
+            raise
 
 
 @command("shard", failed=_FAILED.replace("rows", "lines"))
@@ -53,19 +75,23 @@ def shard(job: ShardJob, output: Output) -> None:
 
 
 def built_or_failed(
-    make: Callable[[], BuildResult], out_dir: Path, output: Output, *, unit: str, skip_invalid: bool
+    make: Callable[[], BuildResult], out_dir: Path, output: Output, *, unit: str, skip_invalid: bool,
+    prices: Path | None = None, before: Callable[[], None] | None = None,
 ) -> BuildResult:
-    """Run a build and show it; on invalid input show its findings and exit 1."""
+    """Run a build and show it (``before``: what to show first, in text); on invalid input show its findings
+    and exit 1. With ``prices``, a probed build's estimate is priced with them."""
     try:
         result = make()
     except ValidationFailed as exc:
         failed(exc, out_dir, output, hint="fix them or pass --skip-invalid", rows=not skip_invalid)
-    summary = summarize(result)
+    summary = summarize(result, prices=prices)
     if output.json:
         render.document({"ok": True, **summary.to_dict(), "shards": result.manifest.shards, "report": result.report})
     else:
         if result.report.findings:
             render.report(result.report, max_findings=output.max_findings)
+        if before is not None:
+            before()
         render.built(summary, unit=unit)
     return result
 

@@ -12,6 +12,10 @@ decorator              options                                                  
 ``poll_options``       ``--poll-initial``, ``--poll-factor``, ``--poll-max``, ``--deadline``       ``Polling``
 ``reconcile_options``  ``--in-flight``, ``--clock-skew``                                           ``ReconcilePolicy``
 ``output_options``     ``--format`` (text, json, ...), ``-v/--verbose``, ``--max-findings``        ``Output``
+``probe_options``      SOURCE|DIRECTORY, how to read it, ``--refresh``, ``--no-cache``,            ``ProbeJob``
+                       ``--probe-concurrency`` (``build_options`` has them too, with ``--probe``
+                       and ``--reuse``)
+``budget_options``     ``--max-cost``, ``--prices``, ``--allow-unknown-cost``, ``-y/--yes``        ``BudgetAsk``
 =====================  ======================================================================  ==============
 
 Every command that builds has the same source options with the same defaults and short flags, every command
@@ -42,15 +46,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Api",
+    "BudgetAsk",
     "BuildJob",
     "Output",
     "Polling",
+    "ProbeJob",
     "ShardJob",
     "api_options",
+    "budget_options",
     "build_options",
+    "build_prices_options",
     "limits_options",
     "output_options",
     "poll_options",
+    "probe_options",
     "reconcile_options",
     "shard_options",
 ]
@@ -179,6 +188,32 @@ def source_params(*, mapping_required: bool = True) -> list[click.Parameter]:
     ]
 
 
+def probe_params(*, flag: bool) -> list[click.Parameter]:
+    """How media is probed (``flag``: and ``--probe`` to ask for it, with ``--reuse``, as ``build`` has them)."""
+    made: list[click.Parameter] = []
+    if flag:
+        made.append(_option("--probe", is_flag=True, help="Probe every media URL first; a row whose media fails is invalid (see `batchkit probe`)."))
+    made += [
+        _option("--refresh", is_flag=True, help="Probe every media URL again, whatever the probe cache holds."),
+        _option("--no-cache", is_flag=True, help="Neither read nor write the probe cache."),
+        _option("--probe-concurrency", type=click.IntRange(min=1), default=16, help="Media URLs probed at once (at most 6 per host)."),
+    ]
+    if flag:
+        made.append(_option("--reuse", multiple=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
+                            help="Do not send again what already completed in this build directory (repeatable)."))
+    return made
+
+
+def _probe(v: dict[str, Any], *, asked: bool) -> Any:
+    """The ProbeOptions the probe options ask for (None without ``--probe``)."""
+    if not asked:
+        return None
+    from .._probe.config import ProbeConfig
+    from .._probe.options import ProbeOptions
+
+    return ProbeOptions(config=ProbeConfig(concurrency=v["probe_concurrency"]), cache=not v["no_cache"], refresh=v["refresh"])
+
+
 def _held_param() -> click.Parameter:
     return _option("--include-held", multiple=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
                    help="Add the requests `batchkit retry --hold` kept in this directory (repeatable).")
@@ -192,12 +227,102 @@ def build_options(kind: type[BuildOptions] | None = None) -> Callable[[F], F]:
         from .._build.options import BuildOptions
 
         limits = _limits({k: v.pop(k) for k in ("min_records", "max_records", "max_bytes")})
+        reuse = None
+        if v["reuse"]:
+            from .._results.reuse import find_reusable
+
+            reuse = find_reusable(v["reuse"])
         options = (kind or BuildOptions)(name=v["name"], limits=limits, skip_invalid=v["skip_invalid"], sheet=v["sheet"],
                        format=v["source_format"], delimiter=v["delimiter"], encoding=v["encoding"],
-                       force=v["force"], include_held=v["include_held"])
+                       force=v["force"], include_held=v["include_held"], probe=_probe(v, asked=v["probe"]), reuse=reuse)
         return BuildJob(v["source"], v["mapping"], v["out_dir"], options)
 
-    return group("job", make, lambda: [*source_params(), *_out_params("source file"), _held_param(), *_limit_params(of_directory=False)])
+    return group("job", make, lambda: [*source_params(), *_out_params("source file"), _held_param(), *_limit_params(of_directory=False),
+                                       *probe_params(flag=True)])
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeJob:
+    """What ``probe`` was asked: a source (with its mapping and how to read it) or a build directory."""
+
+    target: Path
+    mapping: Path | None
+    options: BuildOptions  # how to read the source, and its ``probe``
+
+
+def probe_options() -> Callable[[F], F]:
+    """SOURCE (or a build directory), how to read it, and how to probe → ``job``: a :class:`ProbeJob`."""
+
+    def make(v: dict[str, Any]) -> ProbeJob:
+        from .._build.options import BuildOptions
+
+        if v["source"].is_dir() and v["mapping"] is not None:
+            msg = "a build directory has its mapping already; drop --mapping"
+            raise click.UsageError(msg)
+        if not v["source"].is_dir() and v["mapping"] is None:
+            msg = "probing a source needs its --mapping (or give a build directory)"
+            raise click.UsageError(msg)
+        options = BuildOptions(sheet=v["sheet"], format=v["source_format"], delimiter=v["delimiter"], encoding=v["encoding"],
+                               probe=_probe(v, asked=True))
+        return ProbeJob(v["source"], v["mapping"], options)
+
+    def params() -> list[click.Parameter]:
+        made = source_params(mapping_required=False)
+        made[0] = click.Argument(["source"], type=click.Path(path_type=Path, exists=True), metavar="SOURCE|DIRECTORY")
+        return [*made, *probe_params(flag=False)]
+
+    return group("job", make, params)
+
+
+# -- budget --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetAsk:
+    """``--max-cost``, ``--prices``, ``--allow-unknown-cost``, ``--yes``: what a submission may cost."""
+
+    max_cost: float | None
+    prices: Path | None
+    allow_unknown: bool
+    yes: bool
+
+    def budget(self, *, live: bool, confirm: Callable[[Any], bool]) -> Any:
+        """The :class:`batchkit.Budget` these ask for (None: none); a ``live`` submission on a terminal also
+        asks once (``confirm``), unless ``--yes``."""
+        import sys
+
+        from . import _render as render
+
+        asks = live and not self.yes and sys.stdin.isatty() and render.err.is_terminal
+        if self.max_cost is None and not asks:
+            if self.allow_unknown:
+                msg = "--allow-unknown-cost only means something with --max-cost"
+                raise click.UsageError(msg)
+            return None
+        from .._probe.budget import Budget
+
+        return Budget(max_cost=self.max_cost, prices=self.prices, allow_unknown=self.allow_unknown, confirm=confirm if asks else None)
+
+
+def prices_param(text: str) -> click.Parameter:
+    return _option("--prices", type=click.Path(path_type=Path, dir_okay=False, exists=True), help=text)
+
+
+def budget_options(func: F) -> F:
+    """``--max-cost``, ``--prices``, ``--allow-unknown-cost``, ``-y/--yes`` → ``budget``: a :class:`BudgetAsk`."""
+    return group("budget", lambda v: BudgetAsk(v["max_cost"], v["prices"], v["allow_unknown_cost"], v["yes"]), lambda: [
+        _option("--max-cost", type=click.FloatRange(min=0), help="Refuse, before anything is sent, when the estimate is over this many USD (or unknown)."),
+        prices_param("Price the estimate with this prices.toml instead of Sync's estimate API."),
+        _option("--allow-unknown-cost", is_flag=True, help="With --max-cost: let a partly unknown estimate through when its known part fits."),
+        _option("-y", "--yes", is_flag=True, help="Do not ask before sending (on a terminal it asks once)."),
+    ])(func)
+
+
+def build_prices_options(func: F) -> F:
+    """``--prices`` of ``build`` → ``prices``: the prices.toml a probed build's estimate is priced with."""
+    return group("prices", lambda v: v["prices"], lambda: [
+        prices_param("With --probe: price the estimate with this prices.toml (USD per second by model)."),
+    ])(func)
 
 
 def shard_options() -> Callable[[F], F]:

@@ -176,8 +176,8 @@ class _Rate(ProgressColumn):
 class Bar:
     """One task of a progress bar: ``update(done, total, note)``; a no-op away from a terminal."""
 
-    def __init__(self, bar: Progress, task: Any) -> None:
-        self._bar, self._task = bar, task
+    def __init__(self, bar: Progress, task: Any, unit: str) -> None:
+        self._bar, self._task, self.unit = bar, task, unit
 
     def update(self, done: float, total: float | None = None, note: str | None = None) -> None:
         fields: dict[str, Any] = {"note": escape(note)} if note is not None else {}
@@ -189,7 +189,19 @@ class Bar:
 
     def relabel(self, unit: str, *, total: float | None = None) -> None:
         """Count something else from now on (submit --wait: shards, then generations)."""
+        self.unit = unit
         self._bar.reset(self._task, total=total, unit=escape(unit), note="")
+
+    def feed(self, unit: str) -> Any:
+        """A ``progress(done, total)`` callback that counts ``unit`` (relabelling the bar when it counted
+        something else: ``build --probe`` probes media, then reads rows, on one bar)."""
+
+        def update(done: float, total: float | None = None) -> None:
+            if self.unit != unit:
+                self.relabel(unit, total=total)
+            self.update(done, total)
+
+        return update
 
 
 @contextmanager
@@ -206,7 +218,7 @@ def progress(unit: str, *, total: float | None = None, data: bool = False) -> It
     bar = Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
     task = bar.add_task(unit, total=total, unit=escape(unit), note="")
     with bar:
-        yield Bar(bar, task)
+        yield Bar(bar, task, unit)
 
 
 # -- per-item events -----------------------------------------------------------------------------------------
@@ -383,10 +395,22 @@ def built(summary: Any, *, unit: str) -> None:
     if summary.held:
         say(f"  included {summary.held:,} held request(s) (marked as included, so no later build takes them again)")
     sizes = summary.shard_records
-    if summary.first_file is not None:
+    if summary.unsharded is not None:  # build --reuse left fewer than a batch's minimum: they go one by one
+        if summary.unsharded.records:
+            say(f"  no shard: {summary.unsharded.records:,} request(s) in {summary.unsharded.file}, fewer than a "
+                f"batch's minimum; `batchkit submit {summary.out_dir}` sends them one by one")  # fmt: skip
+        else:
+            say("  nothing left to send: every valid request completed before")
+    elif summary.first_file is not None:
         listed = ", ".join(f"{n:,}" for n in sizes[:12]) + (" …" if len(sizes) > 12 else "")
         files = summary.first_file + (f" … {summary.last_file}" if len(sizes) > 1 else "")
         say(f"  {c.shards:,} shard(s) of {listed} records, {c.bytes:,} bytes: {files}")
+    if summary.reused:
+        line(f"[green]reused[/] {summary.reused:,} request(s) that completed before: not sent again")
+    if summary.estimate is not None:
+        estimate(summary.estimate, shards=False)
+    elif summary.probed:
+        say(f"price it: `batchkit estimate {summary.out_dir}` (Sync's estimate API) or with --prices prices.toml")
 
 
 def not_built(rep: Any, invalid: Mapping[str, int], written: Sequence[Path], *, max_findings: int, hint: str) -> None:
@@ -581,3 +605,62 @@ def retried(result: Any) -> None:
 def stage(name: str, note: str) -> None:
     """One line per stage of ``run``: build, reuse, submit, wait, results."""
     line(f"[bold cyan]{name:>8}[/] {escape(note)}")
+
+
+# -- probes and estimates ------------------------------------------------------------------------------------
+
+#: Shards listed one per row in an estimate's table (the rest summed in one row).
+ESTIMATE_SHARDS = 12
+
+
+def _subtotals(title: str, key: str, groups: Mapping[str, Any], *, limit: int | None = None) -> Table:
+    from .._probe.budget import format_usd
+
+    made = table(title, (key, "requests", "priced", "unknown", "seconds", "USD"), [])
+    shown = list(groups.items())
+    for label, g in shown[:limit] if limit is not None else shown:
+        usd = format_usd(g.total_usd) if g.total_usd is not None else f"≥ {format_usd(g.known_usd)}"
+        made.add_row(escape(label), f"{g.requests:,}", f"{g.priced:,}", f"{g.unknown:,}" if g.unknown else "-",
+                     f"{g.seconds:,.1f}", usd)  # fmt: skip
+    if limit is not None and len(shown) > limit:
+        made.add_row(f"… {len(shown) - limit:,} more", "", "", "", "", "")
+    return made
+
+
+def estimate(est: Any, *, shards: bool = True) -> None:
+    """An estimate: the total line, what is unknown and why, then tables by model, ``[each]`` value and shard."""
+    from .._probe.budget import describe_estimate
+
+    line(f"[bold]estimate:[/] {escape(describe_estimate(est))}")
+    if est.unknown:
+        models = f" ({escape(', '.join(est.unpriced_models))})" if est.unpriced_models else ""
+        why = " (media not probed, or a length the probe could not read: `batchkit probe DIR`)" if est.unknown_seconds else ""
+        line(f"[yellow]unknown:[/] {est.unknown_seconds:,} request(s) of unknown length, {est.unknown_price:,} without a price{models}{why}")
+    show(_subtotals("by model", "model", est.by_model))
+    if est.by_each:
+        show(_subtotals("by [each] value", "value", est.by_each))
+    if shards and est.by_shard:
+        show(_subtotals("by shard", "shard", est.by_shard, limit=ESTIMATE_SHARDS))
+
+
+def confirm_estimate(est: Any) -> bool:
+    """Show the estimate of a live submission and ask once whether to send it (default no)."""
+    estimate(est, shards=False)
+    return confirm("Send these requests?")
+
+
+def probe_summary(urls: int, cached: int, bytes_read: int, statuses: Mapping[str, int] | None = None) -> None:
+    """URLs probed, answered from the cache, bytes read, and URLs by status (``ok`` or a code). The findings
+    themselves, by code, are in the report's own table."""
+    rows = [("distinct URLs", f"{urls:,}"), ("probed", f"{urls - cached:,}"), ("from the cache", f"{cached:,}"),
+            ("bytes read", f"{bytes_read:,}"), *((f"URLs {s}", f"{n:,}") for s, n in (statuses or {}).items())]  # fmt: skip
+    show(table("media probe", ("", "count"), rows))
+
+
+def probed(result: Any, *, max_findings: int) -> None:
+    """``probe``: the findings and the verdict, the probe's numbers, what it wrote."""
+    report(result.report, max_findings=max_findings)
+    probe_summary(len(result.media), result.cached, result.bytes_read, result.statuses)
+    if result.directory is not None:
+        say(f"wrote {result.directory / 'media.parquet'} and lengths.parquet; price it with "
+            f"`batchkit estimate {result.directory}`")  # fmt: skip

@@ -17,7 +17,18 @@ from .._submit.submit import OnEvent, OnProgress
 from . import _render as render
 from ._build import failed
 from ._common import command
-from ._options import Api, BuildJob, Output, api_options, build_options, output_options, sending_options
+from ._options import (
+    Api,
+    BudgetAsk,
+    BuildJob,
+    Output,
+    api_options,
+    budget_options,
+    build_options,
+    output_options,
+    sending_options,
+)
+from ._probe import probing
 from ._submit import submission_exit
 
 _FAILED = "invalid rows (pass --skip-invalid to leave them out) or too few, a shard refused, or nothing submitted"
@@ -32,26 +43,43 @@ _FAILED = "invalid rows (pass --skip-invalid to leave them out) or too few, a sh
     type=click.Path(path_type=Path, dir_okay=False),
     help="Where to write the joined table [default: OUT/results.csv]; .csv, .parquet, .xlsx or .jsonl.",
 )
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    help="Send only a stratified sample of N requests (every [each] value and video) from OUT-sample; "
+    "the full run (without --sample) then reuses what it completed.",
+)
 @sending_options(first_round=False)
+@budget_options
 @api_options
 @output_options("the build, every shard, the dry-run verdicts and the results' summary", max_findings=20)
-def run_command(job: BuildJob, dry_run: bool, results_path: Path | None, sending: Sending, api: Api, output: Output) -> None:
+def run_command(
+    job: BuildJob, dry_run: bool, results_path: Path | None, sample: int | None, sending: Sending, budget: BudgetAsk,
+    api: Api, output: Output,
+) -> None:  # fmt: skip
     """Build SOURCE into shards, submit them, wait, and join the results back to every row.
 
     Running it again resumes where it stopped: an unchanged build is reused, nothing is submitted twice
     (with --sandbox too: its account is kept in OUT/sandbox-state.ndjson). Like build, it fails on
-    invalid rows unless --skip-invalid (then they end as invalid in the results).
+    invalid rows unless --skip-invalid (then they end as invalid in the results). --probe checks every
+    media URL first; --max-cost refuses before anything is sent when the estimate is over; --sample N
+    tries a handful first; --reuse DIR does not send again what completed there.
     """
     assert isinstance(job.options, RunOptions)  # build_options(RunOptions) made it
-    options = dataclasses.replace(
-        job.options, sandbox=api.sandbox, dry_run=dry_run, webhook_url=sending.webhook_url, poll=sending.poll,
-        deadline=sending.deadline, results_path=results_path, policy=sending.policy,
-    )  # fmt: skip
+    asked = budget.budget(live=not (api.sandbox or dry_run), confirm=render.confirm_estimate)
     with render.progress("generations") as bar:
+        probe, _ = probing(job.options.probe, bar)
+        options = dataclasses.replace(
+            job.options, sandbox=api.sandbox, dry_run=dry_run, webhook_url=sending.webhook_url, poll=sending.poll,
+            deadline=sending.deadline, results_path=results_path, policy=sending.policy, probe=probe,
+            budget=asked, sample=sample,
+        )  # fmt: skip
         events, on_event = render.submit_events(bar)
 
         def on_progress(shards: Sequence[ShardRecord]) -> None:
             p = wait_progress(shards)
+            if bar.unit != "generations":
+                bar.relabel("generations")
             bar.update(p.done, p.total or None, note=f"{p.batches_done:,}/{p.batches:,} batches done")
 
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,11 @@ from . import _render as render
 from ._common import EXIT_FAILED, EXIT_NOT_FINISHED, command
 from ._options import (
     Api,
+    BudgetAsk,
     Output,
     Polling,
     api_options,
+    budget_options,
     directory_argument,
     group,
     output_options,
@@ -63,18 +66,23 @@ _settle_options = group("settle", _settle, lambda: [
 @click.option("--wait", "and_wait", is_flag=True, help="Then wait for every batch to finish, with progress.")
 @sending_options()
 @_settle_options
+@budget_options
 @api_options
 @output_options("the shards (batch, state, status, metrics), the dry-run verdicts, the events by kind")
 def submit_command(
-    directory: Path, dry_run: bool, and_wait: bool, sending: Sending, settle: Settle, api: Api, output: Output
-) -> None:
+    directory: Path, dry_run: bool, and_wait: bool, sending: Sending, settle: Settle, budget: BudgetAsk, api: Api,
+    output: Output,
+) -> None:  # fmt: skip
     """Submit every shard of a build directory, exactly once, through a crash-safe journal.
 
     Safe to run again at any time: shards already submitted are skipped, and a create whose answer was lost
     is settled by content on the server before anything is resent. One process at a time per directory.
     With --sandbox a build directory gets a sandbox of its own (kept in it for status, wait, results...).
+    --max-cost refuses, before anything is sent, when the estimate (as `batchkit estimate` prices it) is
+    over or unknown.
     """
-    how = api.sending(sending)
+    asked = budget.budget(live=not (dry_run or api.sandbox), confirm=render.confirm_estimate)
+    how = dataclasses.replace(api.sending(sending), budget=asked)
     shards_total = len(load_manifest(directory).shards)
     with api.client(directory, start=True) as client, render.progress("shards", total=shards_total) as bar:
         if settle.adopt or settle.forget:
@@ -93,7 +101,8 @@ def submit_command(
             result, shards = submit_and_wait(directory, how, client=client, on_event=on_event, on_progress=on_progress, on_round=on_round)
         else:
             result = submit(directory, client=client, dry_run=dry_run, webhook_url=how.webhook_url, force=how.force,
-                            on_event=on_event, poll=how.poll, policy=how.policy, rebind=how.rebind)  # fmt: skip
+                            on_event=on_event, poll=how.poll, policy=how.policy, rebind=how.rebind,
+                            budget=how.budget)  # fmt: skip
             shards = result.shards
     _show_submission(directory, result, shards, events.counts, output)
     if output.text:

@@ -5,7 +5,9 @@
 ...     ...  # point a client (batchkit, syncsdk, curl) at url with any non-empty x-api-key
 
 A :class:`Sandbox` is one emulated account: its batches, generations, sent webhooks, request counts and
-injected faults are all inspectable from Python. :func:`serve` runs it with uvicorn on loopback in a
+injected faults are all inspectable from Python. Its media host (:class:`MediaHost`, ``sandbox.media``)
+serves clips, pages and misbehaving servers under ``/_media/`` for the probe, and the estimate endpoints
+price requests at the sandbox's own documented prices. :func:`serve` runs it with uvicorn on loopback in a
 background thread. The web stack (starlette, uvicorn, python-multipart) is the optional ``sandbox`` extra;
 this module imports it only when an app is built or served.
 """
@@ -13,6 +15,7 @@ this module imports it only when an app is built or served.
 from __future__ import annotations
 
 from ._config import DEMO_RULES, ROUTES, Fault, Rule, SandboxConfig
+from ._media import MediaHost
 from ._sandbox import KeyLeak, Sandbox, WebhookDelivery
 from ._server import serve
 from ._state import Clock, ManualClock, Result, SandboxBatch, SandboxGeneration, SystemClock
@@ -24,6 +27,7 @@ __all__ = [
     "Fault",
     "KeyLeak",
     "ManualClock",
+    "MediaHost",
     "Result",
     "Rule",
     "Sandbox",
