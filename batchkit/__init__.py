@@ -133,7 +133,8 @@ if TYPE_CHECKING:
         verify_shards as verify_shards,
     )
     from ._shard.plan import plan_shards as plan_shards
-    from ._shard.write import BuildResult as BuildResult, shard_file as shard_file
+    from ._shard.reshard import shard_file as shard_file
+    from ._shard.write import BuildResult as BuildResult
     from ._sources.source import Source as Source, read_source as read_source
     from ._submit.inspect import BatchInspection as BatchInspection, inspect_batch as inspect_batch
     from ._submit.journal import GenerationRecord as GenerationRecord, ShardRecord as ShardRecord

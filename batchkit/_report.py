@@ -3,21 +3,31 @@
 A :class:`Finding` has a stable kebab-case ``code`` (a public contract, listed in :data:`CODES`), a severity,
 a message that says what and how to fix it, and a location: a JSONL file and line, or a source and row
 (and column), plus the ``request_id`` and a JSON pointer into the line where known.
-A :class:`Report` collects every finding of a run with its statistics; it raises only when asked.
+
+A :class:`Report` counts every finding of a run exactly (``counts``, ``stats``, ``valid``) but keeps in
+memory only the first :data:`DEFAULT_KEEP` findings of each code (``findings``, the *retained sample*), so
+its memory does not grow with the number of findings. Every finding can also be streamed, as it is added,
+to a JSON Lines file (:meth:`Report.stream_to`, a :class:`FindingsFile`), written under a temporary name
+and renamed into place when complete; :meth:`Report.iter_findings` reads every finding back from there.
+A report raises only when asked.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from typing import Literal, Self
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, computed_field
 
-from ._errors import BatchkitError
+from ._errors import BatchkitError, InputError
+from ._files import describe_oserror, sync_dir
 from ._wire.limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["CODES", "Finding", "Report", "Stats", "ValidationFailed"]
+__all__ = ["CODES", "DEFAULT_KEEP", "Finding", "FindingsFile", "Report", "Stats", "ValidationFailed"]
 
 Severity = Literal["error", "warning"]
 
@@ -41,6 +51,7 @@ CODES: dict[str, str] = {
     "unknown-value": "a value of an open enumeration that Sync does not document (warning)",
     "wrong-endpoint": "endpoint is not the one the limits profile names",
     "duplicate-request-id": "a request_id already used earlier in the same set of files",
+    "duplicate-key": "a key given twice in one JSON object (readers disagree on which value counts)",
     "invalid-request-id": "request_id is not a usable identifier",
     "missing-video": "no video input item",
     "multiple-videos": "more than one video input item",
@@ -97,6 +108,7 @@ CODES: dict[str, str] = {
     "unexpected-result": "a result line for a request_id its batch was never sent (warning)",
     "duplicate-result": "a request_id with several result lines in one output file (warning)",
     "download-failed": "a finished batch's results could not be downloaded",
+    "unreadable-output": "a downloaded results file cannot be read (not a regular file, no permission, too large)",
     # results: reconciliation
     "manifest-changed": "manifest.json, requests.parquet or the journal disagree (edited by hand, or rebuilt)",
     "missing-result": "a finished batch gave no result for some of its requests (warning)",
@@ -111,25 +123,41 @@ CODES: dict[str, str] = {
 }
 
 
+#: Longest message and longest other text a finding holds: whatever the input, a finding stays small.
+MAX_MESSAGE = 2000
+MAX_TEXT = 1000
+
+
+def _clip(limit: int) -> AfterValidator:
+    def clip(text: str | None) -> str | None:
+        return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
+
+    return AfterValidator(clip)
+
+
+_Text = Annotated[str | None, _clip(MAX_TEXT)]
+
+
 class Finding(BaseModel):
-    """One coded, located observation about the input."""
+    """One coded, located observation about the input. Texts are clipped (``message`` to 2,000 characters,
+    the others to 1,000), so a finding stays small whatever the input holds."""
 
     model_config = ConfigDict(frozen=True)
 
     code: str
     severity: Severity
-    message: str
-    file: str | None = None
+    message: Annotated[str, _clip(MAX_MESSAGE)]
+    file: _Text = None
     line: int | None = Field(default=None, description="1-based line of the JSONL file")
-    source: str | None = Field(default=None, description="the tabular source a row came from")
+    source: _Text = Field(default=None, description="the tabular source a row came from")
     row: int | None = Field(default=None, description="1-based data row of the source (header excluded)")
     source_line: int | None = Field(default=None, description="physical line of a CSV source")
     each: dict[str, str] | None = Field(
         default=None, description="the [each] values of the request unit, e.g. {'lang': 'de'}"
     )
-    column: str | None = None
-    request_id: str | None = None
-    pointer: str | None = Field(
+    column: _Text = None
+    request_id: _Text = None
+    pointer: _Text = Field(
         default=None, description="JSON pointer into the line, e.g. /payload/input/0/url"
     )
 
@@ -157,6 +185,10 @@ class Finding(BaseModel):
         rid = f" [{self.request_id}]" if self.request_id is not None else ""
         return f"{self.location}: {self.severity} {self.code}{rid}{at}: {self.message}"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The finding as JSON data, unset fields left out (what reports and findings files hold)."""
+        return {key: value for key, value in self.__dict__.items() if value is not None}
+
 
 class Stats(BaseModel):
     """Counts of one validation or build run."""
@@ -170,12 +202,140 @@ class Stats(BaseModel):
     warnings: int = 0
 
 
+#: Findings of one code a :class:`Report` keeps in memory by default; the rest are counted (and streamed).
+DEFAULT_KEEP = 1000
+_FLUSH_BYTES = 1 << 16
+
+
+class FindingsFile:
+    """Every finding of a report as JSON Lines (one :meth:`Finding.to_dict` object per line).
+
+    Lines go to a temporary file beside ``path`` (``.NAME.tmp``); :meth:`commit` makes it durable and
+    renames it into place, :meth:`discard` removes it, so ``path`` is never half-written. Raises
+    :class:`InputError` when the file cannot be created or written.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.temp = self.path.with_name(f".{self.path.name}.tmp")
+        self.count = 0
+        self.committed = False
+        self._buffer: list[bytes] = []
+        self._size = 0
+        try:
+            self._handle = self.temp.open("wb")
+        except OSError as exc:
+            msg = f"cannot write the findings file {self.path}: {describe_oserror(exc)}; choose another path"
+            raise InputError(msg, path=self.path) from None
+
+    def write(self, finding: Finding) -> None:
+        data = orjson.dumps(finding.to_dict()) + b"\n"
+        self._buffer.append(data)
+        self._size += len(data)
+        self.count += 1
+        if self._size >= _FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer or self._handle.closed:
+            return
+        try:
+            self._handle.write(b"".join(self._buffer))
+            self._handle.flush()
+        except OSError as exc:
+            self.discard()
+            msg = f"cannot write the findings file {self.path}: {describe_oserror(exc)}"
+            raise InputError(msg, path=self.path) from None
+        self._buffer.clear()
+        self._size = 0
+
+    def read(self) -> Iterator[Finding]:
+        """Every finding written so far, in order."""
+        self.flush()
+        with (self.temp if not self._handle.closed else self.path).open("rb") as handle:
+            for raw in handle:
+                yield Finding.model_construct(**orjson.loads(raw))
+
+    def commit(self) -> Path:
+        """Make the file durable and rename it into place; return its path."""
+        if self.committed:
+            return self.path
+        self.flush()
+        try:
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            os.replace(self.temp, self.path)
+        except OSError as exc:
+            self.discard()
+            msg = f"cannot write the findings file {self.path}: {describe_oserror(exc)}"
+            raise InputError(msg, path=self.path) from None
+        self.committed = True
+        sync_dir(self.path.parent)
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temporary file (the final one, if any, is left as it was); no-op once committed."""
+        if self.committed:
+            return
+        self._buffer.clear()
+        if not self._handle.closed:
+            self._handle.close()
+        self.temp.unlink(missing_ok=True)
+
+
+class _Tally:
+    """What a report counts as findings arrive (a plain object: the report's hot path)."""
+
+    __slots__ = ("counts", "errors", "kept", "sink")
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.kept: Counter[str] = Counter()
+        self.sink: FindingsFile | None = None
+
+    def count(self, finding: Finding) -> None:
+        self.counts[finding.code] += 1
+        if finding.severity == "error":
+            self.errors[finding.code] += 1
+
+
 class Report(BaseModel):
-    """Every finding of a run, with its statistics. ``valid`` is true when no finding is an error."""
+    """The findings of a run, counted exactly, with its statistics. ``valid`` is true when no finding is an error.
+
+    ``findings`` is the *retained sample*: the first ``keep`` findings of each code, in the order they were
+    found (all of them unless ``elided`` is above 0). ``counts``, ``error_counts``, ``stats`` and ``valid``
+    always count every finding. ``findings_file`` names the JSON Lines file that holds every finding, when
+    the report streamed them to one (:meth:`stream_to`); :meth:`iter_findings` yields every finding.
+    """
 
     stats: Stats = Field(default_factory=Stats)
     findings: list[Finding] = Field(default_factory=list)
     limits: Limits = DEFAULT_LIMITS
+    elided: int = Field(default=0, description="findings counted but not kept in `findings`")
+    findings_file: str | None = Field(default=None, description="a JSON Lines file with every finding")
+    keep: int | None = Field(
+        default=DEFAULT_KEEP, ge=0, exclude=True, description="findings of one code kept in memory (None: all)"
+    )
+    _tally: _Tally = PrivateAttr(default_factory=lambda: _Tally())
+
+    def model_post_init(self, context: Any, /) -> None:
+        tally = self._tally
+        for finding in self.findings:
+            tally.count(finding)
+            tally.kept[finding.code] += 1
+
+    @property
+    def _counts(self) -> Counter[str]:
+        return self._tally.counts
+
+    @property
+    def _errors(self) -> Counter[str]:
+        return self._tally.errors
+
+    @property
+    def _sink(self) -> FindingsFile | None:
+        return self._tally.sink
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -185,32 +345,105 @@ class Report(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def counts(self) -> dict[str, int]:
-        """Findings per code, most frequent first."""
-        return dict(Counter(f.code for f in self.findings).most_common())
+        """Findings per code (every finding, not only the retained ones), most frequent first."""
+        return dict(self._counts.most_common())
+
+    @property
+    def total(self) -> int:
+        """How many findings the report counted."""
+        return sum(self._counts.values())
 
     @property
     def error_counts(self) -> dict[str, int]:
-        return dict(Counter(f.code for f in self.findings if f.severity == "error").most_common())
+        """Error findings per code, most frequent first (exact)."""
+        return dict((+self._errors).most_common())
+
+    def severity_of(self, code: str) -> Severity:
+        """``error`` when any finding of ``code`` is an error, else ``warning``."""
+        return "error" if self._errors[code] else "warning"
 
     @property
     def errors(self) -> list[Finding]:
+        """The retained error findings."""
         return [f for f in self.findings if f.severity == "error"]
 
     @property
     def warnings(self) -> list[Finding]:
+        """The retained warnings."""
         return [f for f in self.findings if f.severity == "warning"]
 
+    def stream_to(self, path: str | os.PathLike[str]) -> FindingsFile:
+        """Write every finding added from now on (and every one kept so far) to a JSON Lines file.
+
+        The file is complete once :meth:`close` (or the returned file's ``commit``) is called. Raises
+        :class:`InputError` when findings were already elided (they could no longer be written) or the file
+        cannot be created.
+        """
+        if self.elided:
+            msg = "stream_to must be called before findings are elided"
+            raise ValueError(msg)
+        sink = FindingsFile(path)
+        for finding in self.findings:
+            sink.write(finding)
+        self._tally.sink = sink
+        self.findings_file = str(sink.path)
+        return sink
+
+    def close(self) -> None:
+        """Complete the findings file, if the report streams to one."""
+        if self._sink is not None:
+            self._sink.commit()
+
+    def discard(self) -> None:
+        """Drop an unfinished findings file (the run failed); the report no longer names one. A findings file
+        already complete is kept."""
+        if self._sink is not None and not self._sink.committed:
+            self._sink.discard()
+            self._tally.sink = None
+            self.findings_file = None
+
     def add(self, finding: Finding) -> None:
-        self.findings.append(finding)
-        if finding.severity == "error":
-            self.stats.errors += 1
+        # The hot path of every run with many findings: plain objects, no pydantic attribute machinery.
+        tally: _Tally = self.__pydantic_private__["_tally"]  # type: ignore[index]
+        tally.count(finding)
+        stats = self.__dict__["stats"].__dict__
+        stats["errors" if finding.severity == "error" else "warnings"] += 1
+        self._place(finding, tally)
+
+    def _place(self, finding: Finding, tally: _Tally | None = None) -> None:
+        """Stream the (already counted) finding, and keep it unless its code has ``keep`` already."""
+        tally = tally or self._tally
+        if tally.sink is not None:
+            tally.sink.write(finding)
+        fields = self.__dict__
+        keep = fields["keep"]
+        if keep is None or tally.kept[finding.code] < keep:
+            tally.kept[finding.code] += 1
+            fields["findings"].append(finding)
         else:
-            self.stats.warnings += 1
+            fields["elided"] += 1
+
+    def iter_findings(self) -> Iterator[Finding]:
+        """Every finding, in the order found: from the findings file when some were elided, else the sample.
+
+        Without a findings file, findings beyond ``keep`` per code are gone: only the sample is yielded.
+        """
+        if self._sink is not None and self.elided:
+            yield from self._sink.read()
+        else:
+            yield from list(self.findings)
 
     def extend(self, other: Report) -> None:
-        """Fold ``other``'s findings and counts into this report."""
-        for finding in other.findings:
-            self.add(finding)
+        """Fold ``other``'s findings and counts into this report (exactly, elided ones included)."""
+        errors = sum(other._errors.values())
+        self._counts.update(other._counts)
+        self._errors.update(other._errors)
+        self.stats.errors += errors
+        self.stats.warnings += other.total - errors
+        for finding in other.iter_findings():
+            self._place(finding)
+        if other._sink is None:
+            self.elided += other.elided  # counted there, kept nowhere
         for name in ("files", "lines", "records", "valid_records", "bytes"):
             setattr(self.stats, name, getattr(self.stats, name) + getattr(other.stats, name))
 
@@ -221,44 +454,72 @@ class Report(BaseModel):
         return self
 
     def to_json(self, *, indent: bool = True) -> str:
-        """The report as JSON: ``valid``, ``stats``, ``counts``, ``limits``, ``findings`` (unset fields left out)."""
-        data = self.model_dump(mode="json", exclude_none=True)
-        data = {key: data[key] for key in ("valid", "stats", "counts", "limits", "findings")}
+        """The report as JSON: ``valid``, ``stats``, ``counts``, ``limits``, ``findings`` (the retained sample,
+        unset fields left out), ``elided`` and ``findings_file`` (where every finding is, or null)."""
+        data = {
+            "valid": self.valid,
+            "stats": self.stats.model_dump(mode="json"),
+            "counts": self.counts,
+            "limits": self.limits.as_dict(),
+            "findings": [f.to_dict() for f in self.findings],
+            "elided": self.elided,
+            "findings_file": self.findings_file,
+        }
         return orjson.dumps(data, option=orjson.OPT_INDENT_2 if indent else 0).decode()
+
+    def more_note(self, shown: int) -> str | None:
+        """What a listing of the first ``shown`` retained findings leaves out, and where the rest are."""
+        hidden = self.total - shown
+        if hidden <= 0:
+            return None
+        if self.findings_file is not None:
+            return f"… and {hidden:,} more (every finding is in {self.findings_file})"
+        if self.elided:
+            return (
+                f"… and {hidden:,} more ({self.elided:,} of them not kept: at most {self.keep or 0:,} per code are; "
+                "write every finding to a file with --report FILE)"
+            )
+        return f"… and {hidden:,} more (--format json lists all)"
 
     def render_text(self, *, max_findings: int | None = 200) -> str:
         """A human rendering: one line per finding, then a summary and a table of counts by code."""
         shown = self.findings if max_findings is None else self.findings[:max_findings]
         lines = [str(f) for f in shown]
-        if max_findings is not None and len(self.findings) > max_findings:
-            lines.append(f"… and {len(self.findings) - max_findings} more (use --format json for all)")
+        note = self.more_note(len(shown))
+        if note is not None:
+            lines.append(note)
         s = self.stats
         verdict = "valid" if self.valid else "INVALID"
         lines.append(
             f"{verdict}: {s.files} file(s), {s.records} record(s), {s.valid_records} valid, "
             f"{s.errors} error(s), {s.warnings} warning(s)"
         )
-        if self.findings:
-            severity = {f.code: f.severity for f in self.findings}
-            width = max(len(code) for code in self.counts)
+        if self._counts:
+            width = max(len(code) for code in self._counts)
             lines.append(f"{'code'.ljust(width)}  severity  count")
             lines.extend(
-                f"{code.ljust(width)}  {severity[code].ljust(8)}  {n:>5}" for code, n in self.counts.items()
+                f"{code.ljust(width)}  {self.severity_of(code).ljust(8)}  {n:>5}" for code, n in self.counts.items()
             )
         return "\n".join(lines)
 
 
 class ValidationFailed(BatchkitError):
-    """Raised by :meth:`Report.raise_for_errors` when a report holds findings of severity error."""
+    """Raised by :meth:`Report.raise_for_errors` when a report holds findings of severity error.
+
+    ``invalid_units`` (set by a build that stops on invalid rows) counts the invalid request units by their
+    first error code, exactly, however many findings the report kept.
+    """
 
     #: How many of the first error findings the message names (all are in ``report``).
     SHOWN = 3
 
-    def __init__(self, report: Report) -> None:
+    def __init__(self, report: Report, *, invalid_units: dict[str, int] | None = None) -> None:
         self.report = report
+        self.invalid_units = invalid_units
         counts = ", ".join(f"{code} × {n}" for code, n in sorted(report.error_counts.items()))
         errors = report.errors
         first = "; ".join(str(f) for f in errors[: self.SHOWN])
-        more = f" (and {len(errors) - self.SHOWN:,} more)" if len(errors) > self.SHOWN else ""
+        total = report.stats.errors
+        more = f" (and {total - self.SHOWN:,} more)" if total > self.SHOWN else ""
         text = f"{report.stats.errors} error finding(s): {counts}"
         super().__init__(f"{text}. First: {first}{more}" if first else text)

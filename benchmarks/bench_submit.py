@@ -26,7 +26,7 @@ import httpx
 import orjson
 
 from batchkit import Client, Limits, PollPolicy
-from batchkit._shard.write import shard_file
+from batchkit._shard.reshard import shard_file
 from batchkit._submit.submit import submit, wait
 
 

@@ -20,6 +20,31 @@ _PREFIXES = ("SYNC_", "BATCHKIT_")
 _PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--hostile-full",
+        action="store_true",
+        default=False,
+        help="also run the slow part of the hostile-input harness (tests/hostile): real processes, big inputs, "
+        "full disks",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "hostile_full: the slow part of the hostile-input harness; runs only with --hostile-full"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--hostile-full"):
+        return
+    skip = pytest.mark.skip(reason="the slow hostile-input harness runs with --hostile-full")
+    for item in items:
+        if "hostile_full" in item.keywords:
+            item.add_marker(skip)
+
+
 def fixture_path(*parts: str) -> Path:
     """A path under ``fixtures/``: ``fixture_path("bad", "bom.jsonl")``."""
     return FIXTURES.joinpath(*parts)

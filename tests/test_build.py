@@ -78,10 +78,13 @@ def test_campaign_fails_by_default_with_a_report_and_no_shards(tmp_path: Path) -
         ("invalid-url", 7, 8, "audio_url", "c007"),
         ("empty-value", 13, 14, "audio_url", "c013"),
     ]
-    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["findings.ndjson", "report.json"]
     report = orjson.loads((out / "report.json").read_bytes())
     assert report["valid"] is False
     assert report["counts"] == {"invalid-url": 1, "empty-value": 1}
+    assert report["findings_file"] == "findings.ndjson"
+    every = [orjson.loads(line) for line in (out / "findings.ndjson").read_bytes().splitlines()]
+    assert [(f["code"], f["row"]) for f in every] == [("invalid-url", 7), ("empty-value", 13)]
 
 
 def test_campaign_skip_invalid_builds_balanced_shards(tmp_path: Path) -> None:
@@ -210,7 +213,7 @@ def test_failed_rebuild_removes_the_previous_manifest(tmp_path: Path) -> None:
     build(write_csv(tmp_path / "t.csv", table(25)), MAPPING, out)
     with pytest.raises(ValidationFailed):
         build(write_csv(tmp_path / "t.csv", table(25, audio={3: ""})), MAPPING, out)
-    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["findings.ndjson", "report.json"]
 
 
 def test_submitted_directory_is_refused_unless_forced(tmp_path: Path) -> None:
@@ -335,7 +338,7 @@ def test_missing_column_is_one_finding_before_any_row(tmp_path: Path) -> None:
     found = [(f.code, f.column, f.row) for f in info.value.report.findings]
     assert found == [("missing-column", "video_url", None), ("missing-column", "Name", None)]
     assert "did you mean 'name'?" in info.value.report.findings[1].message
-    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["findings.ndjson", "report.json"]
 
 
 def test_each_variable_may_not_shadow_a_column(tmp_path: Path) -> None:
@@ -353,7 +356,7 @@ def test_too_few_records_says_how_many_are_missing(tmp_path: Path) -> None:
     assert "8 valid requests; a batch needs at least 20 (12 more)" in finding.message
     assert "--min-records" in finding.message
     assert "one by one" in finding.message
-    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["findings.ndjson", "report.json"]
 
 
 def test_header_only_csv_is_an_input_error(tmp_path: Path) -> None:
@@ -605,9 +608,9 @@ def test_provisional_and_copied_shards_are_identical(tmp_path: Path, monkeypatch
     adopted: list[int] = []
     original = shard_module._provisional_shards
 
-    def spy(spill: Any, name: str) -> Any:
+    def spy(spill: Any, name: str, *rest: Any) -> Any:
         adopted.append(len(spill.segments))
-        return original(spill, name)
+        return original(spill, name, *rest)
 
     monkeypatch.setattr(shard_module, "_provisional_shards", spy)
     build(source, MAPPING, tmp_path / "direct", BuildOptions(limits=limits, chunk_rows=9))
@@ -617,6 +620,7 @@ def test_provisional_and_copied_shards_are_identical(tmp_path: Path, monkeypatch
     assert adopted == [4]  # no layout: planned afterwards, copied
     direct, copied = files_of(tmp_path / "direct"), files_of(tmp_path / "copied")
     assert sorted(direct) == [
+        "findings.ndjson",
         "manifest.json",
         "report.json",
         "requests.parquet",

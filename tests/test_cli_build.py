@@ -29,7 +29,7 @@ def test_build_fails_on_invalid_rows_with_exit_1(tmp_path: Path) -> None:
     assert "campaign.csv row 13 (line 14), column audio_url: error empty-value [c013]" in result.stderr
     assert "not built: 2 invalid row(s) (empty-value × 1, invalid-url × 1)" in result.stderr
     assert "--skip-invalid" in result.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["findings.ndjson", "report.json"]
 
 
 def test_build_skip_invalid_prints_a_summary(tmp_path: Path) -> None:

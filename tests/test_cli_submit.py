@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from batchkit import Limits
 from batchkit._shard.builddir import SANDBOX_STATE
-from batchkit._shard.write import shard_file
+from batchkit._shard.reshard import shard_file
 from batchkit.cli import main
 from batchkit.sandbox import Sandbox, serve
 

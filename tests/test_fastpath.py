@@ -11,8 +11,8 @@ from conftest import FIXTURES, json_values, mutated_lines, valid_lines
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from batchkit import DEFAULT_LIMITS, Limits
-from batchkit._validate.fastpath import fast_request_id, fast_request_ids
-from batchkit._wire.rules import line_problems
+from batchkit._validate.fastpath import fast_request_id, fast_request_ids, gate
+from batchkit._wire.rules import duplicate_keys, line_problems
 
 MODELS = frozenset(DEFAULT_LIMITS.known_models)
 ENDPOINT = DEFAULT_LIMITS.endpoint
@@ -26,7 +26,7 @@ def slow_findings(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> list[str]:
         obj = orjson.loads(raw)
     except (UnicodeDecodeError, orjson.JSONDecodeError):
         return ["unreadable"]
-    return [p.code for p in line_problems(obj, limits)]
+    return [p.code for p in duplicate_keys(raw) + line_problems(obj, limits)]
 
 
 def assert_sound(raw: bytes, cleared: str | None) -> None:
@@ -94,18 +94,18 @@ def test_gate_refuses_odd_bytes(raw: bytes) -> None:
     assert_sound(raw, fast_request_id(raw, ENDPOINT, MODELS))
 
 
-def test_gate_follows_the_last_of_duplicate_keys() -> None:
-    """JSON parsers keep the last duplicate key; the gate judges that same value."""
+def test_a_duplicate_key_always_looks_closer() -> None:
+    """A key given twice hides one of its values from some JSON reader: never cleared, always reported,
+    whichever of the two values is the bad one (and even when both are good)."""
     line = SAMPLE.read_bytes().splitlines()[0]
-    good_last = line.replace(b'"webhookUrl":', b'"webhookUrl":"ftp://x","webhookUrl":')
-    bad_last = line.replace(
-        b'"webhookUrl":"https://hooks.example.com/sync/spring-2026"', b'"webhookUrl":"ftp://x"'
-    )
-    bad_last = bad_last.replace(b'"webhookUrl":', b'"webhookUrl":"https://ok.example.com","webhookUrl":', 1)
-    assert fast_request_id(good_last, ENDPOINT, MODELS) is not None
-    assert slow_findings(good_last) == []
-    assert fast_request_id(bad_last, ENDPOINT, MODELS) is None
-    assert slow_findings(bad_last) == ["invalid-url"]
+    bad_first = line.replace(b'"webhookUrl":', b'"webhookUrl":"ftp://x","webhookUrl":')
+    good_twice = line.replace(b'"webhookUrl":', b'"webhookUrl":"https://ok.example.com","webhookUrl":')
+    spaced = line.replace(b'"model":', b'"model" : "lipsync-2", "model":')
+    for raw in (bad_first, good_twice, spaced):
+        assert fast_request_id(raw, ENDPOINT, MODELS) is None
+        assert fast_request_ids([raw, line], ENDPOINT, MODELS)[0] is None
+        assert gate(ENDPOINT, tuple(sorted(MODELS))).block(raw + b"\n") is None
+        assert "duplicate-key" in slow_findings(raw)
 
 
 def test_gate_accepts_line_endings() -> None:
@@ -214,3 +214,104 @@ def test_a_first_input_without_type_is_not_taken_for_a_video() -> None:
     assert "missing-field" in slow_findings(raw)
     fixed = raw.replace(b'[{"url"', b'[{"type":"video","url"')
     assert fast_request_id(fixed, ENDPOINT, MODELS) == "0"
+
+
+def _as_text(line: Any, style: str) -> bytes:
+    """One line written the way some producer writes it."""
+    if style == "spaced":
+        return json.dumps(line).encode()
+    if style == "ascii":
+        return json.dumps(line, separators=(",", ":"), ensure_ascii=True).encode()
+    return orjson.dumps(line)
+
+
+@st.composite
+def blocks(draw: st.DrawFn) -> bytes:
+    """Blocks of lines as files hold them, including the ways a block can fool a line counter: blank lines,
+    an object across two lines, two objects on one line, duplicate keys, CR LF."""
+    lines = draw(st.lists(st.one_of(valid_lines(rare=False), valid_lines(), mutated_lines()), min_size=1, max_size=8))
+    style = draw(st.sampled_from(["compact", "spaced", "ascii"]))
+    texts = [_as_text(line, style) for line in lines]
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(texts) - 1))
+        trick = draw(st.sampled_from(["blank", "split", "join", "duplicate", "crlf", "space"]))
+        text = texts[at]
+        if trick == "blank":
+            texts.insert(at, draw(st.sampled_from([b"", b" ", b"\t"])))
+        elif trick == "split" and b'"payload":' in text:
+            head, _, tail = text.partition(b'"payload":')
+            texts[at : at + 1] = [head + b'"payload":', tail]
+        elif trick == "join" and at + 1 < len(texts):
+            texts[at : at + 2] = [texts[at] + draw(st.sampled_from([b"", b" "])) + texts[at + 1]]
+        elif trick == "duplicate" and text.startswith(b'{"request_id":'):
+            texts[at] = text.replace(b'{"request_id":', b'{"request_id":"x","request_id":', 1)
+        elif trick == "crlf":
+            texts[at] = text + b"\r"
+        elif trick == "space":
+            texts[at] = text + b" "
+    end = draw(st.sampled_from([b"\n", b""]))
+    return b"\n".join(texts) + end
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(blocks())
+def test_block_gate_is_sound(block: bytes) -> None:
+    """Whatever the block gate clears is one clean line per line of the block, with the ids in order."""
+    cleared = gate(ENDPOINT, tuple(sorted(MODELS))).block(block)
+    if cleared is None:
+        return
+    ids, canonical = cleared
+    lines = block.split(b"\n")
+    if not block.endswith(b"\n"):
+        lines.append(b"")
+    lines = lines[:-1] if lines[-1] == b"" else lines
+    assert len(lines) == len(ids)
+    for raw, request_id in zip(lines, ids, strict=True):
+        assert_sound(raw, request_id)
+    assert not canonical or b"\r" not in block
+
+
+def test_block_gate_clears_the_sample_batch_in_any_common_style() -> None:
+    """The sample batch as batchkit writes it, as json.dumps writes it, and with CR LF: all cleared."""
+    lines = [orjson.loads(line) for line in SAMPLE.read_bytes().splitlines()]
+    ids = [line["request_id"] for line in lines]
+    checker = gate(ENDPOINT, tuple(sorted(MODELS)))
+    assert checker.block(SAMPLE.read_bytes()) == (ids, True)
+    for style in ("spaced", "ascii"):
+        assert checker.block(b"\n".join(_as_text(line, style) for line in lines) + b"\n") == (ids, False)
+    assert checker.block(SAMPLE.read_bytes().replace(b"\n", b"\r\n")) == (ids, False)
+
+
+def test_a_null_provider_name_is_not_cleared() -> None:
+    """Found by hypothesis: the models refuse ``"name": null`` (it is the one provider field that is not
+    nullable), so the gate must not clear it either."""
+    raw = (
+        b'{"request_id":"0","endpoint":"/v2/generate","payload":{"model":"lipsync-2","input":[{"type":"video",'
+        b'"url":"https://0.example.com/"},{"type":"text","provider":{"voiceId":"0","script":"0","name":null}}]}}'
+    )
+    assert slow_findings(raw) == ["invalid-value"]
+    assert fast_request_id(raw, ENDPOINT, MODELS) is None
+    assert gate(ENDPOINT, tuple(sorted(MODELS))).block(raw + b"\n") is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b"/audio/", b"/au\x7fdio/"),  # DEL, written raw (JSON allows it)
+        (b"/audio/", b"/au dio/"),
+        (b"https://cdn", b"http:///cdn"),
+        (b'"request_id":"spring26-0001-ava-thompson"', b'"request_id":" spring26-0001-ava-thompson"'),
+        (b'"request_id":"spring26-0001-ava-thompson"', b'"request_id":"spring26-0001-ava-thompson\x7f"'),
+        (b"/audio/", "/áudio/".encode()),
+    ],
+)
+def test_a_block_without_escapes_still_checks_every_string(old: bytes, new: bytes) -> None:
+    """Without a single escape in a block, the string checks take a shortcut; it refuses what the rules do."""
+    block = SAMPLE.read_bytes().replace(old, new, 1)
+    assert b"\\" not in block
+    cleared = gate(ENDPOINT, tuple(sorted(MODELS))).block(block)
+    first = block.splitlines()[0]
+    if slow_findings(first):
+        assert cleared is None
+    else:  # a non-ASCII URL is fine: the block looks closer, and the line is cleared one by one
+        assert fast_request_id(first, ENDPOINT, MODELS) is not None

@@ -11,7 +11,15 @@ from conftest import fixture_path, json_values
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from batchkit._report import CODES
-from batchkit._results.outputs import COLUMNS, _columns, _decoder, _fast_columns, normalise_line, read_output
+from batchkit._results.outputs import (
+    COLUMNS,
+    OutputUnreadable,
+    _columns,
+    _decoder,
+    _fast_columns,
+    normalise_line,
+    read_output,
+)
 from batchkit._wire.responses import OutputLine
 
 
@@ -154,9 +162,9 @@ def test_messages_say_what_and_what_to_do() -> None:
     assert '"about ten seconds"' in duration.message
 
 
-def test_an_unreadable_file_raises_oserror(tmp_path: Path) -> None:
-    """Bad content is never an exception, but a path that is not a readable file is (the caller says why)."""
-    with pytest.raises(OSError, match=r"Is a directory|Permission|denied"):
+def test_an_unreadable_file_raises_output_unreadable(tmp_path: Path) -> None:
+    """Bad content is never an exception, but a path that is not a readable file is (the caller reports it)."""
+    with pytest.raises(OutputUnreadable, match=r"is a directory"):
         read_output(tmp_path)
 
 

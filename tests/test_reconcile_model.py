@@ -38,7 +38,7 @@ from batchkit import BatchkitError, DirectoryLockedError, Limits
 from batchkit._api.backoff import PollPolicy, RetryPolicy
 from batchkit._api.client import Client
 from batchkit._results.results import collect_results
-from batchkit._shard.write import shard_file
+from batchkit._shard.reshard import shard_file
 from batchkit._submit.journal import Journal
 from batchkit._submit.lock import directory_lock
 from batchkit._submit.reconcile import ReconcilePolicy

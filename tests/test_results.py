@@ -534,7 +534,7 @@ def test_a_localization_build_has_one_row_per_language(tmp_path: Path, client: C
 
 def test_a_shard_build_has_no_source_columns(tmp_path: Path, client: Client) -> None:
     """A build made by `batchkit shard` from JSONL: the lines are the rows, results start at request_id."""
-    from batchkit._shard.write import shard_file
+    from batchkit._shard.reshard import shard_file
 
     directory = tmp_path / "sharded"
     shard_file(FIXTURES / "sample-batch.jsonl", directory, limits=LIMITS, skip_invalid=True)

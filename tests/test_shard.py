@@ -14,7 +14,7 @@ from batchkit._errors import InputError
 from batchkit._report import ValidationFailed
 from batchkit._shard.builddir import load_manifest, verify_shards
 from batchkit._shard.plan import plan_shards
-from batchkit._shard.write import shard_file
+from batchkit._shard.reshard import shard_file
 from batchkit._validate.validate import validate_files
 from batchkit._wire.limits import Limits
 
@@ -186,7 +186,7 @@ def test_shard_invalid_lines_fail_unless_skipped(tmp_path: Path) -> None:
         ("invalid-url", 10),
         ("duplicate-request-id", 13),
     ]
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["report.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["findings.ndjson", "report.json"]
     result = shard_file(path, tmp_path / "out", skip_invalid=True)
     assert result.counts.requests == 27
     assert result.counts.invalid == 3

@@ -13,7 +13,7 @@ from batchkit import JournalError, Limits, WaitTimeoutError
 from batchkit._api.backoff import PollPolicy, RetryPolicy
 from batchkit._api.client import Client
 from batchkit._shard.builddir import load_manifest
-from batchkit._shard.write import shard_file
+from batchkit._shard.reshard import shard_file
 from batchkit._submit.journal import Journal, ShardRecord
 from batchkit._submit.reconcile import ReconcilePolicy
 from batchkit._submit.submit import SubmitEvent, refresh, resolve, submit, wait

@@ -26,7 +26,7 @@ from batchkit._report import Finding, Report
 from batchkit._results.results import collect_results
 from batchkit._retry.retry import retry_failed
 from batchkit._shard.builddir import JOURNAL, SUBMISSION, load_manifest
-from batchkit._shard.write import shard_file
+from batchkit._shard.reshard import shard_file
 from batchkit._submit.binding import Binding, check_server, write_binding
 from batchkit._submit.journal import Journal
 from batchkit._submit.recover import recover

@@ -168,7 +168,7 @@ def test_unusable_paths_raise_input_error(tmp_path: Path, make: Any, message: st
 def test_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int) -> None:
     """Findings keep exact line numbers across the validator's internal chunks (whatever their size), and
     duplicates are caught across them in either direction."""
-    monkeypatch.setattr("batchkit._validate.validate._CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr("batchkit._validate.reading.BLOCK", chunk_bytes)
     lines: list[Any] = [make_line(i) for i in range(2500)]
     lines[1499] = b'{"request_id": "oops"'  # line 1500
     lines[2048] = make_line(9)  # line 2049 repeats line 10
@@ -216,10 +216,12 @@ def test_bom_then_valid_lines(tmp_path: Path) -> None:
 
 
 def test_report_json_shape() -> None:
-    """The JSON report has valid, stats, counts, limits and findings, and unset locations are left out."""
+    """The JSON report has valid, stats, counts, limits and findings (then how many findings were not kept,
+    and the file that holds them all), and unset locations are left out."""
     report = validate_lines([make_line(1), make_line(1), b"[]"], file="x.jsonl")
     data = json.loads(report.to_json())
-    assert list(data) == ["valid", "stats", "counts", "limits", "findings"]
+    assert list(data) == ["valid", "stats", "counts", "limits", "findings", "elided", "findings_file"]
+    assert (data["elided"], data["findings_file"]) == (0, None)
     assert data["valid"] is False
     assert data["stats"] == {
         "files": 1,
@@ -258,7 +260,7 @@ def test_render_text_ends_with_counts() -> None:
         ["unknown-model", "warning", "1"],
         ["duplicate-request-id", "error", "1"],
     ]
-    assert report.render_text(max_findings=1).splitlines()[1] == "… and 1 more (use --format json for all)"
+    assert report.render_text(max_findings=1).splitlines()[1] == "… and 1 more (--format json lists all)"
 
 
 def test_raise_for_errors() -> None:
@@ -289,8 +291,8 @@ def expected_records(data: bytes) -> tuple[int, int]:
     records = 0
     for n, raw in enumerate(lines, 1):
         body = raw.removesuffix(b"\n").removesuffix(b"\r")
-        if n == 1 and body.startswith((b"\xff\xfe", b"\xfe\xff")):
-            return len(lines), 0
+        if n == 1 and body.startswith((b"\xff\xfe", b"\xfe\xff", b"\x1f\x8b", b"PK\x03\x04")):
+            return len(lines), 0  # UTF-16, gzip or ZIP: not one line can be read
         if n == 1:
             body = body.removeprefix(b"\xef\xbb\xbf")
         records += bool(body.strip())
@@ -337,7 +339,7 @@ def test_generated_valid_lines_have_no_errors(lines: list[dict[str, Any]]) -> No
 
 def test_utf16_file_is_one_finding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A UTF-16 file (PowerShell's default) is reported once, however long, with every byte counted."""
-    monkeypatch.setattr("batchkit._validate.validate._CHUNK_BYTES", 4096)
+    monkeypatch.setattr("batchkit._validate.reading.BLOCK", 4096)
     path = tmp_path / "utf16.jsonl"
     path.write_bytes("".join(orjson.dumps(make_line(i)).decode() + "\n" for i in range(300)).encode("utf-16"))
     report = validate_file(path)

@@ -15,6 +15,7 @@ import builtins
 import ipaddress
 import logging
 import os
+import re
 import tempfile
 import time
 import urllib.parse
@@ -93,23 +94,45 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _base_url(raw: str) -> httpx.URL:
-    """Parse and check a base URL: https, or http only for a loopback host; no credentials, query or fragment."""
+_CREDENTIALS = re.compile(r"(?<=//)[^/?#@]*@")
+
+
+def _shown(text: str, secret: str | None) -> str:
+    """A base URL for messages: credentials, query, fragment and the API key itself replaced, so no secret is
+    ever echoed (a key given as the base URL by mistake included)."""
+    if secret:
+        text = text.replace(secret, "***")
+    text = _CREDENTIALS.sub("***@", text)
+    for mark in ("?", "#"):
+        head, sep, _ = text.partition(mark)
+        text = head + (sep + "***" if sep else "")
+    return repr(text if len(text) <= 120 else text[:119] + "…")
+
+
+def _base_url(raw: str, *, secret: str | None = None) -> httpx.URL:
+    """Parse and check a base URL: https, or http only for a loopback host; no credentials, query or fragment.
+
+    Messages never repeat what could be a secret (the user part, the query).
+    """
     text = raw.strip()
+    shown = _shown(text, secret)
     try:
         url = httpx.URL(text)
-    except httpx.InvalidURL as exc:
-        msg = f"base URL {text!r} is not a URL ({exc}); use e.g. {DEFAULT_BASE_URL}"
+    except httpx.InvalidURL:
+        msg = f"base URL {shown} is not a URL; use e.g. {DEFAULT_BASE_URL}"
         raise ConfigurationError(msg) from None
     if url.scheme not in ("http", "https") or not url.host:
-        msg = f"base URL {text!r} must look like https://host[:port]; use e.g. {DEFAULT_BASE_URL}"
+        msg = f"base URL {shown} must look like https://host[:port]; use e.g. {DEFAULT_BASE_URL}"
         raise ConfigurationError(msg)
     if url.userinfo or url.query or url.fragment:
-        msg = f"base URL {text!r} must not carry credentials, a query or a fragment: give only https://host[:port]"
+        msg = (
+            f"base URL {shown} must not carry credentials, a query or a fragment: give only https://host[:port] "
+            f"(the API key goes in {API_KEY_ENV} or --api-key)"
+        )
         raise ConfigurationError(msg)
     if url.scheme == "http" and not _is_loopback(url.host):
         msg = (
-            f"refusing the plain http:// base URL {text!r}: the API key would travel unencrypted. "
+            f"refusing the plain http:// base URL {shown}: the API key would travel unencrypted. "
             "Use https://, or http:// only for a loopback host (localhost, 127.0.0.1, ::1) such as the sandbox"
         )
         raise ConfigurationError(msg)
@@ -233,7 +256,7 @@ class Client:
             raise ConfigurationError(msg)
         self._api_key: str | None = key or None
         self._base = _base_url(
-            base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+            base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL, secret=key
         )
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._retry = retry if retry is not None else DEFAULT_RETRY

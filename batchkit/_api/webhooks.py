@@ -2,15 +2,22 @@
 
 Sync signs each notification with HMAC-SHA256 over ``"{t}.{raw body}"``, keyed by the organisation's webhook
 signing secret (``whsec_…``, used as UTF-8 text, not decoded) (``sync-api.md`` §7.3). Verify the raw request
-body, before any JSON parsing; the compact re-serialisation Sync's own Python sample uses is accepted too.
+body, before any JSON parsing.
+
+What :func:`verify_signature` accepts: a signature over the raw body's exact bytes; or, because Sync's own
+Python sample signs ``json.dumps(payload, separators=(",", ":"))``, a signature over that compact
+re-serialisation of the body, provided the body is a UTF-8 JSON object that every JSON reader reads the same
+way (no duplicate key, no ``NaN``, no lone surrogate, no byte-order mark). So a body that says exactly what
+the signed one says, in other whitespace or escapes, verifies; one that differs in any key or value, or is
+UTF-16, does not. Every failure raises
+:class:`~batchkit.WebhookVerificationError`, whose ``reason`` says which check failed; answer such a request
+with HTTP 400 and do not act on it.
 
 Sync documents two headers: the webhooks guide and the Get Batch page say "Deliveries include a
 Sync-Signature header signed with the organization webhook secret"; the payload-reference pages name
 ``X-Signature-Primary`` ("An HMAC signature of the payload") without a format. :func:`verify_signature` takes
 either: give it the request's headers and it finds the signature in whichever is present (both are read in
 the ``t=…,v1=…`` format, the only one documented).
-Every failure raises :class:`~batchkit.WebhookVerificationError`, whose ``reason`` says which check failed;
-answer such a request with HTTP 400 and do not act on it.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ DEFAULT_TOLERANCE = 300.0
 W = TypeVar("W", BatchWebhook, GenerationWebhook)
 
 _FORMAT = "expected 't=<unix seconds>,v1=<hex signature>'"
+_MAX_DIGITS = 15  # a Unix time in seconds has 10 digits until the year 2286
+_MAX_HEADER = 8192
 
 
 def sign_payload(body: bytes | str, secret: str, *, timestamp: int | None = None) -> str:
@@ -66,17 +75,21 @@ def _read_header(header: str | None) -> tuple[int, list[bytes]] | str:
     """
     if not isinstance(header, str) or not header.strip():
         return "it is missing or empty"
+    if len(header) > _MAX_HEADER:
+        return f"it is {len(header):,} characters long"
     timestamp: int | None = None
     signatures: list[bytes] = []
     for part in header.split(","):
         key, sep, value = (s.strip() for s in part.partition("="))
         if not sep or not key:
-            return f"{part.strip()!r} is not a key=value pair"
+            return f"{part.strip()[:40]!r} is not a key=value pair"
         if key == "t":
             if timestamp is not None:
                 return "it has two timestamps"
             if not (value.isascii() and value.isdigit()):
-                return f"the timestamp {value!r} is not a whole number of seconds"
+                return f"the timestamp {value[:20]!r} is not a whole number of seconds"
+            if len(value) > _MAX_DIGITS:
+                return f"the timestamp has {len(value):,} digits, not a Unix time in seconds"
             timestamp = int(value)
         elif key == "v1" and value:
             signatures.append(value.lower().encode("utf-8", "replace"))
@@ -92,11 +105,26 @@ def _matches(raw: bytes, timestamp: int, signatures: list[bytes], key: bytes) ->
     return any(hmac.compare_digest(expected, candidate) for candidate in signatures)
 
 
+class _Duplicate(ValueError):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise _Duplicate
+    return data
+
+
 def _compact(raw: bytes) -> bytes | None:
-    """``json.dumps(payload, separators=(",", ":"))``: the body as Sync's Python sample re-serialises it."""
+    """``json.dumps(payload, separators=(",", ":"))``: the body as Sync's Python sample re-serialises it, for
+    a body every JSON reader reads alike (strict UTF-8 JSON, an object, no duplicate key); else None."""
     try:
-        return json.dumps(json.loads(raw), separators=(",", ":")).encode()
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        if not isinstance(orjson.loads(raw), dict):  # strict: no NaN, no lone surrogate, UTF-8 only
+            return None
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_pairs)
+        return json.dumps(data, separators=(",", ":")).encode()
+    except (ValueError, UnicodeDecodeError, RecursionError):  # orjson.JSONDecodeError and _Duplicate included
         return None
 
 
@@ -120,13 +148,14 @@ def verify_signature(
 
     ``header`` is the signature header's value, or the request's headers (any mapping; names in any case),
     in which the ``Sync-Signature`` header, else the ``X-Signature-Primary`` one, is used. ``secret`` is the
-    webhook signing secret. The signature must match the raw body (or its compact re-serialisation) for
-    one of the header's ``v1=`` entries, compared in constant time, and the timestamp must lie within
+    webhook signing secret. The signature must match the raw body (or its compact re-serialisation, see the
+    module docstring) for one of the header's ``v1=`` entries, compared in constant time, and the timestamp must lie within
     ``tolerance`` seconds of ``now`` (default: the clock); pass ``tolerance=math.inf`` to skip the replay
     check.
 
     Raises :class:`WebhookVerificationError` (``reason``: ``malformed-header``, ``mismatch``, ``expired``),
-    or :class:`ConfigurationError` when ``secret`` is empty.
+    or :class:`ConfigurationError` when ``secret`` is empty or ``tolerance``/``now`` is not a number
+    (``tolerance=nan`` would silently turn the replay check off).
     """
     if not secret:
         msg = "no webhook signing secret: pass the whsec_… secret from sync.so/keys (webhooks tab)"
@@ -136,6 +165,12 @@ def verify_signature(
         if header is None:
             msg = f"the request has no {' or '.join(SIGNATURE_HEADERS)} header; is it a Sync notification?"
             raise WebhookVerificationError(msg, reason="malformed-header")
+    if not isinstance(tolerance, int | float) or math.isnan(tolerance) or tolerance < 0:
+        msg = f"tolerance must be a number of seconds, 0 or more (math.inf skips the replay check), not {tolerance!r}"
+        raise ConfigurationError(msg)
+    if now is not None and (not isinstance(now, int | float) or not math.isfinite(now)):
+        msg = f"now must be a finite Unix time in seconds, not {now!r}"
+        raise ConfigurationError(msg)
     parsed = _read_header(header)
     if isinstance(parsed, str):
         msg = f"malformed {SIGNATURE_HEADER} header: {parsed}; {_FORMAT}"

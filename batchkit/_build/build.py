@@ -22,6 +22,7 @@ import difflib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -29,24 +30,26 @@ import orjson
 import polars as pl
 
 from .._errors import InputError
+from .._files import writing
 from .._mapping.mapping import Mapping, load_mapping
 from .._mapping.select import RowFilter
 from .._mapping.templates import Leaf, UnitPlan
-from .._report import Finding, Report, Severity, ValidationFailed
+from .._report import Finding, Report, Severity
 from .._shard.builddir import SourceInfo
 from .._shard.plan import expected_layout
 from .._shard.spill import Spill
 from .._shard.write import (
     BuildResult,
     Progress,
-    clear_previous,
+    fail_build,
     finish,
     prepare_out_dir,
     safe_name,
-    write_report,
+    start_report,
 )
 from .._sources.source import ISSUE, ISSUE_MESSAGE, ROW, SOURCE_LINE, Source, read_source
 from .._wire.checks import request_id_problem
+from .._wire.crossfield import show
 from .._wire.limits import Limits
 from .._wire.rules import line_problems
 from .columnar import blank_column, filter_exprs, frame_exprs
@@ -55,7 +58,7 @@ from .options import BuildOptions
 if TYPE_CHECKING:
     from .held import HeldRequests
 
-__all__ = ["BuildResult", "build"]
+__all__ = ["BuildResult", "LineMaker", "build", "missing_column"]
 
 log = logging.getLogger("batchkit")
 
@@ -89,16 +92,44 @@ def build(
     A directory that was already submitted (it has ``journal.sqlite``) is refused unless ``force``.
     """
     opts = options or BuildOptions()
-    name, limits, skip_invalid, force = opts.name, opts.limits, opts.skip_invalid, opts.force
     plan = load_mapping(mapping)
     src = read_source(source, **opts.read_options())
-    folder = prepare_out_dir(out_dir, force=force)
+    folder = prepare_out_dir(out_dir, force=opts.force)
     held = _load_held(opts.include_held, folder)
-    stem = safe_name(name or (src.path.stem if src.path is not None else "batch"))
-    report = Report(limits=limits)
+    stem = safe_name(opts.name or (src.path.stem if src.path is not None else "batch"))
+    job = _Job(src, plan, folder, stem, held, opts, progress)
+    report = start_report(folder, opts.limits)
+    try:
+        result = _build(job, report)
+    except BaseException:
+        report.discard()
+        raise
+    if held.parts:
+        from .held import mark_consumed
+
+        mark_consumed(held, folder)
+    return result
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One build: what it reads, where it writes, and how."""
+
+    src: Source
+    plan: Mapping
+    folder: Path
+    stem: str
+    held: HeldRequests
+    opts: BuildOptions
+    progress: Progress | None
+
+
+def _build(job: _Job, report: Report) -> BuildResult:
+    src, folder, stem, held, opts = job.src, job.folder, job.stem, job.held, job.opts
+    limits = opts.limits
     for finding in src.findings:
         report.add(finding)
-    each = plan.each_names
+    each = job.plan.each_names
     clash = [variable for variable in each if variable in src.columns]
     if clash:
         msg = (
@@ -106,61 +137,21 @@ def build(
             "ambiguous; rename the variable"
         )
         raise InputError(msg, path=src.path, column=clash[0])
-    missing = [column for column in plan.columns_used() if column not in src.columns]
+    missing = [column for column in job.plan.columns_used() if column not in src.columns]
     if missing:
         for column in missing:
-            report.add(_missing_column(src, column))
-        clear_previous(folder, stem)
-        write_report(folder, report)
-        raise ValidationFailed(report)
-    units = plan.compile(limits)
-    seen: set[tuple[str, str]] = set()
-    for unit in units:
-        for problem in unit.constant_warnings:
-            if (problem.code, problem.pointer) not in seen:
-                seen.add((problem.code, problem.pointer))
-                report.add(
-                    Finding(
-                        code=problem.code,
-                        severity=problem.severity,
-                        message=f"{problem.message} (set in the mapping, so on every request)",
-                        source=src.name,
-                        pointer=problem.pointer,
-                    )
-                )
-    maker = _LineMaker(src, units, limits, each, plan.row_filter)
+            report.add(missing_column(src, column))
+        raise fail_build(folder, stem, report)
+    units = job.plan.compile(limits)
+    _constant_warnings(units, src, report)
     total = src.count_rows()
     layout = expected_layout(total * len(units) + held.count if total is not None else None, limits)
     names = [src.name, *(info.name for info in held.sources)]
     spilled_each = each + [v for v in held.each if v not in each]
     extra = [_RETRY_OF] if held.parts else []
-    with Spill(folder, spilled_each, name=stem, layout=layout, extra=extra) as spill:
-        rows = 0
-        for chunk in src.chunks(opts.chunk_rows, blank=True):
-            blank = (chunk[ISSUE] == "blank-row").fill_null(False)
-            if blank.any():
-                for row, line in chunk.filter(blank).select(ROW, SOURCE_LINE).iter_rows():
-                    report.add(
-                        Finding(
-                            code="blank-row",
-                            severity="warning",
-                            message="the row is blank (every value empty); it was skipped",
-                            source=src.name,
-                            row=row,
-                            source_line=line,
-                        )
-                    )
-                chunk = chunk.filter(~blank)
-            rows += chunk.height
-            if not chunk.height:
-                continue
-            frame, findings = maker.process(chunk)
-            spill.add(frame)
-            for finding in findings:
-                report.add(finding)
-            if progress is not None:
-                done = int(chunk[ROW].max())  # type: ignore[arg-type]
-                progress(done, max(total, done) if total is not None else None)
+    with writing(folder), Spill(folder, spilled_each, name=stem, layout=layout, extra=extra) as spill:
+        maker = LineMaker(src, units, limits, each, job.plan.row_filter)
+        rows = _read_rows(job, maker, spill, report, total)
         if maker.filtered_rows:
             report.add(maker.filtered_note())
         held.add_to(spill, report, limits, names.__getitem__)
@@ -181,10 +172,8 @@ def build(
         report.stats.lines = rows
         report.stats.records = spill.units
         report.stats.valid_records = valid + reused
-        if valid + reused + spill.skipped + spill.filtered < spill.units and not skip_invalid:
-            clear_previous(folder, stem)
-            write_report(folder, report)
-            raise ValidationFailed(report)
+        if valid + reused + spill.skipped + spill.filtered < spill.units and not opts.skip_invalid:
+            raise fail_build(folder, stem, report, invalid_units=_invalid_units(spill, updates))
         info = SourceInfo(
             name=src.name,
             path=str(src.path) if src.path is not None else None,
@@ -194,14 +183,14 @@ def build(
             bytes=src.bytes,
             rows=rows,
         )
-        result = finish(
+        return finish(
             spill,
             out_dir=folder,
             name=stem,
             limits=limits,
             report=report,
             sources=[info, *held.sources],
-            mapping=plan.to_dict(),
+            mapping=job.plan.to_dict(),
             rows=rows,
             excluded=excluded,
             updates=updates,
@@ -210,11 +199,65 @@ def build(
             # what is left after reuse may be too few for a batch: it is then sent one by one
             unsharded="realtime" if opts.reuse is not None and valid < limits.min_records else None,
         )
-    if held.parts:
-        from .held import mark_consumed
 
-        mark_consumed(held, folder)
-    return result
+
+def _invalid_units(spill: Spill, updates: pl.DataFrame | None) -> dict[str, int]:
+    """Invalid units by their first error code (what requests.parquet would say), most first."""
+    counts = dict(
+        spill.scan().filter(pl.col("status") == "invalid").group_by("code").len().collect().iter_rows()
+    )
+    if updates is not None and updates.height:
+        counts["duplicate-request-id"] = counts.get("duplicate-request-id", 0) + updates.height
+    return {str(code): int(n) for code, n in sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))}
+
+
+def _constant_warnings(units: list[UnitPlan], src: Source, report: Report) -> None:
+    """The warnings of values set in the mapping itself: once for the whole build, not once per row."""
+    seen: set[tuple[str, str]] = set()
+    for unit in units:
+        for problem in unit.constant_warnings:
+            if (problem.code, problem.pointer) not in seen:
+                seen.add((problem.code, problem.pointer))
+                report.add(
+                    Finding(
+                        code=problem.code,
+                        severity=problem.severity,
+                        message=f"{problem.message} (set in the mapping, so on every request)",
+                        source=src.name,
+                        pointer=problem.pointer,
+                    )
+                )
+
+
+def _read_rows(job: _Job, maker: LineMaker, spill: Spill, report: Report, total: int | None) -> int:
+    """Every chunk of the source through the line maker into the spill; the number of rows read."""
+    rows = 0
+    for chunk in job.src.chunks(job.opts.chunk_rows, blank=True):
+        blank = (chunk[ISSUE] == "blank-row").fill_null(False)
+        if blank.any():
+            for row, line in chunk.filter(blank).select(ROW, SOURCE_LINE).iter_rows():
+                report.add(
+                    Finding(
+                        code="blank-row",
+                        severity="warning",
+                        message="the row is blank (every value empty); it was skipped",
+                        source=job.src.name,
+                        row=row,
+                        source_line=line,
+                    )
+                )
+            chunk = chunk.filter(~blank)
+        rows += chunk.height
+        if not chunk.height:
+            continue
+        frame, findings = maker.process(chunk)
+        spill.add(frame)
+        for finding in findings:
+            report.add(finding)
+        if job.progress is not None:
+            done = int(chunk[ROW].max())  # type: ignore[arg-type]
+            job.progress(done, max(total, done) if total is not None else None)
+    return rows
 
 
 _RETRY_OF: Final = "retry_of"
@@ -243,7 +286,7 @@ def _load_held(paths: Sequence[str | Path], folder: Path) -> HeldRequests:
     return load_held(paths, out_dir=folder, first_source=1) if paths else HeldRequests()
 
 
-def _missing_column(src: Source, column: str) -> Finding:
+def missing_column(src: Source, column: str) -> Finding:
     lowered = {c.lower().strip(): c for c in src.columns}
     close = lowered.get(column.lower().strip()) or next(
         iter(difflib.get_close_matches(column, src.columns, n=1, cutoff=0.6)), None
@@ -258,7 +301,7 @@ def _missing_column(src: Source, column: str) -> Finding:
     )
 
 
-class _LineMaker:
+class LineMaker:
     """Makes the lines of one chunk: columnar for clean rows, the validator's rules for flagged ones."""
 
     def __init__(
@@ -273,6 +316,8 @@ class _LineMaker:
         self.constant = {(p.code, p.pointer) for unit in units for p in unit.constant_warnings}
         self.row_filter = row_filter
         self.filtered_rows = 0  # rows [where] left out so far
+        #: Mapped cells that hold a formula (read from a workbook): column → data row → formula.
+        self.formulas = {c: cells for c, cells in src.formulas.items() if c in self.columns}
 
     def filtered_note(self) -> Finding:
         """The one finding that says how many rows ``[where]`` left out (their units are ``filtered``)."""
@@ -306,7 +351,7 @@ class _LineMaker:
                 pl.col(SOURCE_LINE).alias("source_line"),
                 exprs.request_id.alias("request_id"),
                 exprs.line.alias("line"),
-                (exprs.flag | pl.col(ISSUE).is_not_null()).alias("flag"),
+                (exprs.flag | pl.col(ISSUE).is_not_null() | self._formula_flag(unit)).alias("flag"),
                 *((pl.col(_LEFT_OUT), pl.col(_WHY)) if filtering else ()),
             ).with_columns(pl.col("flag") | (pl.col("line").str.len_bytes() >= too_long).fill_null(False))
             filtered, chunk_rows = None, chunk
@@ -345,6 +390,11 @@ class _LineMaker:
         if len(parts) > 1:
             frame = frame.sort("row", "\x00unit")
         return frame.drop("\x00unit"), findings
+
+    def _formula_flag(self, unit: UnitPlan) -> pl.Expr:
+        """True for the rows where a cell this unit reads holds a formula."""
+        rows = sorted({row for c in unit.columns for row in self.formulas.get(c, ())})
+        return pl.col(ROW).is_in(rows) if rows else pl.lit(False)
 
     def _explain(self, rows: pl.DataFrame, unit: UnitPlan) -> tuple[list[tuple[Any, ...]], list[Finding]]:
         out: list[tuple[Any, ...]] = []
@@ -417,14 +467,23 @@ class _LineMaker:
         found: list[Finding] = []
         for column in unit.columns:
             value = row[column]
-            if isinstance(value, str) and value.startswith("="):
-                shown = value if len(value) <= 40 else value[:39] + "…"
+            formula = self.formulas.get(column, {}).get(row[ROW])
+            if formula is None and isinstance(value, str) and value.startswith("="):
+                formula = value
+            if formula is not None:
+                cached = (
+                    ""
+                    if formula == value
+                    else f"; its cached value {show(value)} is not sent"
+                    if value
+                    else "; it has no cached value"
+                )
                 found.append(
                     self._finding(
                         row,
                         "formula-in-cell",
-                        f"column {column} holds a spreadsheet formula ({shown!r}), not a value; export the "
-                        "sheet's values (copy, paste as values) or fix the cell",
+                        f"column {column} holds a spreadsheet formula ({show(formula, 40)}), not a value{cached}; "
+                        "export the sheet's values (copy, paste as values) or fix the cell",
                         column=column,
                         request_id=rid,
                     )

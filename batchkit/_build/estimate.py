@@ -43,7 +43,7 @@ def request_lengths(directory: str | Path, manifest: Manifest | None = None) -> 
     (the ``[each]`` values as one label) and ``shard`` (its number; None when sent one by one)."""
     folder = Path(directory)
     manifest = manifest or load_manifest(folder)
-    requests = pl.read_parquet(folder / manifest.requests.file, columns=["status", "shard"])
+    requests = manifest.requests_frame(columns=["status", "shard"])
     lengths = _stored(folder, manifest, requests.height)
     if lengths is None:
         lengths = _measured(folder, manifest, requests.height)

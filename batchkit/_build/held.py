@@ -23,7 +23,7 @@ from .._report import Finding, Report
 from .._shard.builddir import SourceInfo, load_manifest, write_manifest
 from .._shard.spill import Spill
 from .._shard.write import snapshot_name
-from .._validate.validate import validate_lines
+from .._validate.validate import check_lines
 from .._wire.limits import Limits
 
 __all__ = ["RETRY_OF", "HeldRequests", "checked_line", "load_held", "mark_consumed", "take_sources"]
@@ -87,14 +87,9 @@ class HeldRequests:
         source row); collisions with other request_ids are left to the build's duplicate search.
         """
         for path, frame in self.parts:
-            checked = validate_lines(
-                (line.encode() for line in frame.get_column("line").to_list()),
-                file=str(path),
-                limits=limits,
-                file_checks=False,
-            )
             first: dict[int, Finding] = {}
-            for finding in checked.findings:
+
+            def emit(finding: Finding, frame: pl.DataFrame = frame, first: dict[int, Finding] = first) -> None:
                 unit = frame.row((finding.line or 1) - 1, named=True)
                 located = finding.model_copy(
                     update={
@@ -106,6 +101,13 @@ class HeldRequests:
                 report.add(located)
                 if finding.severity == "error" and finding.line is not None:
                     first.setdefault(finding.line - 1, located)
+
+            check_lines(
+                (line.encode() for line in frame.get_column("line").to_list()),
+                emit=emit,
+                file=str(path),
+                limits=limits,
+            )
             codes = [first[i].code if i in first else None for i in range(frame.height)]
             messages = [first[i].message if i in first else None for i in range(frame.height)]
             spill.add(

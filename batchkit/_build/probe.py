@@ -97,15 +97,15 @@ def probe_source(
         report.add(finding)
     missing = [column for column in plan.columns_used() if column not in src.columns]
     if missing:
-        from .build import _missing_column
+        from .build import missing_column
 
         for column in missing:
-            report.add(_missing_column(src, column))
+            report.add(missing_column(src, column))
         raise ValidationFailed(report)
-    from .build import _LineMaker
+    from .build import LineMaker
 
     plans = plan.compile(opts.limits)
-    maker = _LineMaker(src, plans, opts.limits, plan.each_names, plan.row_filter)
+    maker = LineMaker(src, plans, opts.limits, plan.each_names, plan.row_filter)
     with (
         tempfile.TemporaryDirectory(prefix="batchkit-probe-") as folder,
         Spill(Path(folder), plan.each_names) as spill,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -25,7 +24,7 @@ from typing import Any, Final
 import polars as pl
 
 from .._errors import InputError, ResultsError, install_hint
-from .._files import sync_dir
+from .._files import save
 from .._mapping.mapping import load_mapping
 from .._results.export import neutralise_formulas
 from .._results.join import source_columns
@@ -124,7 +123,7 @@ def fill_source(
         data = _fill_workbook(path, info.sheet, rows, added, cells, check)
     else:
         data = _fill_csv(path, rows, added, cells, check)
-    _write_atomically(out, data)
+    save(out, data)
     return out
 
 
@@ -267,26 +266,3 @@ def _find_header(ws: Any, names: Sequence[str], path: Path) -> tuple[int, dict[s
             return row[0].row, found
     msg = f"{path.name}: no header row with the build's column names ({', '.join(list(names)[:4])} ...)"
     raise ResultsError(msg)
-
-
-def _write_atomically(out: Path, data: bytes) -> None:
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    except OSError as exc:
-        msg = f"cannot write {out}: {exc.strerror or exc}"
-        raise InputError(msg, path=out) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(name, out)
-    except OSError as exc:
-        Path(name).unlink(missing_ok=True)
-        msg = f"cannot write {out}: {exc.strerror or exc}"
-        raise InputError(msg, path=out) from None
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    sync_dir(out.parent)

@@ -36,7 +36,6 @@ import html
 import logging
 import os
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -48,6 +47,7 @@ import polars as pl
 
 from .._build.held import RETRY_OF
 from .._errors import InputError
+from .._files import save
 from .._results.join import CHAIN_COLUMNS, RESULT_COLUMNS
 
 __all__ = ["CARD_COLUMNS", "PAGE_FORMAT", "build_id_of", "page_data", "read_page_data", "render_page", "write_review"]
@@ -119,7 +119,7 @@ def write_review(
         base=target.absolute().parent,
     )
     page = render_page(data)
-    _write_atomic(target, page.encode())
+    save(target, page.encode())
     log.info("review page %s: %d card(s), %s bytes", target, len(data["cards"]), f"{len(page):,}")
     return target
 
@@ -344,25 +344,3 @@ def _content_security_policy(style: str, script: str) -> str:
             "form-action 'none'",
         ]
     )
-
-
-def _write_atomic(target: Path, content: bytes) -> None:
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        msg = f"cannot create {target.parent}: {exc.strerror or exc}"
-        raise InputError(msg, path=target) from exc
-    temp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        msg = f"cannot write {target}: {exc.strerror or exc}"
-        raise InputError(msg, path=target) from exc
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise

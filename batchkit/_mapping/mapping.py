@@ -40,6 +40,8 @@ from pydantic import (
 )
 
 from .._errors import InputError
+from .._files import read_input
+from .._wire.crossfield import show
 from .._wire.limits import DEFAULT_LIMITS, Limits
 from .select import RowFilter, check_optional, check_where, split_each
 from .templates import (
@@ -499,15 +501,15 @@ def load_mapping(source: str | Path | dict[str, Any] | Mapping) -> Mapping:
         return _validate(source, name="mapping", text=None)
     path = Path(source)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        msg = f"no such mapping file: {path}"
-        raise InputError(msg, path=path) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        msg = f"cannot read mapping {path}: {getattr(exc, 'strerror', None) or exc}"
-        raise InputError(msg, path=path) from exc
+        text = read_input(path, what="mapping file").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        msg = f"cannot read mapping {path}: byte {exc.start + 1} is not UTF-8; save it as UTF-8"
+        raise InputError(msg, path=path) from None
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        msg = f"{path}: mapping is nested too deeply to read (arrays or tables inside each other); flatten it"
+        raise InputError(msg, path=path) from None
     except tomllib.TOMLDecodeError as exc:
         found = _TOML_AT.search(str(exc))
         line = int(found.group(1)) if found else None
@@ -521,6 +523,9 @@ def load_mapping(source: str | Path | dict[str, Any] | Mapping) -> Mapping:
 def _validate(data: dict[str, Any], *, name: str, text: str | None, path: Path | None = None) -> Mapping:
     try:
         return Mapping.model_validate(data)
+    except RecursionError:
+        msg = f"{name}: mapping is nested too deeply to read; flatten it"
+        raise InputError(msg, path=path) from None
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         loc = [str(p) for p in error["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
@@ -535,7 +540,7 @@ def _validate(data: dict[str, Any], *, name: str, text: str | None, path: Path |
         elif error["type"] == "value_error":
             msg = f"{where}: {error['msg'].removeprefix('Value error, ')}"
         else:
-            msg = f"{where}: {key or 'mapping'} {error['input']!r}: {_type_hint(error['type'])}"
+            msg = f"{where}: {key or 'mapping'} {show(error['input'])}: {_type_hint(error['type'])}"
         raise InputError(msg, path=path, line=line, column=key or None) from exc
     except InputError as exc:  # a template error raised while validating
         msg = f"{name}: {exc}"

@@ -41,9 +41,11 @@ from .._errors import (
     APIError,
     APIStatusError,
     AuthenticationError,
+    InputError,
     PaymentRequiredError,
     ResultsError,
 )
+from .._files import describe_oserror, open_input
 from .._report import Finding
 from .._shard.builddir import output_file
 from .._submit.binding import open_journal
@@ -51,9 +53,13 @@ from .._submit.journal import Journal, ShardRecord
 from .._submit.lock import try_directory_lock
 from .._submit.reconcile import Reconciler
 from .._submit.submit import reconciler, refresh
+from .._wire.checks import MAX_REQUEST_ID_LENGTH
+from .._wire.crossfield import show
 
 __all__ = [
     "COLUMNS",
+    "MAX_OUTPUT_BYTES",
+    "OutputUnreadable",
     "ResultLine",
     "download_outputs",
     "download_results",
@@ -130,26 +136,50 @@ def read_output(path: str | Path) -> tuple[dict[str, list[Any]], list[Finding]]:
     """Every readable line of an output.jsonl as columns (:data:`COLUMNS`), and the findings of the rest.
 
     The columns hold one entry per readable line, in file order; ``result_line`` is the 1-based line number.
-    Raises nothing for bad content; an unreadable *file* (permissions, a directory) raises ``OSError``.
+    Raises nothing for bad content; a file that cannot be read (not a regular file, permissions, larger than
+    :data:`MAX_OUTPUT_BYTES`) raises :class:`OutputUnreadable`.
     """
-    data = Path(path).read_bytes()
+    data = _read(Path(path))
     if data.startswith(_BOM):
         data = data[len(_BOM) :]
     if data.strip():
         try:  # the common case: every line well-formed, decoded in one native pass
             decoded = _decoder.decode_lines(data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             decoded = None
         # msgspec skips blank lines and accepts two objects on one line: then line numbers would be off
         if decoded is not None and len(decoded) == data.count(b"\n") + (not data.endswith(b"\n")):
             columns = _fast_columns(decoded)
-            if "" not in columns["request_id"]:
+            if "" not in columns["request_id"] and max(map(len, columns["request_id"])) <= MAX_REQUEST_ID_LENGTH:
                 return columns, _status_findings(str(path), columns)
     lines, findings = _read_lines(str(path), data)
     columns = _columns(lines)
     findings.extend(_status_findings(str(path), columns))
     findings.sort(key=lambda f: f.line or 0)
     return columns, findings
+
+
+#: The largest output.jsonl read (a batch's results are a few MB; more is not a batch's output).
+MAX_OUTPUT_BYTES: Final = 1 << 30
+
+
+class OutputUnreadable(ResultsError):
+    """An output file that cannot be read at all; its message says why."""
+
+
+def _read(path: Path) -> bytes:
+    try:
+        with open_input(path, what="output file") as handle:
+            data = handle.read(MAX_OUTPUT_BYTES + 1)
+    except InputError as exc:
+        raise OutputUnreadable(str(exc).split("; ")[0]) from None
+    except OSError as exc:
+        msg = f"cannot read {path}: {describe_oserror(exc)}"
+        raise OutputUnreadable(msg) from None
+    if len(data) > MAX_OUTPUT_BYTES:
+        msg = f"{path} is larger than {MAX_OUTPUT_BYTES:,} bytes, more than any batch's results"
+        raise OutputUnreadable(msg)
+    return data
 
 
 # -- downloading ---------------------------------------------------------------------------------------------
@@ -339,7 +369,7 @@ def normalise_line(obj: Any, lineno: int = 1) -> tuple[ResultLine | None, list[F
         return None, findings
     raw_id = obj.get("request_id", obj.get("requestId"))
     request_id = raw_id if isinstance(raw_id, str) else _number_text(raw_id)
-    if not request_id:
+    if not request_id or len(request_id) > MAX_REQUEST_ID_LENGTH:
         why = "has no request_id" if raw_id is None else f"has an unusable request_id ({_show(raw_id)})"
         findings.append(_line_finding(lineno, f"the line {why}, so it cannot be matched; it is ignored"))
         return None, findings
@@ -393,8 +423,12 @@ def normalise_line(obj: Any, lineno: int = 1) -> tuple[ResultLine | None, list[F
     return result, findings
 
 
-def _text(value: Any) -> tuple[str | None, bool]:
-    """A readable string from a message-like value, and whether the value was readable at all."""
+_TEXT_DEPTH: Final = 8  # how deep a message-like value is searched for text
+
+
+def _text(value: Any, depth: int = 0) -> tuple[str | None, bool]:
+    """A readable string from a message-like value, and whether the value was readable at all (a value
+    nested deeper than a few levels is not)."""
     if value is None:
         return None, True
     if isinstance(value, str):
@@ -402,14 +436,16 @@ def _text(value: Any) -> tuple[str | None, bool]:
     number = _number_text(value)
     if number is not None:
         return number, True
+    if depth >= _TEXT_DEPTH:
+        return None, False
     if isinstance(value, list):
-        parts = [_text(v) for v in value]
-        if all(ok for _, ok in parts):
+        parts = [_text(v, depth + 1) for v in value[:100]]
+        if all(ok for _, ok in parts) and len(value) <= 100:
             return "; ".join(p for p, _ in parts if p) or None, True
         return None, False
     if isinstance(value, dict):
         for key in ("message", "code", "errorCode", "error_code"):
-            found, ok = _text(value.get(key))
+            found, ok = _text(value.get(key), depth + 1)
             if found and ok:
                 return found, True
         return None, not value
@@ -443,7 +479,10 @@ def _first(values: Any) -> str | None:
 
 
 def _show(value: Any) -> str:
-    shown = orjson.dumps(value).decode()
+    try:
+        shown = orjson.dumps(value).decode() if not isinstance(value, dict | list) else show(value, 60)
+    except orjson.JSONEncodeError:
+        shown = show(value, 60)
     return shown if len(shown) <= 60 else shown[:57] + "..."
 
 

@@ -17,6 +17,7 @@ sent is an ``unexpected-result`` finding (the line is ignored); an id with sever
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -27,7 +28,7 @@ from .._api.client import Client, given_or_default
 from .._errors import ConfigurationError, ResultsError
 from .._files import file_sha256
 from .._report import Finding, Report
-from .._shard.builddir import JOURNAL, REUSED, SUBMISSION, Manifest, load_manifest, verify_shards
+from .._shard.builddir import JOURNAL, RESULTS_DIR, REUSED, SUBMISSION, Manifest, load_manifest, verify_shards
 from .._submit.binding import open_journal
 from .._submit.journal import ShardRecord
 from .._submit.lock import try_directory_lock
@@ -42,7 +43,7 @@ from .outcomes import (
     realtime_overlay,
     reconcile,
 )
-from .outputs import COLUMNS, download_outputs, download_results, output_path, read_output
+from .outputs import COLUMNS, OutputUnreadable, download_outputs, download_results, output_path, read_output
 
 __all__ = ["OUTCOMES", "RESULT_COLUMNS", "Results", "collect_results", "download_results"]
 
@@ -164,6 +165,7 @@ def _collect(
     units = _load_units(folder, manifest, report)
     records: dict[str, ShardRecord] = {}
     failures: dict[str, str] = {}
+    _check_results_dir(folder, report)
     if (folder / JOURNAL).exists() or (folder / SUBMISSION).exists():
         with open_journal(folder) as journal:
             records = {s.file: s for s in journal.shards()}
@@ -191,7 +193,7 @@ def _collect(
                 )
             )
     shards = _shard_frame(folder, manifest, records, failures, report)
-    outputs = _read_outputs(shards, units, report)
+    outputs, shards = _read_outputs(shards, units, report)
     joined = reconcile(units, shards, outputs)
     if manifest.unsharded is not None and manifest.unsharded.mode == "realtime":
         joined = realtime_overlay(joined, folder, manifest.unsharded.file)
@@ -225,6 +227,23 @@ def _needs_api(folder: Path, records: Any) -> bool:
 
 
 _UNIT_COLUMNS: Final = ("request_id", "row", "shard", "status")
+
+
+def _check_results_dir(folder: Path, report: Report) -> None:
+    """``DIR/results`` must be a directory (or absent): each batch's results are kept there."""
+    where = folder / RESULTS_DIR
+    if where.exists() and not where.is_dir():
+        report.add(
+            Finding(
+                code="unreadable-output",
+                severity="error",
+                file=str(where),
+                message=(
+                    f"{where} is not a directory, so no batch's results can be kept or read there; their "
+                    "requests stay pending. Move it away and run `batchkit results` again"
+                ),
+            )
+        )
 
 
 def _load_units(folder: Path, manifest: Manifest, report: Report) -> pl.DataFrame:
@@ -348,7 +367,7 @@ def _shard_frame(
                 "batch_message": record.message if record is not None else None,
                 "has_url": bool(record is not None and record.output_url),
                 "output_file": str(path) if path is not None else None,
-                "downloaded": bool(path is not None and path.is_file()),
+                "downloaded": bool(path is not None and os.path.lexists(path) and _exists(path)),
                 "download_error": failures.get(info.file),
                 "provisional": bool(record is not None and record.provisional),
             }
@@ -370,24 +389,57 @@ def _shard_frame(
     return pl.DataFrame(rows, schema=_SHARD_SCHEMA)
 
 
-def _read_outputs(shards: pl.DataFrame, units: pl.DataFrame, report: Report) -> pl.DataFrame:
+def _exists(path: Path) -> bool:
+    """An output file is there (a FIFO or a directory in its place counts too: reading it says what it is)."""
+    try:
+        return path.exists() or path.is_symlink()
+    except OSError:
+        return True
+
+
+def _read_outputs(
+    shards: pl.DataFrame, units: pl.DataFrame, report: Report
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One row per (shard, request_id) of the downloaded results, for requests the shard sent; findings for
-    the rest (unreadable lines, duplicates, ids the shard never sent)."""
+    the rest (unreadable lines, duplicates, ids the shard never sent). A results file that cannot be read at
+    all is an ``unreadable-output`` finding, and its shard counts as not downloaded (its requests pending)."""
     columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
     numbers: list[int] = []
     files: dict[int, str] = {}
+    unreadable: dict[int, str] = {}
     for number, path in shards.filter("downloaded").select("shard", "output_file").iter_rows():
         try:
             found, findings = read_output(path)
-        except OSError as exc:
-            msg = f"cannot read {path}: {exc.strerror or exc}; delete it to download it again"
-            raise ResultsError(msg) from exc
+        except OutputUnreadable as exc:
+            unreadable[number] = str(exc)
+            report.add(
+                Finding(
+                    code="unreadable-output",
+                    severity="error",
+                    file=path,
+                    message=f"{exc}; its batch's requests stay pending: delete the file to download it again",
+                )
+            )
+            continue
         for finding in findings:
             report.add(finding)
         for name in COLUMNS:
             columns[name].extend(found[name])
         numbers.extend([number] * len(found["request_id"]))
         files[number] = path
+    if unreadable:
+        gone = pl.DataFrame(
+            {"shard": list(unreadable), "_why": list(unreadable.values())},
+            schema={"shard": pl.Int32, "_why": pl.String},
+        )
+        shards = (
+            shards.join(gone, on="shard", how="left", maintain_order="left")
+            .with_columns(
+                pl.col("downloaded") & pl.col("_why").is_null(),
+                pl.coalesce("_why", "download_error").alias("download_error"),
+            )
+            .drop("_why")
+        )
     outputs = pl.DataFrame(columns, schema=OUTPUT_SCHEMA).with_columns(
         pl.Series("shard", numbers, dtype=pl.Int32)
     )
@@ -414,7 +466,7 @@ def _read_outputs(shards: pl.DataFrame, units: pl.DataFrame, report: Report) -> 
                 )
             )
         outputs = outputs.join(sent, on=["request_id", "shard"], how="semi")
-    return outputs
+    return outputs, shards
 
 
 def _dedupe(outputs: pl.DataFrame, files: dict[int, str], report: Report) -> pl.DataFrame:

@@ -63,7 +63,7 @@ from .._submit.realtime import (
     read_realtime_lines,
     send_realtime,
 )
-from .._validate.validate import validate_lines
+from .._validate.validate import check_lines
 from .._wire.checks import request_id_problem
 from .._wire.limits import Limits
 
@@ -420,14 +420,15 @@ def _retry_frame(
         obj["request_id"] = new
         new_ids.append(new)
         new_lines.append(orjson.dumps(obj).decode())
-    checked = validate_lines((text.encode() for text in new_lines), limits=limits, file_checks=False)
-    for finding in checked.findings:
+    def emit(finding: Finding) -> None:
         index = (finding.line or 1) - 1
         if finding.code == "invalid-request-id" and index in bad:
-            continue  # already said, with the original request_id
+            return  # already said, with the original request_id
         if finding.severity == "error":
             bad.add(index)
         report.add(finding.model_copy(update={"line": None, **where(index)}))
+
+    check_lines((text.encode() for text in new_lines), emit=emit, limits=limits)
     report.stats.lines = report.stats.records = len(new_lines)
     report.stats.valid_records = len(new_lines) - len(bad)
     if bad:

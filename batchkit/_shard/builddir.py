@@ -6,7 +6,8 @@ This module is the one place that names a build directory's files; every stage a
 
     DIR/
       manifest.json          written last, atomically: limits, sources, mapping, counts, shards, requests
-      report.json            the build Report
+      report.json            the build Report (its first findings of each code, and every count)
+      findings.ndjson        every finding of the build, one JSON object per line
       requests.parquet       one row per request unit, valid or not: where it came from and where it went
                              (status ok, invalid, skipped or filtered; held in a retry --hold directory)
       media.parquet          written by a probe (build --probe, batchkit probe DIR): one row per media URL
@@ -57,6 +58,7 @@ from .spill import Spill
 
 __all__ = [
     "FETCHED",
+    "FINDINGS",
     "FORMAT",
     "HELD",
     "JOURNAL",
@@ -93,6 +95,8 @@ __all__ = [
 FORMAT: Final = "batchkit-build/1"
 MANIFEST: Final = "manifest.json"
 REPORT: Final = "report.json"
+#: Every finding of a build, as JSON Lines. Not ``.jsonl``: ``batchkit validate DIR`` reads those as batches.
+FINDINGS: Final = "findings.ndjson"
 REQUESTS: Final = "requests.parquet"
 MEDIA: Final = "media.parquet"
 LENGTHS: Final = "lengths.parquet"
@@ -224,14 +228,16 @@ class Manifest(_Record):
         """``requests.parquet`` lazily, for queries that should not load every row (large builds)."""
         return pl.scan_parquet(self._folder() / self.requests.file)
 
-    def requests_frame(self) -> pl.DataFrame:
-        """``requests.parquet``: one row per request unit with its source position, shard and status."""
+    def requests_frame(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """``requests.parquet`` (or some of its ``columns``): one row per request unit with its source
+        position, shard and status. Raises :class:`InputError` when it cannot be read."""
         path = self._folder() / self.requests.file
         try:
-            return pl.read_parquet(path)
+            return pl.read_parquet(path, columns=columns)
         except (OSError, pl.exceptions.PolarsError) as exc:
-            msg = f"cannot read {path}: {exc}"
-            raise InputError(msg, path=path) from exc
+            reason = " ".join(str(exc).split())[:200]
+            msg = f"cannot read {path} ({reason}); it was changed after the build: build the directory again"
+            raise InputError(msg, path=path) from None
 
     def to_bytes(self) -> bytes:
         """The exact bytes of ``manifest.json``: keys in format order, two-space indent, trailing newline."""
@@ -347,8 +353,12 @@ def write_manifest(out_dir: Path, manifest: Manifest) -> Path:
 
 def write_snapshot(snapshot: pl.DataFrame, out_dir: Path, info: SourceInfo) -> tuple[SourceInfo, Path]:
     temp = out_dir / f".{SNAPSHOT}.tmp"
-    snapshot.write_parquet(temp)
-    digest, size, _ = file_sha256(temp)
+    try:
+        snapshot.write_parquet(temp)
+        digest, size, _ = file_sha256(temp)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     return info.model_copy(update={"sha256": digest, "bytes": size, "snapshot": SNAPSHOT}), temp
 
 
@@ -421,8 +431,12 @@ def write_requests(
         *[pl.col(name).cast(pl.String) for name in spill.extra],
     )
     temp = path.with_name(f".{path.name}.tmp")
-    lf.sink_parquet(temp, row_group_size=100_000, maintain_order=True)
-    digest, _, _ = file_sha256(temp)
+    try:
+        lf.sink_parquet(temp, row_group_size=100_000, maintain_order=True)
+        digest, _, _ = file_sha256(temp)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     return RequestsInfo(file=path.name, sha256=digest, rows=spill.units), temp
 
 

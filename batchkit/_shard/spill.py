@@ -23,6 +23,7 @@ from typing import BinaryIO, Final
 import polars as pl
 
 from .._errors import InputError
+from .._files import writing
 
 __all__ = ["Spill"]
 
@@ -88,7 +89,8 @@ class Spill:
         layout: Sequence[int] = (),
         extra: Sequence[str] = (),
     ) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix=".batchkit-build-", dir=out_dir))
+        with writing(out_dir):
+            self.dir = Path(tempfile.mkdtemp(prefix=".batchkit-build-", dir=out_dir))
         self.out_dir = out_dir
         self.name = name
         self.layout = list(layout)
@@ -130,10 +132,8 @@ class Spill:
     def _check(self) -> None:
         if self._failure is not None:
             failure, self._failure = self._failure, None
-            if isinstance(failure, OSError):
-                msg = f"cannot write to {self.out_dir}: {failure.strerror or failure}"
-                raise InputError(msg, path=self.out_dir) from failure
-            raise failure
+            with writing(self.out_dir):
+                raise failure
 
     def close(self) -> None:
         """Wait for every write, then close the files."""
@@ -197,7 +197,8 @@ class Spill:
         )
         path = self.dir / f"prov-{len(self.prov_files):06d}.arrow"
         self.prov_files.append(path)
-        prov.write_ipc(path, compression="lz4")  # compressed: read back in batches, never mapped
+        with writing(self.out_dir):
+            prov.write_ipc(path, compression="lz4")  # compressed: read back in batches, never mapped
         self.units += height
         self.spilled += good.height
         statuses = frame.get_column("status")

@@ -1,33 +1,40 @@
-"""Shards: write a build's shards from its spill, and re-shard an existing JSONL.
+"""Shards: write a build's shards from its spill, with everything else a finished build directory holds.
 
 A build never holds all of its lines in memory: a :class:`batchkit._shard.spill.Spill` appends them to temporary
 files in the output directory (with their sizes, and one provenance file per chunk), then :func:`finish`
 plans the shards (:func:`batchkit._shard.plan.plan_shards`) and copies byte ranges into the shard files, writes
-``requests.parquet``, ``report.json`` and last ``manifest.json``. :func:`shard_file` does the same for the
-lines of an existing batch JSONL.
+``requests.parquet``, ``findings.ndjson``, ``report.json`` and ``manifest.json``.
+
+Nothing is half-written: every file is written under a temporary name first, the manifest too, and only
+when all of them are on disk is the earlier build removed and are they renamed into place, the manifest last.
+A build that fails on the way (a full disk, a lost permission, Ctrl-C) removes its temporary files, leaves
+the earlier build as it was, and says why in one :class:`InputError` (:func:`writing`).
+:func:`batchkit._shard.reshard.shard_file` does the same for the lines of an existing batch JSONL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import orjson
 import polars as pl
 
 from .._errors import InputError
-from .._files import atomic_write, file_sha256, make_durable
-from .._report import Finding, Report, ValidationFailed
+from .._files import atomic_write, deferred_interrupts, describe_oserror, make_durable, sync_dir, writing
+from .._report import Report, ValidationFailed
 from .._version import __version__
-from .._wire.limits import DEFAULT_LIMITS, Limits
+from .._wire.limits import Limits
 from .builddir import (
+    FINDINGS,
     HELD,
     JOURNAL,
     LENGTHS,
@@ -44,26 +51,21 @@ from .builddir import (
     ShardInfo,
     SourceInfo,
     UnshardedInfo,
-    write_manifest,
+    load_manifest,
     write_requests,
     write_snapshot,
 )
 from .plan import plan_shards
 from .spill import Spill
 
-__all__ = [
-    "BuildResult",
-    "shard_file",
-]
+__all__ = ["BuildResult", "fail_build", "finish", "prepare_out_dir", "safe_name", "start_report"]
 
 log = logging.getLogger("batchkit")
 
-#: Whole-file findings that re-serializing fixes: reported as warnings by ``shard``, never blocking.
-_FIXED_BY_SHARD: Final = {
-    "utf8-bom": "the shards are written without it",
-    "crlf-line-endings": "the shards are written with LF",
-    "blank-line": "it was skipped",
-}
+#: The longest shard-name stem: a shard's file name stays far below any file system's 255 bytes.
+MAX_NAME: Final = 100
+#: Temporary files of a build that a killed build may have left behind: removed before the next one.
+_STALE: Final = re.compile(r"^\..+\.(tmp|spill)$")
 
 Progress = Callable[[int, int | None], None]
 
@@ -96,28 +98,52 @@ def prepare_out_dir(out_dir: str | Path, *, force: bool) -> Path:
         raise InputError(msg, path=folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".batchkit-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
-        msg = f"cannot create {folder}: {exc.strerror or exc}"
-        raise InputError(msg, path=folder) from exc
-    for stale in folder.glob(".batchkit-build-*"):  # left behind by a build that was killed
-        shutil.rmtree(stale, ignore_errors=True)
+        msg = f"cannot write into {folder}: {describe_oserror(exc)}; choose another --out or fix its permissions"
+        raise InputError(msg, path=folder) from None
+    for stale in folder.iterdir():  # left behind by a build that was killed
+        if stale.name.startswith(".batchkit-build-"):
+            shutil.rmtree(stale, ignore_errors=True)
+        elif _STALE.match(stale.name) and stale.is_file():
+            stale.unlink(missing_ok=True)
     return folder
 
 
 def safe_name(name: str) -> str:
-    """A shard-name stem of ``[A-Za-z0-9_-]``: ``"Q3 campaign.v2"`` → ``"Q3_campaign_v2"``."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "batch"
+    """A shard-name stem of ``[A-Za-z0-9_-]``, at most :data:`MAX_NAME` long: ``"Q3 campaign.v2"`` →
+    ``"Q3_campaign_v2"``."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:MAX_NAME].strip("_") or "batch"
 
 
 def clear_previous(out_dir: Path, name: str, *, keep: Sequence[str] = ()) -> None:
-    """Remove the manifest and outputs of an earlier build of ``name`` (keeping the files in ``keep``)."""
+    """Remove the manifest and outputs of an earlier build, whatever its name (keeping the files in ``keep``).
+
+    The earlier build's own manifest says which shards are its own; shards named like ``name``'s are removed
+    too, and so are the temporary files of a build of ``name``.
+    """
+    names = {name}
+    listed: set[str] = set()
+    with contextlib.suppress(InputError):
+        earlier = load_manifest(out_dir)
+        names.add(earlier.name)
+        listed = {shard.file for shard in earlier.shards}
+        if earlier.unsharded is not None:
+            listed.add(earlier.unsharded.file)
     (out_dir / MANIFEST).unlink(missing_ok=True)
-    pattern = re.compile(rf"^\.?{re.escape(name)}-\d{{4,}}\.jsonl(\.tmp|\.spill)?$")
+    patterns = [re.compile(rf"^\.?{re.escape(n)}-\d{{4,}}\.jsonl(\.tmp|\.spill)?$") for n in names]
+    outputs = {REQUESTS, SNAPSHOT, HELD, REALTIME, REPORT, FINDINGS, MEDIA, LENGTHS, REUSED}
     for path in out_dir.iterdir():
-        if path.name in keep:
+        if path.name in keep or "/" in path.name:
             continue
-        outputs = (REQUESTS, SNAPSHOT, HELD, REALTIME, MEDIA, LENGTHS, REUSED)
-        if pattern.match(path.name) or path.name in outputs or _EXTRA_SNAPSHOT.match(path.name):
+        if (
+            path.name in listed
+            or path.name in outputs
+            or any(p.match(path.name) for p in patterns)
+            or _EXTRA_SNAPSHOT.match(path.name)
+        ):
             path.unlink(missing_ok=True)
 
 
@@ -130,8 +156,36 @@ def snapshot_name(index: int) -> str:
     return SNAPSHOT if index == 0 else f"source-{index + 1}.parquet"
 
 
+def start_report(out_dir: Path, limits: Limits) -> Report:
+    """The report of a build into ``out_dir``: it streams every finding to ``findings.ndjson`` (under a
+    temporary name until the build ends)."""
+    report = Report(limits=limits)
+    with writing(out_dir):
+        report.stream_to(out_dir / FINDINGS)
+    return report
+
+
+def _report_bytes(report: Report) -> bytes:
+    """``report.json``: the report with its retained findings, naming ``findings.ndjson`` for all of them."""
+    named = report.model_copy(update={"findings_file": FINDINGS if report.findings_file else None})
+    return named.to_json().encode() + b"\n"
+
+
 def write_report(out_dir: Path, report: Report) -> None:
-    atomic_write(out_dir / REPORT, report.to_json().encode() + b"\n")
+    """Complete ``findings.ndjson`` and write ``report.json`` (a build that stops with findings)."""
+    with writing(out_dir):
+        report.close()
+        atomic_write(out_dir / REPORT, _report_bytes(report))
+
+
+def fail_build(
+    out_dir: Path, name: str, report: Report, *, invalid_units: dict[str, int] | None = None
+) -> ValidationFailed:
+    """A build stopped by its findings: the earlier build is removed, the report written; raise the result."""
+    with writing(out_dir):
+        clear_previous(out_dir, name)
+    write_report(out_dir, report)
+    return ValidationFailed(report, invalid_units=invalid_units)
 
 
 def finish(
@@ -188,57 +242,41 @@ def finish(
     try:
         plan = plan_shards(sizes, limits)
     except ValidationFailed as exc:
-        for finding in exc.report.findings:
+        for finding in exc.report.iter_findings():
             report.add(finding.model_copy(update={"source": sources[0].name}))
-        clear_previous(out_dir, name)
-        write_report(out_dir, report)
-        raise ValidationFailed(report) from None
-    clear_previous(out_dir, name, keep=spill.provisional)
+        raise fail_build(out_dir, name, report) from None
     # everything is written to temporary names first, made durable at once, then renamed into place
     temps: list[tuple[Path, Path]] = []
-    if snapshot is not None:
-        info, temp = write_snapshot(snapshot, out_dir, sources[0])
-        sources = [info, *sources[1:]]
-        temps.append((temp, out_dir / SNAPSHOT))
-    temps.extend(_copy_files(copies, out_dir))
-    direct = _as_planned(spill, plan, excluded)
-    if direct:
-        shards, shard_temps = _provisional_shards(spill, name)
-    else:
-        shards, shard_temps = _write_shards(spill, plan, sorted(excluded), out_dir, name)
-    temps.extend(shard_temps)
-    requests, temp = write_requests(
-        spill, plan, sorted(excluded), updates, out_dir / REQUESTS, as_planned=direct
-    )
-    temps.append((temp, out_dir / REQUESTS))
-    spill.discard()
-    make_durable([temp for temp, _ in temps])
-    for temp, final in temps:
-        os.replace(temp, final)
-    written = {s.file for s in shards}
-    pattern = re.compile(rf"^{re.escape(name)}-\d{{4,}}\.jsonl$")
-    for path in out_dir.iterdir():
-        if pattern.match(path.name) and path.name not in written:
-            path.unlink(missing_ok=True)
-    total = sum(s.bytes for s in shards)
-    requested = sum(s.records for s in shards)
-    reused = _reused(updates)
-    counts = BuildCounts(
-        rows=rows,
-        units=spill.units,
-        requests=requested,
-        invalid=spill.units - requested - spill.skipped - spill.filtered - (reused or 0),
-        shards=len(shards),
-        bytes=total,
-        skipped=spill.skipped,
-        filtered=spill.filtered,
-        reused=reused,
-    )
-    manifest = _conclude(
-        out_dir,
-        report,
-        files=len(shards),
-        manifest=Manifest(
+    with writing(out_dir), _removed_on_failure(temps):
+        if snapshot is not None:
+            info, temp = write_snapshot(snapshot, out_dir, sources[0])
+            sources = [info, *sources[1:]]
+            temps.append((temp, out_dir / SNAPSHOT))
+        _copy_files(copies, out_dir, temps)
+        direct = _as_planned(spill, plan, excluded)
+        if direct:
+            shards = _provisional_shards(spill, name, temps)
+        else:
+            shards = _write_shards(spill, plan, sorted(excluded), out_dir, name, temps)
+        requests, temp = write_requests(
+            spill, plan, sorted(excluded), updates, out_dir / REQUESTS, as_planned=direct
+        )
+        temps.append((temp, out_dir / REQUESTS))
+        spill.discard()
+        requested = sum(s.records for s in shards)
+        reused = _reused(updates)
+        counts = BuildCounts(
+            rows=rows,
+            units=spill.units,
+            requests=requested,
+            invalid=spill.units - requested - spill.skipped - spill.filtered - (reused or 0),
+            shards=len(shards),
+            bytes=sum(s.bytes for s in shards),
+            skipped=spill.skipped,
+            filtered=spill.filtered,
+            reused=reused,
+        )
+        manifest = Manifest(
             batchkit_version=__version__,
             name=name,
             limits=limits,
@@ -249,8 +287,8 @@ def finish(
             shards=shards,
             requests=requests,
             retry=retry,
-        ),
-    )
+        )
+        _settle(out_dir, name, report, manifest, temps, files=len(shards))
     log.info("wrote %d shard(s) of %d request(s) to %s", len(shards), counts.requests, out_dir)
     return BuildResult(
         report=report,
@@ -259,14 +297,6 @@ def finish(
         shards=[out_dir / s.file for s in shards],
         counts=counts,
     )
-
-
-def _reused(updates: pl.DataFrame | None) -> int | None:
-    """Units an update marks ``reused`` (``build --reuse``: not sent, an earlier outcome carried), if any."""
-    if updates is None or "status" not in updates.columns:
-        return None
-    count = int((updates.get_column("status") == "reused").sum())
-    return count or None
 
 
 def _finish_unsharded(
@@ -288,55 +318,50 @@ def _finish_unsharded(
 ) -> BuildResult:
     """:func:`finish` for a directory without shards: one lines file, ``requests.parquet``, the manifest."""
     file = HELD if mode == "held" else REALTIME
-    clear_previous(out_dir, name, keep=spill.provisional)
-    temps = _copy_files(copies, out_dir)
-    if snapshot is not None:
-        info, temp_snapshot = write_snapshot(snapshot, out_dir, sources[0])
-        sources = [info, *sources[1:]]
-        temps.append((temp_snapshot, out_dir / SNAPSHOT))
-    count = len(spill.sizes()) - len(excluded)
-    temp = out_dir / f".{file}.tmp"
-    digest = hashlib.sha256()
-    size = 0
-    with temp.open("wb") as out:
-        for runs in _runs([(0, count)], sorted(excluded)):
-            for first, last in runs:
-                begin, end = _offsets(spill, first, last)
-                for block in spill.read(begin, end):
-                    digest.update(block)
-                    out.write(block)
-                    size += len(block)
-    requests, requests_temp = write_requests(
-        spill,
-        [],
-        sorted(excluded),
-        updates,
-        out_dir / REQUESTS,
-        as_planned=False,
-        unsharded_status="held" if mode == "held" else "ok",
-    )
-    spill.discard()
-    temps += [(temp, out_dir / file), (requests_temp, out_dir / REQUESTS)]
-    make_durable([t for t, _ in temps])
-    for t, final in temps:
-        os.replace(t, final)
-    reused = _reused(updates)
-    counts = BuildCounts(
-        rows=rows,
-        units=spill.units,
-        requests=count,
-        invalid=spill.units - count - spill.skipped - spill.filtered - (reused or 0),
-        shards=0,
-        bytes=size,
-        skipped=spill.skipped,
-        filtered=spill.filtered,
-        reused=reused,
-    )
-    manifest = _conclude(
-        out_dir,
-        report,
-        files=1,
-        manifest=Manifest(
+    temps: list[tuple[Path, Path]] = []
+    with writing(out_dir), _removed_on_failure(temps):
+        _copy_files(copies, out_dir, temps)
+        if snapshot is not None:
+            info, temp_snapshot = write_snapshot(snapshot, out_dir, sources[0])
+            sources = [info, *sources[1:]]
+            temps.append((temp_snapshot, out_dir / SNAPSHOT))
+        count = len(spill.sizes()) - len(excluded)
+        temp = out_dir / f".{file}.tmp"
+        temps.append((temp, out_dir / file))
+        digest = hashlib.sha256()
+        size = 0
+        with temp.open("wb") as out:
+            for runs in _runs([(0, count)], sorted(excluded)):
+                for first, last in runs:
+                    begin, end = _offsets(spill, first, last)
+                    for block in spill.read(begin, end):
+                        digest.update(block)
+                        out.write(block)
+                        size += len(block)
+        requests, requests_temp = write_requests(
+            spill,
+            [],
+            sorted(excluded),
+            updates,
+            out_dir / REQUESTS,
+            as_planned=False,
+            unsharded_status="held" if mode == "held" else "ok",
+        )
+        temps.append((requests_temp, out_dir / REQUESTS))
+        spill.discard()
+        reused = _reused(updates)
+        counts = BuildCounts(
+            rows=rows,
+            units=spill.units,
+            requests=count,
+            invalid=spill.units - count - spill.skipped - spill.filtered - (reused or 0),
+            shards=0,
+            bytes=size,
+            skipped=spill.skipped,
+            filtered=spill.filtered,
+            reused=reused,
+        )
+        manifest = Manifest(
             batchkit_version=__version__,
             name=name,
             limits=limits,
@@ -350,33 +375,82 @@ def _finish_unsharded(
                 mode=mode, file=file, records=count, bytes=size, sha256=digest.hexdigest()
             ),
             retry=retry,
-        ),
-    )
+        )
+        _settle(out_dir, name, report, manifest, temps, files=1)
     log.info("wrote %d %s request(s) to %s", count, mode, out_dir / file)
     return BuildResult(report=report, manifest=manifest, out_dir=out_dir, shards=[], counts=counts)
 
 
-def _conclude(out_dir: Path, report: Report, *, files: int, manifest: Manifest) -> Manifest:
-    """The last steps of every build: ``report.json``, then ``manifest.json`` (which marks it finished)."""
+def _reused(updates: pl.DataFrame | None) -> int | None:
+    """Units an update marks ``reused`` (``build --reuse``: not sent, an earlier outcome carried), if any."""
+    if updates is None or "status" not in updates.columns:
+        return None
+    count = int((updates.get_column("status") == "reused").sum())
+    return count or None
+
+
+@contextlib.contextmanager
+def _removed_on_failure(temps: list[tuple[Path, Path]]) -> Iterator[None]:
+    """Remove every temporary file of ``temps`` (those not renamed yet) when the block fails."""
+    try:
+        yield
+    except BaseException:
+        for temp, _ in temps:
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
+        raise
+
+
+def _write_temp(final: Path, data: bytes) -> Path:
+    temp = final.with_name(f".{final.name}.tmp")
+    try:
+        with temp.open("wb") as handle:
+            handle.write(data)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def _settle(
+    out_dir: Path, name: str, report: Report, manifest: Manifest, temps: list[tuple[Path, Path]], *, files: int
+) -> None:
+    """The last steps of every build: ``report.json`` and ``manifest.json`` join the other temporary files,
+    all are made durable, the earlier build is removed, then everything is renamed into place, the findings
+    and the report next to last and the manifest (which marks the build finished) last."""
     report.stats.files = files
     report.stats.bytes = manifest.counts.bytes
-    write_report(out_dir, report)
-    write_manifest(out_dir, manifest)
-    return manifest
+    temps.append((_write_temp(out_dir / REPORT, _report_bytes(report)), out_dir / REPORT))
+    temps.append((_write_temp(out_dir / MANIFEST, manifest.to_bytes()), out_dir / MANIFEST))
+    make_durable([temp for temp, _ in temps])
+    with deferred_interrupts():  # all of it or nothing: a Ctrl-C waits for the manifest
+        clear_previous(out_dir, name, keep=[temp.name for temp, _ in temps])
+        *others, (report_temp, report_final), (manifest_temp, manifest_final) = temps
+        for temp, final in others:
+            os.replace(temp, final)
+        report.close()
+        os.replace(report_temp, report_final)
+        os.replace(manifest_temp, manifest_final)
+        sync_dir(out_dir)
+    manifest._bind(out_dir)
+    written = {s.file for s in manifest.shards}
+    pattern = re.compile(rf"^{re.escape(name)}-\d{{4,}}\.jsonl$")
+    for path in out_dir.iterdir():
+        if pattern.match(path.name) and path.name not in written:
+            path.unlink(missing_ok=True)
 
 
-def _copy_files(copies: Sequence[tuple[Path, str]], out_dir: Path) -> list[tuple[Path, Path]]:
-    """Copy each ``(file, name)`` to a temporary name in ``out_dir``; the ``(temp, final)`` pairs."""
-    temps: list[tuple[Path, Path]] = []
+def _copy_files(copies: Sequence[tuple[Path, str]], out_dir: Path, temps: list[tuple[Path, Path]]) -> None:
+    """Copy each ``(file, name)`` to a temporary name in ``out_dir``, adding the ``(temp, final)`` pairs to
+    ``temps`` (before writing, so a failed copy is cleaned up too)."""
     for source, name in copies:
         temp = out_dir / f".{name}.tmp"
+        temps.append((temp, out_dir / name))
         try:
             shutil.copyfile(source, temp)
         except OSError as exc:
-            msg = f"cannot copy {source} into {out_dir}: {exc.strerror or exc}"
-            raise InputError(msg, path=source) from exc
-        temps.append((temp, out_dir / name))
-    return temps
+            msg = f"cannot copy {source} into {out_dir}: {describe_oserror(exc)}"
+            raise InputError(msg, path=source) from None
 
 
 def _offsets(spill: Spill, first: int, last: int) -> tuple[int, int]:
@@ -419,7 +493,7 @@ def _as_planned(spill: Spill, plan: list[tuple[int, int]], excluded: Sequence[in
     )
 
 
-def _provisional_shards(spill: Spill, name: str) -> tuple[list[ShardInfo], list[tuple[Path, Path]]]:
+def _provisional_shards(spill: Spill, name: str, temps: list[tuple[Path, Path]]) -> list[ShardInfo]:
     spill.close()
     starts, ends = [], []
     position = 0
@@ -429,7 +503,7 @@ def _provisional_shards(spill: Spill, name: str) -> tuple[list[ShardInfo], list[
         ends.append(position - 1)
     ids = _request_ids(spill, starts + ends)
     adopted, spill.segments = spill.segments, []  # the files become shards: the spill must not remove them
-    shards, temps = [], []
+    shards = []
     for number, (segment, first, last) in enumerate(zip(adopted, starts, ends, strict=True), 1):
         file = f"{name}-{number:04d}.jsonl"
         temps.append((segment.path, spill.out_dir / file))
@@ -443,7 +517,7 @@ def _provisional_shards(spill: Spill, name: str) -> tuple[list[ShardInfo], list[
                 last_request_id=ids[last],
             )
         )
-    return shards, temps
+    return shards
 
 
 def _request_ids(spill: Spill, positions: Sequence[int]) -> dict[int, str]:
@@ -453,8 +527,13 @@ def _request_ids(spill: Spill, positions: Sequence[int]) -> dict[int, str]:
 
 
 def _write_shards(
-    spill: Spill, plan: list[tuple[int, int]], excluded: list[int], out_dir: Path, name: str
-) -> tuple[list[ShardInfo], list[tuple[Path, Path]]]:
+    spill: Spill,
+    plan: list[tuple[int, int]],
+    excluded: list[int],
+    out_dir: Path,
+    name: str,
+    temps: list[tuple[Path, Path]],
+) -> list[ShardInfo]:
     spill.close()
     all_runs = list(_runs(plan, excluded))
     bounds = sorted({i for runs in all_runs for run in runs for i in run})
@@ -462,10 +541,10 @@ def _write_shards(
     offsets = dict(zip(bounds, prefix.gather(bounds).to_list(), strict=True))
     ids = _request_ids(spill, [runs[0][0] for runs in all_runs] + [runs[-1][1] - 1 for runs in all_runs])
     shards: list[ShardInfo] = []
-    temps: list[tuple[Path, Path]] = []
     for number, runs in enumerate(all_runs, 1):
         file = f"{name}-{number:04d}.jsonl"
         temp = out_dir / f".{file}.tmp"
+        temps.append((temp, out_dir / file))
         digest = hashlib.sha256()
         size = 0
         with temp.open("wb") as out:
@@ -474,7 +553,6 @@ def _write_shards(
                     digest.update(block)
                     out.write(block)
                     size += len(block)
-        temps.append((temp, out_dir / file))
         shards.append(
             ShardInfo(
                 file=file,
@@ -485,126 +563,4 @@ def _write_shards(
                 last_request_id=ids[runs[-1][1] - 1],
             )
         )
-    return shards, temps
-
-
-# -- re-sharding an existing JSONL ---------------------------------------------------------------------------
-
-
-def shard_file(
-    jsonl_path: str | Path,
-    out_dir: str | Path,
-    *,
-    name: str | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    skip_invalid: bool = False,
-    force: bool = False,
-    progress: Progress | None = None,
-    chunk_lines: int = 100_000,
-) -> BuildResult:
-    """Validate an existing batch JSONL and re-shard it into a build directory (balanced, canonical).
-
-    Invalid lines are findings by file and line; by default they fail the run (``report.json`` is written,
-    no shard), with ``skip_invalid=True`` the valid lines are sharded and the rest reported.
-    ``requests.parquet`` rows refer to the input: ``row`` is the record number, ``source_line`` the line.
-    """
-    from .._validate.validate import validate_lines
-
-    path = Path(jsonl_path)
-    if not path.is_file():
-        msg = f"no such file: {path}" if not path.exists() else f"{path} is not a file"
-        raise InputError(msg, path=path)
-    folder = prepare_out_dir(out_dir, force=force)
-    stem = safe_name(name or path.stem)
-    try:
-        with path.open("rb") as handle:
-            checked = validate_lines(handle, file=str(path), limits=limits, file_checks=False)
-        digest, size, _ = file_sha256(path)
-    except OSError as exc:
-        msg = f"cannot read {path}: {exc.strerror or exc}"
-        raise InputError(msg, path=path) from exc
-    report = Report(limits=limits)
-    bad: dict[int, Finding] = {}
-    for finding in checked.findings:
-        if finding.code in _FIXED_BY_SHARD:
-            finding = finding.model_copy(
-                update={
-                    "severity": "warning",
-                    "message": f"{finding.message} ({_FIXED_BY_SHARD[finding.code]})",
-                }
-            )
-        elif finding.severity == "error" and finding.line is not None:
-            bad.setdefault(finding.line, finding)
-        report.add(finding)
-    report.stats.lines = checked.stats.lines
-    report.stats.records = checked.stats.records
-    if bad and not skip_invalid:
-        clear_previous(folder, stem)
-        write_report(folder, report)
-        raise ValidationFailed(report)
-    source = SourceInfo(
-        name=path.name,
-        path=str(path.resolve()),
-        format="jsonl",
-        sha256=digest,
-        bytes=size,
-        rows=checked.stats.records,
-    )
-    with Spill(folder) as spill:
-        records = 0
-        batch: list[tuple[Any, ...]] = []
-        with path.open("rb") as handle:
-            for lineno, raw in enumerate(handle, 1):
-                text = raw.rstrip(b"\r\n")
-                if lineno == 1:
-                    text = text.removeprefix(b"\xef\xbb\xbf")
-                if not text.strip():
-                    continue
-                records += 1
-                batch.append(_shard_record(text, lineno, records, bad.get(lineno)))
-                if len(batch) >= chunk_lines:
-                    spill.add(_record_frame(batch))
-                    batch = []
-                    if progress is not None:
-                        progress(records, checked.stats.records)
-        if batch:
-            spill.add(_record_frame(batch))
-        spill.close()
-        if progress is not None:
-            progress(records, checked.stats.records)
-        report.stats.valid_records = spill.spilled
-        return finish(
-            spill,
-            out_dir=folder,
-            name=stem,
-            limits=limits,
-            report=report,
-            sources=[source],
-            mapping=None,
-            rows=records,
-        )
-
-
-def _shard_record(text: bytes, lineno: int, record: int, finding: Finding | None) -> tuple[Any, ...]:
-    if finding is not None:
-        return (finding.request_id, record, lineno, "invalid", finding.code, finding.message, None, False)
-    obj = orjson.loads(text)
-    rid = obj["request_id"]
-    return (rid, record, lineno, "ok", None, None, orjson.dumps(obj).decode(), True)
-
-
-def _record_frame(batch: list[tuple[Any, ...]]) -> pl.DataFrame:
-    return pl.DataFrame(
-        batch,
-        schema={
-            "request_id": pl.String,
-            "row": pl.Int64,
-            "source_line": pl.Int64,
-            "status": pl.String,
-            "code": pl.String,
-            "message": pl.String,
-            "line": pl.String,
-            "usable": pl.Boolean,
-        },
-        orient="row",
-    )
+    return shards

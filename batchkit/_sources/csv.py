@@ -22,22 +22,27 @@ from typing import Any, BinaryIO, Final
 import polars as pl
 
 from .._errors import InputError
+from .._files import open_input
 from .encoding import BLOCK, utf8_copy
 
 __all__ = ["EXTRA", "csv_parts", "first_line", "read_header", "show_delimiter"]
 
 EXTRA: Final = "\x00extra"  # catches fields beyond the header's width
 _SNIFF_BYTES: Final = 64 * 1024
+#: The longest header read (a 10,000-column export is a few hundred KB).
+MAX_HEADER_BYTES: Final = 16 << 20
+#: The longest record read: longer means an unclosed quote, or not a CSV file at all.
+MAX_RECORD_BYTES: Final = 256 << 20
 _DELIMITERS: Final = ",;\t|"
 
 
 def read_header(path: Path, fmt: str, delimiter: str | None, encoding: str) -> tuple[str, list[str], int]:
     """The delimiter (``delimiter``, or tab for TSV, or sniffed), the header's cells, and how many lines the
-    header spans. Raises :class:`InputError` when the header is unreadable or blank."""
-    with path.open("rb") as handle:
-        head = handle.read(_SNIFF_BYTES)
+    header spans. The header is read to its end, however long (up to :data:`MAX_HEADER_BYTES`). Raises
+    :class:`InputError` when the header is unreadable, blank or longer than that."""
+    head, whole = _head(path)
     text = head.decode(encoding, errors="replace")
-    if len(head) == _SNIFF_BYTES:
+    if not whole:
         text = text[:-4]  # a character may be cut at the end of the sample
     text = text.removeprefix("\ufeff")
     if delimiter is None:
@@ -54,6 +59,39 @@ def read_header(path: Path, fmt: str, delimiter: str | None, encoding: str) -> t
         msg = f"{path.name} has no header row: its first line is blank; the first line must name the columns"
         raise InputError(msg, path=path, line=1)
     return delimiter, header, reader.line_num
+
+
+def _head(path: Path) -> tuple[bytes, bool]:
+    """The start of the file up to the end of its first record (a newline outside quotes), at least
+    :data:`_SNIFF_BYTES` of it; and whether that is the whole file."""
+    with open_input(path, what="source") as handle:
+        head = handle.read(_SNIFF_BYTES)
+        while not _first_record_ends(head):
+            more = handle.read(_SNIFF_BYTES)
+            if not more:
+                return head, True
+            head += more
+            if len(head) > MAX_HEADER_BYTES:
+                msg = (
+                    f"the header of {path.name} is longer than {MAX_HEADER_BYTES:,} bytes (no end of line found); "
+                    "is it a CSV file?"
+                )
+                raise InputError(msg, path=path, line=1)
+        return head, len(head) < _SNIFF_BYTES
+
+
+def _first_record_ends(data: bytes) -> bool:
+    """Whether ``data`` holds a line ending outside quotes (``"`` counted from the start)."""
+    quotes = 0
+    start = 0
+    while True:
+        end = min((i for i in (data.find(b"\n", start), data.find(b"\r", start)) if i >= 0), default=-1)
+        if end < 0:
+            return False
+        quotes += data.count(b'"', start, end)
+        if quotes % 2 == 0:
+            return True
+        start = end + 1
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -92,6 +130,7 @@ def csv_parts(
     encoding: str,
     header_lines: int,
     size: int,
+    cr_lines: bool = False,
 ) -> Iterator[tuple[pl.DataFrame, pl.Series]]:
     """The records in order, at most ``size`` at a time: each part holds ``columns`` plus :data:`EXTRA`,
     with the (1-based, physical) line each of its records starts on.
@@ -103,8 +142,8 @@ def csv_parts(
     schema: dict[str, Any] = dict.fromkeys(columns, pl.String)
     schema[EXTRA] = pl.String
     line = header_lines + 1
-    with utf8_copy(path, encoding) as utf8, utf8.open("rb") as handle:
-        for number, block in enumerate(_record_blocks(handle, max(BLOCK, size * 256))):
+    with utf8_copy(path, encoding, cr_lines=cr_lines) as utf8, utf8.open("rb") as handle:
+        for number, block in enumerate(_record_blocks(handle, max(BLOCK, size * 256), name, line)):
             try:
                 frame = pl.scan_csv(
                     block,
@@ -166,12 +205,14 @@ def _malformed(block: bytes, first: int, delimiter: str, exc: Exception) -> tupl
     return first, first_line(exc)
 
 
-def _record_blocks(handle: BinaryIO, size: int) -> Iterator[bytes]:
+def _record_blocks(handle: BinaryIO, size: int, name: str = "the file", first_line: int = 1) -> Iterator[bytes]:
     """The file in blocks of about ``size`` bytes, each ending after a record (a newline outside quotes).
 
-    A newline ends a record when the number of ``"`` before it is even (quoted quotes come in pairs).
+    A newline ends a record when the number of ``"`` before it is even (quoted quotes come in pairs). A record
+    longer than :data:`MAX_RECORD_BYTES` is an :class:`InputError` (it is never held whole).
     """
     pending = b""
+    lines = first_line
     while True:
         data = handle.read(size)
         buffer = pending + data if pending else data
@@ -187,7 +228,14 @@ def _record_blocks(handle: BinaryIO, size: int) -> Iterator[bytes]:
             cut = previous
         if cut < 0:
             pending = buffer  # one record longer than the block: read on
+            if len(pending) > MAX_RECORD_BYTES:
+                msg = (
+                    f"{name}:{lines}: a record longer than {MAX_RECORD_BYTES:,} bytes; a quote that is never "
+                    'closed? Quote values that hold quotes or newlines, and double quotes inside them ("")'
+                )
+                raise InputError(msg, line=lines)
             continue
+        lines += buffer.count(b"\n", 0, cut + 1)
         yield buffer[: cut + 1]
         pending = buffer[cut + 1 :]
 

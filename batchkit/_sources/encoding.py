@@ -18,10 +18,24 @@ from typing import Final
 from .._errors import InputError
 from .._report import Finding
 
-__all__ = ["BLOCK", "encoding_note", "guess_encoding", "utf8_copy"]
+__all__ = ["BLOCK", "encoding_note", "guess_encoding", "text_encoding", "utf8_copy"]
 
 #: Bytes read at a time when a source file is streamed.
 BLOCK: Final = 1 << 20
+
+
+def text_encoding(name: str, path: Path | None = None) -> str:
+    """The canonical name of a text encoding given by the user; :class:`InputError` for an unknown one, or one
+    that does not decode bytes to text (``rot13``, ``base64``, ``zip``)."""
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):
+        kind = "unknown encoding" if info is None else "not a text encoding"
+        msg = f"{kind} {name!r}; try utf-8, cp1252, latin-1 or utf-16"
+        raise InputError(msg, path=path)
+    return info.name
 
 
 def guess_encoding(path: Path, bad: tuple[int, int]) -> str:
@@ -53,17 +67,23 @@ def encoding_note(name: str, bad: tuple[int, int], encoding: str) -> Finding:
 
 
 class utf8_copy:
-    """The path itself for UTF-8 files; otherwise a temporary UTF-8 copy, removed on exit."""
+    """The path itself for UTF-8 files with LF (or CR LF) line endings; otherwise a temporary UTF-8 copy with
+    LF line endings (``cr_lines``: the file ends its lines with CR alone), removed on exit."""
 
-    def __init__(self, path: Path, encoding: str) -> None:
+    def __init__(self, path: Path, encoding: str, *, cr_lines: bool = False) -> None:
         self.path = path
         self.encoding = encoding
+        self.cr_lines = cr_lines
         self.temp: Path | None = None
 
     def __enter__(self) -> Path:
-        if self.encoding in ("utf-8", "utf-8-sig"):
+        if self.encoding in ("utf-8", "utf-8-sig") and not self.cr_lines:
             return self.path
-        fd, name = tempfile.mkstemp(prefix="batchkit-", suffix=self.path.suffix)
+        try:
+            fd, name = tempfile.mkstemp(prefix="batchkit-", suffix=self.path.suffix)
+        except OSError as exc:
+            msg = f"cannot make a UTF-8 copy of {self.path.name} in the temporary directory: {exc.strerror or exc}"
+            raise InputError(msg, path=self.path) from exc
         self.temp = Path(name)
         try:
             with (
@@ -71,10 +91,14 @@ class utf8_copy:
                 self.path.open("r", encoding=self.encoding, newline="") as handle,
             ):
                 while text := handle.read(BLOCK):
-                    out.write(text.encode("utf-8"))
+                    out.write((text.replace("\r", "\n") if self.cr_lines else text).encode("utf-8"))
         except (UnicodeDecodeError, UnicodeError) as exc:
             self.temp.unlink(missing_ok=True)
             msg = f"cannot decode {self.path.name} as {self.encoding}: {exc}; pass another --encoding"
+            raise InputError(msg, path=self.path) from exc
+        except OSError as exc:
+            self.temp.unlink(missing_ok=True)
+            msg = f"cannot make a UTF-8 copy of {self.path.name} in the temporary directory: {exc.strerror or exc}"
             raise InputError(msg, path=self.path) from exc
         return self.temp
 

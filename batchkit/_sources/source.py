@@ -27,14 +27,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
 import polars as pl
 
 from .._errors import InputError
+from .._files import describe_oserror, open_input
 from .._report import Finding
 from .csv import EXTRA, csv_parts, first_line, read_header, show_delimiter
-from .encoding import BLOCK, encoding_note, guess_encoding, utf8_copy
+from .encoding import BLOCK, encoding_note, guess_encoding, text_encoding, utf8_copy
+from .excel import choose_sheet, formula_cells
 from .frames import index_as_columns, parquet_ready
+from .ndjson import Record, ndjson_frame, ndjson_lines, ndjson_record
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -105,6 +107,8 @@ class Source:
         header_lines: int = 1,
         lines: int | None = None,
         findings: list[Finding] | None = None,
+        formulas: dict[str, dict[int, str]] | None = None,
+        cr_lines: bool = False,
     ) -> None:
         self.name = name
         self.format = format
@@ -117,6 +121,10 @@ class Source:
         self.delimiter = delimiter
         self.encoding = encoding
         self.findings: list[Finding] = findings or []
+        #: Cells holding a spreadsheet formula (``.xlsx``): column → data row → the formula.
+        self.formulas: dict[str, dict[int, str]] = formulas or {}
+        #: The file ends its lines with CR alone (classic Mac): it is read as if they were LF.
+        self.cr_lines = cr_lines
         self._frame = frame
         self._typed = typed
         self._header_lines = header_lines
@@ -246,6 +254,7 @@ class Source:
             encoding=self.encoding,
             header_lines=self._header_lines,
             size=size,
+            cr_lines=self.cr_lines,
         ):
             yield self._csv_part(part, row, starts, ragged)
             row += part.height
@@ -263,16 +272,16 @@ class Source:
     def _ndjson_chunks(self, size: int) -> Iterator[pl.DataFrame]:
         assert self.path is not None
         columns = self.columns
-        with utf8_copy(self.path, self.encoding) as path, path.open("rb") as handle:
-            batch: list[tuple[int, dict[str, str | None] | None, str | None, str | None]] = []
+        with utf8_copy(self.path, self.encoding, cr_lines=self.cr_lines) as path, path.open("rb") as handle:
+            batch: list[Record] = []
             row = 0
-            for row, raw in enumerate(handle, 1):
-                batch.append((row, *_ndjson_record(raw)))
+            for row, raw in enumerate(ndjson_lines(handle), 1):
+                batch.append((row, *ndjson_record(raw)))
                 if len(batch) >= size:
-                    yield _ndjson_frame(batch, columns)
+                    yield ndjson_frame(batch, columns, POSITION_COLUMNS)
                     batch = []
             if batch:
-                yield _ndjson_frame(batch, columns)
+                yield ndjson_frame(batch, columns, POSITION_COLUMNS)
 
 
 def read_source(
@@ -308,20 +317,19 @@ def read_source(
         msg = f"the delimiter must be one character, not {delimiter!r}"
         raise InputError(msg, path=path)
     if encoding is not None:
-        try:
-            encoding = codecs.lookup(encoding).name
-        except LookupError as exc:
-            msg = f"unknown encoding {encoding!r}; try utf-8, cp1252, latin-1 or utf-16"
-            raise InputError(msg, path=path) from exc
-    digest, size, bad, lines = _fingerprint(path, check_utf8=fmt in _TEXT)
+        encoding = text_encoding(encoding, path)
+    digest, size, bad, lines, head = _fingerprint(path, check_utf8=fmt in _TEXT)
     if encoding is not None:
         bad = None
     if size == 0:
         msg = f"{path.name} is empty (0 bytes): it has no header and no rows"
         raise InputError(msg, path=path)
+    if fmt in _TEXT:
+        _refuse_archives(path, head)
     common: dict[str, Any] = {"name": path.name, "format": fmt, "path": path.resolve(), "sha256": digest}
     common["size"] = size
-    common["lines"] = lines
+    common["lines"] = lines[0]
+    common["cr_lines"] = fmt in _TEXT and lines[1]
     if fmt in _EXCEL:
         return _open_excel(path, sheet, common)
     if fmt == "parquet":
@@ -364,20 +372,26 @@ def _format_of(path: Path, given: str | None) -> str:
     return found
 
 
-def _fingerprint(path: Path, *, check_utf8: bool) -> tuple[str, int, tuple[int, int] | None, int]:
-    """sha256, size, the offset and value of the first byte that is not UTF-8 (when asked), and the
-    number of lines (newlines, plus one for a last line without one)."""
+def _fingerprint(
+    path: Path, *, check_utf8: bool
+) -> tuple[str, int, tuple[int, int] | None, tuple[int, bool], bytes]:
+    """sha256, size, the offset and value of the first byte that is not UTF-8 (when asked), the number of
+    lines (newlines, plus one for a last line without one) and whether lines end with CR alone (a file without
+    LF but with CR), and the file's first bytes. Refuses anything but a regular file."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")() if check_utf8 else None
-    size = lines = 0
+    size = lines = returns = 0
     last = b"\n"
+    head = b""
     bad: tuple[int, int] | None = None
-    try:
-        with path.open("rb") as handle:
+    with open_input(path, what="source") as handle:
+        try:
             while block := handle.read(BLOCK):
+                head = head or block[:8]
                 digest.update(block)
                 if check_utf8:
                     lines += block.count(b"\n")
+                    returns += block.count(b"\r")
                     last = block[-1:]
                 if decoder is not None:
                     try:
@@ -386,15 +400,32 @@ def _fingerprint(path: Path, *, check_utf8: bool) -> tuple[str, int, tuple[int, 
                         bad = (size + exc.start, block[exc.start])
                         decoder = None
                 size += len(block)
-            if decoder is not None and size:
-                try:
-                    decoder.decode(b"", final=True)
-                except UnicodeDecodeError:
-                    bad = (size - 1, 0)
-    except OSError as exc:
-        msg = f"cannot read {path}: {exc.strerror or exc}"
-        raise InputError(msg, path=path) from exc
-    return digest.hexdigest(), size, bad, lines + (last != b"\n")
+        except OSError as exc:
+            msg = f"cannot read {path}: {describe_oserror(exc)}"
+            raise InputError(msg, path=path) from None
+    if decoder is not None and size:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            bad = (size - 1, 0)
+    cr_lines = lines == 0 and returns > 0
+    if cr_lines:
+        lines, last = returns, (b"\n" if last == b"\r" else last)
+    return digest.hexdigest(), size, bad, (lines + (last != b"\n"), cr_lines), head
+
+
+#: Archives named like text sources: (magic bytes, what the file is, what to do).
+_ARCHIVES: Final = (
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip)"),
+    (b"PK\x03\x04", "a ZIP archive (a workbook?)", "give it its own suffix (.xlsx) or pass --source-format xlsx"),
+)
+
+
+def _refuse_archives(path: Path, head: bytes) -> None:
+    for magic, what, fix in _ARCHIVES:
+        if head.startswith(magic):
+            msg = f"{path.name} is {what}, not text; {fix}"
+            raise InputError(msg, path=path)
 
 
 def _open_csv(
@@ -439,10 +470,10 @@ def _column_names(header: list[str], path: Path | None) -> list[str]:
 def _open_ndjson(path: Path, encoding: str, findings: list[Finding], common: dict[str, Any]) -> Source:
     columns: dict[str, None] = {}
     rows = 0
-    with utf8_copy(path, encoding) as utf8, utf8.open("rb") as handle:
-        for raw in handle:
+    with utf8_copy(path, encoding, cr_lines=common["cr_lines"]) as utf8, utf8.open("rb") as handle:
+        for raw in ndjson_lines(handle):
             rows += 1
-            record, _, _ = _ndjson_record(raw)
+            record, _, _ = ndjson_record(raw)
             if record:
                 columns.update(dict.fromkeys(record))
     names = _column_names(list(columns), path)
@@ -462,7 +493,7 @@ def _open_excel(path: Path, sheet: str | None, common: dict[str, Any]) -> Source
         msg = f"{path.name} has no sheets"
         raise InputError(msg, path=path)
     if sheet is None:
-        sheet = names[0]
+        sheet = choose_sheet(path, names, _visibility(reader, names))
     elif sheet not in names:
         listed = ", ".join(repr(n) for n in names)
         msg = f"{path.name} has no sheet {sheet!r}; its sheets are {listed}"
@@ -476,7 +507,26 @@ def _open_excel(path: Path, sheet: str | None, common: dict[str, Any]) -> Source
     frame = frame.rename(dict(zip(frame.columns, columns, strict=True))).select(
         pl.col(c).cast(pl.String) for c in columns
     )
-    return Source(columns=columns, sheet=sheet, rows=frame.height, frame=frame, **common)
+    formulas: dict[str, dict[int, str]] = {}
+    for (row, index), formula in (formula_cells(path, sheet) or {}).items():
+        if index < len(columns):
+            formulas.setdefault(columns[index], {})[row] = formula
+    return Source(
+        columns=columns, sheet=sheet, rows=frame.height, frame=frame, formulas=formulas, **common
+    )
+
+
+def _visibility(reader: Any, names: list[str]) -> dict[str, bool]:
+    """Which sheets are visible, for workbooks whose XML batchkit does not read itself (``.xls``, ``.ods``)."""
+    if len(names) == 1:
+        return {}
+    shown: dict[str, bool] = {}
+    for name in names:
+        try:
+            shown[name] = reader.load_sheet(name, n_rows=1).visible == "visible"
+        except Exception:  # a sheet calamine cannot open is not the one to choose
+            shown[name] = False
+    return shown
 
 
 def _open_parquet(path: Path, common: dict[str, Any]) -> Source:
@@ -565,48 +615,3 @@ def _empty_frame(columns: list[str]) -> pl.DataFrame:
     schema: dict[str, Any] = dict.fromkeys(columns, pl.String)
     schema.update({ROW: pl.Int64, SOURCE_LINE: pl.Int64, ISSUE: pl.String, ISSUE_MESSAGE: pl.String})
     return pl.DataFrame(schema=schema)
-
-
-def _ndjson_record(raw: bytes) -> tuple[dict[str, str | None] | None, str | None, str | None]:
-    """One NDJSON line → (values as strings, issue code, issue message); (None, None, None) when blank."""
-    if not raw.strip():
-        return None, None, None
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return None, "invalid-json", f"the line is not valid JSON: {exc}"
-    if not isinstance(obj, dict):
-        return None, "not-an-object", "the line is JSON but not an object; each line must be one JSON object"
-    return {str(k): _as_text(v) for k, v in obj.items()}, None, None
-
-
-def _as_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
-
-
-def _ndjson_frame(
-    batch: list[tuple[int, dict[str, str | None] | None, str | None, str | None]], columns: list[str]
-) -> pl.DataFrame:
-    data: dict[str, list[Any]] = {c: [] for c in columns}
-    rows: list[int] = []
-    issues: list[str | None] = []
-    messages: list[str | None] = []
-    for row, record, issue, message in batch:
-        values = record or {}
-        if record is None and issue is None:
-            continue  # a blank line
-        for c in columns:
-            data[c].append(values.get(c))
-        rows.append(row)
-        issues.append(issue)
-        messages.append(message)
-    schema: dict[str, Any] = dict.fromkeys(columns, pl.String)
-    frame = pl.DataFrame(data, schema=schema)
-    return frame.with_columns(
-        pl.Series(ROW, rows, dtype=pl.Int64),
-        pl.Series(SOURCE_LINE, rows, dtype=pl.Int64),
-        pl.Series(ISSUE, issues, dtype=pl.String),
-        pl.Series(ISSUE_MESSAGE, messages, dtype=pl.String),
-    )

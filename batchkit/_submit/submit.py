@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 from .._api.backoff import PollPolicy
-from .._api.client import Client, require_api_key
+from .._api.client import Client, given_or_default, require_api_key
 from .._errors import (
     APIConnectionError,
     APIError,
@@ -125,10 +125,6 @@ OnEvent = Callable[[SubmitEvent], None]
 OnProgress = Callable[[Sequence[ShardRecord]], None]
 
 
-def _client(client: Client | None) -> Client:
-    return client if client is not None else Client()
-
-
 def _manifest_shards(directory: Path) -> Manifest:
     manifest = load_manifest(directory)
     changed = verify_shards(directory)
@@ -168,41 +164,41 @@ def submit(
     """
     folder = Path(directory)
     manifest = _manifest_shards(folder)
-    api = _client(client)
-    require_api_key(api)
-    emit = on_event or (lambda _event: None)
-    if budget is not None and not dry_run:
-        from .._build.estimate import check_budget
+    with given_or_default(client) as api:
+        require_api_key(api)
+        emit = on_event or (lambda _event: None)
+        if budget is not None and not dry_run:
+            from .._build.estimate import check_budget
 
-        check_budget(folder, budget, client=api)
-    if manifest.unsharded is not None:
-        return _unsharded(folder, manifest, api, dry_run=dry_run, poll=poll)
-    with directory_lock(folder, "batchkit submit"):
-        if dry_run:
-            return _dry_run(folder, manifest, api, webhook_url, emit)
-        with open_journal(folder, client=api, create=True, rebind=rebind) as journal:
-            retired = journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in manifest.shards])
-            for file in retired:
-                emit(SubmitEvent("retired", file, None, "no longer in the manifest; its journal row is retired"))
-            try:
-                ctx = reconciler(folder, journal, api, policy)
-            except APIError as exc:
-                msg = f"{folder}: nothing was sent; the server could not be asked which it is ({exc})"
-                raise JournalError(msg) from exc
-            _settle_all(ctx, emit)
-            if force:
+            check_budget(folder, budget, client=api)
+        if manifest.unsharded is not None:
+            return _unsharded(folder, manifest, api, dry_run=dry_run, poll=poll)
+        with directory_lock(folder, "batchkit submit"):
+            if dry_run:
+                return _dry_run(folder, manifest, api, webhook_url, emit)
+            with open_journal(folder, client=api, create=True, rebind=rebind) as journal:
+                retired = journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in manifest.shards])
+                for file in retired:
+                    emit(SubmitEvent("retired", file, None, "no longer in the manifest; its journal row is retired"))
+                try:
+                    ctx = reconciler(folder, journal, api, policy)
+                except APIError as exc:
+                    msg = f"{folder}: nothing was sent; the server could not be asked which it is ({exc})"
+                    raise JournalError(msg) from exc
+                _settle_all(ctx, emit)
+                if force:
+                    for shard in journal.shards():
+                        if shard.state == "submitted":
+                            journal.supersede(shard.file, "resubmitted with --force")
+                sender = _Sender(ctx, webhook_url, emit, poll or PollPolicy())
                 for shard in journal.shards():
                     if shard.state == "submitted":
-                        journal.supersede(shard.file, "resubmitted with --force")
-            sender = _Sender(ctx, webhook_url, emit, poll or PollPolicy())
-            for shard in journal.shards():
-                if shard.state == "submitted":
-                    note = "already submitted" + (" (adopted; checked by content once it finishes)" if shard.provisional else "")
-                    emit(SubmitEvent("skipped", shard.file, shard.batch_id, note))
-                elif shard.state in ("pending", "refused"):
-                    sender.send(shard)
-            sender.finish_in_flight()
-            return SubmitResult(shards=journal.shards(), retired=retired)
+                        note = "already submitted" + (" (adopted; checked by content once it finishes)" if shard.provisional else "")
+                        emit(SubmitEvent("skipped", shard.file, shard.batch_id, note))
+                    elif shard.state in ("pending", "refused"):
+                        sender.send(shard)
+                sender.finish_in_flight()
+                return SubmitResult(shards=journal.shards(), retired=retired)
 
 
 def _settle_all(ctx: Reconciler, emit: OnEvent) -> None:
@@ -409,39 +405,39 @@ def resolve(
     available, like an automatic adoption (a batch whose output is another shard's is released again).
     """
     folder = Path(directory)
-    api = _client(client)
-    if adopt:
-        require_api_key(api)
-    with directory_lock(folder, "batchkit submit --adopt/--forget"), open_journal(
-        folder, client=api if adopt else None
-    ) as journal:
-        ctx = reconciler(folder, journal, api, None)
-        for file, batch_id in (adopt or {}).items():
-            shard = journal.shard(file)
-            if shard.state == "submitted":
-                msg = f"{file} already has batch {shard.batch_id}; nothing to adopt"
-                raise JournalError(msg, shard=file)
-            holder = next((s for s in journal.shards() if s.batch_id == batch_id), None)
-            if holder is not None:
-                msg = f"batch {batch_id} is already {holder.file}'s; adopt another batch for {file}"
-                raise JournalError(msg, shard=file)
-            batch = api.batches.get(batch_id)
-            journal.record_submitted(
-                file,
-                batch.id,
-                status=batch.status,
-                metrics=batch.metrics.model_dump(),
-                how="adopted",
-                output_url=batch.output_url,
-                created_at=batch.created_at,
-            )
-            ctx.verify(journal.shard(file), batch)
-        for file in forget:
-            shard = journal.shard(file)
-            if shard.state != "intent":
-                msg = f"{file} is {shard.state}, not an uncertain create; nothing to forget"
-                raise JournalError(msg, shard=file)
-            journal.record_not_sent(file, "forgotten by hand")
+    with given_or_default(client) as api:
+        if adopt:
+            require_api_key(api)
+        with directory_lock(folder, "batchkit submit --adopt/--forget"), open_journal(
+            folder, client=api if adopt else None
+        ) as journal:
+            ctx = reconciler(folder, journal, api, None)
+            for file, batch_id in (adopt or {}).items():
+                shard = journal.shard(file)
+                if shard.state == "submitted":
+                    msg = f"{file} already has batch {shard.batch_id}; nothing to adopt"
+                    raise JournalError(msg, shard=file)
+                holder = next((s for s in journal.shards() if s.batch_id == batch_id), None)
+                if holder is not None:
+                    msg = f"batch {batch_id} is already {holder.file}'s; adopt another batch for {file}"
+                    raise JournalError(msg, shard=file)
+                batch = api.batches.get(batch_id)
+                journal.record_submitted(
+                    file,
+                    batch.id,
+                    status=batch.status,
+                    metrics=batch.metrics.model_dump(),
+                    how="adopted",
+                    output_url=batch.output_url,
+                    created_at=batch.created_at,
+                )
+                ctx.verify(journal.shard(file), batch)
+            for file in forget:
+                shard = journal.shard(file)
+                if shard.state != "intent":
+                    msg = f"{file} is {shard.state}, not an uncertain create; nothing to forget"
+                    raise JournalError(msg, shard=file)
+                journal.record_not_sent(file, "forgotten by hand")
 
 
 def refresh(
@@ -498,12 +494,12 @@ def status(
     if offline:
         with open_journal(folder) as journal:
             return journal.shards()
-    api = _client(client)
-    require_api_key(api)
-    from .lock import try_directory_lock
+    with given_or_default(client) as api:
+        require_api_key(api)
+        from .lock import try_directory_lock
 
-    with try_directory_lock(folder, "batchkit status") as held, open_journal(folder, client=api) as journal:
-        return refresh(journal, api, reconciler(folder, journal, api, None) if held else None)
+        with try_directory_lock(folder, "batchkit status") as held, open_journal(folder, client=api) as journal:
+            return refresh(journal, api, reconciler(folder, journal, api, None) if held else None)
 
 
 def _wait_for_slot(journal: Journal, api: Client, poll: PollPolicy, sleep: Callable[[float], None]) -> None:
@@ -536,23 +532,23 @@ def wait(
     ``batchkit submit`` sends it.
     """
     folder = Path(directory)
-    api = _client(client)
-    require_api_key(api)
-    started = time.monotonic()
-    sleep = (policy or ReconcilePolicy()).sleep
-    with directory_lock(folder, "batchkit wait"), open_journal(folder, client=api) as journal:
-        ctx = reconciler(folder, journal, api, policy)
-        delays = (poll or PollPolicy()).delays()
-        while True:
-            shards = refresh(journal, api, ctx, on_event)
-            if on_progress is not None:
-                on_progress(shards)
-            running = [s for s in shards if (s.state == "submitted" and not s.terminal) or s.state == "intent"]
-            if not running:
-                return shards
-            delay = next(delays)
-            if deadline is not None and time.monotonic() - started + delay > deadline:
-                names = ", ".join(f"{s.file} ({s.batch_id or 'uncertain'}: {s.status or s.state})" for s in running)
-                msg = f"gave up waiting after {deadline:g} s; still running: {names}. Run `batchkit wait` again later"
-                raise WaitTimeoutError(msg)
-            sleep(delay)
+    with given_or_default(client) as api:
+        require_api_key(api)
+        started = time.monotonic()
+        sleep = (policy or ReconcilePolicy()).sleep
+        with directory_lock(folder, "batchkit wait"), open_journal(folder, client=api) as journal:
+            ctx = reconciler(folder, journal, api, policy)
+            delays = (poll or PollPolicy()).delays()
+            while True:
+                shards = refresh(journal, api, ctx, on_event)
+                if on_progress is not None:
+                    on_progress(shards)
+                running = [s for s in shards if (s.state == "submitted" and not s.terminal) or s.state == "intent"]
+                if not running:
+                    return shards
+                delay = next(delays)
+                if deadline is not None and time.monotonic() - started + delay > deadline:
+                    names = ", ".join(f"{s.file} ({s.batch_id or 'uncertain'}: {s.status or s.state})" for s in running)
+                    msg = f"gave up waiting after {deadline:g} s; still running: {names}. Run `batchkit wait` again later"
+                    raise WaitTimeoutError(msg)
+                sleep(delay)

@@ -8,6 +8,7 @@ the schema only (nothing is fetched).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .._errors import InputError
-from .._wire.crossfield import pointer
+from .._files import read_input
+from .._wire.crossfield import pointer, show
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -46,6 +48,9 @@ class Policy:
         assert cls is not None
         try:
             cls.check_schema(document)  # type: ignore[arg-type]
+        except RecursionError:
+            msg = f"{name} is nested too deeply to use as a JSON Schema; flatten it"
+            raise InputError(msg, path=name) from None
         except exceptions.SchemaError as exc:
             where = pointer(*exc.absolute_path) or "/"
             msg = f"{name} is not a valid JSON Schema (at {where}): {exc.message}"
@@ -64,12 +69,15 @@ class Policy:
             errors = sorted(
                 self._validator.iter_errors(instance), key=lambda e: (list(map(str, e.path)), e.message)
             )
+        except RecursionError:
+            yield "", f"{self.name}: the line is nested too deeply to check against the schema"
+            return
         except Unresolvable as exc:
             msg = f"{self.name}: cannot resolve a $ref ({exc}); only references within the schema work"
             raise InputError(msg, path=self.name) from exc
         for error in errors:
-            message = error.message
-            shown = repr(error.instance)
+            message = error.message if len(error.message) <= 300 else error.message[:299] + "…"
+            shown = show(error.instance)
             if isinstance(error.instance, str | int | float | bool | None) and shown not in message:
                 message += f", got {shown}"
             yield pointer(*error.absolute_path), f"{self.name}: {message}"
@@ -83,11 +91,11 @@ def load_policy(source: str | Path | Mapping[str, Any]) -> Policy:
     if isinstance(source, Mapping):
         return Policy(source)
     path = Path(source)
+    if not os.path.lexists(path):
+        msg = f"cannot read schema {path}: no such file"
+        raise InputError(msg, path=path)
     try:
-        schema = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        msg = f"cannot read schema {path}: {exc.strerror or exc}"
-        raise InputError(msg, path=path) from exc
+        schema = orjson.loads(read_input(path, what="schema"))
     except orjson.JSONDecodeError as exc:
         msg = f"schema {path} is not valid JSON: {exc}"
         raise InputError(msg, path=path) from exc

@@ -10,6 +10,7 @@ after their own field checks. :class:`Problem` is how every rule of the wire con
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeGuard
@@ -102,7 +103,7 @@ def _inputs(items: list[Any], base: tuple[str, ...], problems: list[Problem]) ->
                         Problem(
                             "invalid-value",
                             pointer(*base, "input", i, "refId"),
-                            f"refId {ref!r} is already used by input {found.ref_ids[ref]}; refIds must be unique",
+                            f"refId {show(ref)} is already used by input {found.ref_ids[ref]}; refIds must be unique",
                         )
                     )
                 else:
@@ -175,7 +176,7 @@ def _image_problems(
             Problem(
                 "unsupported-input",
                 pointer(*base, "model"),
-                f"model {model!r} does not take image inputs (input {found.images[0]} is an image); image "
+                f"model {show(model)} does not take image inputs (input {found.images[0]} is an image); image "
                 f"inputs are {IMAGE_MODEL} only: use model {IMAGE_MODEL!r}, or a video",
             )
         )
@@ -256,12 +257,12 @@ def _segment_problems(
             continue
         ref = audio.get("refId")
         if isinstance(ref, str) and ref and ref not in ref_ids:
-            known = ", ".join(repr(r) for r in ref_ids) or "none"
+            known = ", ".join(show(r, 30) for r in list(ref_ids)[:5]) or "none"
             problems.append(
                 Problem(
                     "segment-ref-missing",
                     pointer(*base, "segments", s, "audioInput", "refId"),
-                    f"segment refers to refId {ref!r}, which no audio or text input has (known: {known})",
+                    f"segment refers to refId {show(ref)}, which no audio or text input has (known: {known})",
                 )
             )
         crop_start, crop_end = audio.get("startTime"), audio.get("endTime")
@@ -294,7 +295,7 @@ def _advisory_problems(payload: Mapping[str, Any], limits: Limits, base: tuple[s
         hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(limits.known_models)}"
         problems.append(
             Problem(
-                "unknown-model", pointer(*base, "model"), f"model {model!r} is not known{hint}", "warning"
+                "unknown-model", pointer(*base, "model"), f"model {show(model)} is not known{hint}", "warning"
             )
         )
     dub = payload.get("dubParams")
@@ -317,7 +318,7 @@ def _advisory_problems(payload: Mapping[str, Any], limits: Limits, base: tuple[s
                 Problem(
                     "unknown-value",
                     pointer(*base, "options", key),
-                    f"{key} {value!r} is not one of {', '.join(allowed)}",
+                    f"{key} {show(value)} is not one of {', '.join(allowed)}",
                     "warning",
                 )
             )
@@ -328,7 +329,7 @@ def _advisory_problems(payload: Mapping[str, Any], limits: Limits, base: tuple[s
                     Problem(
                         "ignored-option",
                         pointer(*base, "options", key),
-                        f"{key} only works with model react-1; {model!r} ignores it",
+                        f"{key} only works with model react-1; {show(model)} ignores it",
                         "warning",
                     )
                 )
@@ -351,6 +352,18 @@ def json_kind(value: Any) -> str:
     return "number"
 
 
+#: Renders values for messages: a few levels, items and characters of any value, never the whole of it.
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxtuple = _REPR.maxlist = _REPR.maxarray = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 4
+_REPR.maxlong = 40
+
+
 def show(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    """``value`` for a message, in at most ``limit`` characters, whatever its size or depth."""
+    _REPR.maxstring = _REPR.maxother = max(limit, 8)
+    try:
+        text = _REPR.repr(value)
+    except (ValueError, RecursionError):  # an int too long to print, a container nested too deep
+        text = f"<{json_kind(value)}>"
     return text if len(text) <= limit else text[: limit - 1] + "…"

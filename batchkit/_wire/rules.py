@@ -12,6 +12,7 @@ Two layers, each reporting independently so that one bad line yields all of its 
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -21,7 +22,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .models import BatchLine
 from .unmodelled import RETIRED_OPTIONS, UNMODELLED, unmodelled_note
 
-__all__ = ["line_problems"]
+__all__ = ["duplicate_keys", "line_problems"]
 
 _INPUT_TAGS: Final = frozenset({"video", "image", "audio", "text"})
 _TAGS_SHOWN: Final = '"video", "image", "audio" or "text"'
@@ -132,13 +133,13 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
         if loc == ("request_id",) and kind != "missing":
             code = "invalid-request-id"
         if kind == "missing":
-            message = f"required field {name!r} is missing"
+            message = f"required field {show(name)} is missing"
         elif kind == "extra_forbidden" and (note := unmodelled_note(loc)) is not None:
             problems.append(
                 Problem(
                     "unmodelled-field",
                     where,
-                    f"{name!r} is documented by Sync but not modelled by batchkit, so its value is not "
+                    f"{show(name)} is documented by Sync but not modelled by batchkit, so its value is not "
                     f"checked and it is sent as is; where it is documented: {note}",
                     "warning",
                 )
@@ -146,12 +147,12 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
             continue
         elif kind == "extra_forbidden" and loc[:2] == ("payload", "options") and name in RETIRED_OPTIONS:
             message = (
-                f"unknown field {name!r}: an option of the older v2 API that Sync no longer documents "
+                f"unknown field {show(name)}: an option of the older v2 API that Sync no longer documents "
                 "(nor does its SDK), so remove it"
             )
         elif kind == "extra_forbidden":
             message = (
-                f"unknown field {name!r}{_did_you_mean(name)}; the wire contract has no such key, "
+                f"unknown field {show(name)}{_did_you_mean(name)}; the wire contract has no such key, "
                 "so remove it or fix its name"
             )
         elif kind in _OBJECT_TYPES:
@@ -161,7 +162,7 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
             where = pointer(*loc, "type")
         elif kind == "union_tag_invalid":
             tag = (error.get("ctx") or {}).get("tag")
-            message = f"input type {tag!r} is not one of {_TAGS_SHOWN}"
+            message = f"input type {show(tag)} is not one of {_TAGS_SHOWN}"
             where = pointer(*loc, "type")
         elif kind == "invalid_request_id":
             message = error["msg"]
@@ -195,6 +196,8 @@ def _strip_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
 
 
 def _did_you_mean(name: str) -> str:
+    if len(name) > 64:
+        return ""
     camel = name.split("_")[0] + "".join(w.title() for w in name.split("_")[1:])
     for candidate in (camel, *difflib.get_close_matches(name, _KNOWN_KEYS, n=1, cutoff=0.75)):
         if candidate != name and candidate in _KNOWN_KEYS:
@@ -202,3 +205,53 @@ def _did_you_mean(name: str) -> str:
     return ""
 
 
+
+
+class _Object(dict[str, Any]):
+    """A parsed JSON object that remembers the keys it had more than once."""
+
+    __slots__ = ("repeated",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.repeated: list[str] = []
+        if len(self) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen and key not in self.repeated:
+                    self.repeated.append(key)
+                seen.add(key)
+
+
+def duplicate_keys(text: str | bytes) -> list[Problem]:
+    """A ``duplicate-key`` problem for every key that appears twice in one object of a JSON line.
+
+    JSON parsers disagree on which of the values counts (batchkit's reads the last, others the first or
+    refuse), so a duplicate can hide a bad value from one reader and show it to another. ``text`` must be
+    valid JSON; a line nested too deeply for Python's parser is not checked (it has other problems).
+    """
+    colons = text.count(":") if isinstance(text, str) else text.count(b":")
+    if colons < 2:
+        return []  # at most one key
+    try:
+        root = json.loads(text, object_pairs_hook=_Object)
+    except (ValueError, RecursionError):
+        return []
+    problems: list[Problem] = []
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(root, ())]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, _Object):
+            for key in value.repeated:
+                problems.append(
+                    Problem(
+                        "duplicate-key",
+                        pointer(*where, key),
+                        f"key {show(key)} appears more than once in this object; JSON readers disagree on "
+                        "which value counts (Sync may read the first), so keep only one",
+                    )
+                )
+            stack.extend((item, (*where, key)) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((item, (*where, i)) for i, item in reversed(list(enumerate(value))))
+    return problems

@@ -7,12 +7,15 @@ built from the models on demand.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 from pydantic import BaseModel
 
+from .._errors import InputError
+from .._files import writing
 from .models import BatchLine, GeneratePayload
 from .responses import Batch, OutputLine
 
@@ -36,14 +39,27 @@ def json_schema(name: str) -> dict[str, Any]:
 
 
 def write_schemas(out: str | Path) -> list[Path]:
-    """Write every schema to ``out/<name>.schema.json`` (created if needed); return the paths written."""
+    """Write every schema to ``out/<name>.schema.json`` (created if needed); return the paths written.
+
+    Each file is written under a temporary name and renamed into place. Raises :class:`InputError` when
+    ``out`` is not a directory or cannot be written.
+    """
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        msg = f"{folder} exists and is not a directory; give --out a directory to write the schemas into"
+        raise InputError(msg, path=folder)
     written = []
-    for name in SCHEMA_MODELS:
-        path = folder / f"{name}.schema.json"
-        path.write_bytes(schema_bytes(name))
-        written.append(path)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in SCHEMA_MODELS:
+            path = folder / f"{name}.schema.json"
+            temp = path.with_name(f".{path.name}.tmp")
+            try:
+                temp.write_bytes(schema_bytes(name))
+                os.replace(temp, path)
+            finally:
+                temp.unlink(missing_ok=True)
+            written.append(path)
     return written
 
 

@@ -7,12 +7,36 @@ Commands are imported when they are used, so ``batchkit validate`` never pays fo
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
+import sys
+from collections.abc import Iterator
 
-import click
 
-from .._version import __version__
-from ._common import Group, configure_logging, exit_epilog
+@contextlib.contextmanager
+def _imports_uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C while modules load: a signal inside a native extension's initialisation (orjson, polars)
+    can crash the interpreter. A Ctrl-C held here arrives, as KeyboardInterrupt, right after."""
+    held = hasattr(signal, "pthread_sigmask")
+    if held:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+try:  # Ctrl-C while the command line itself loads (click, rich, pydantic): exit 130, no traceback
+    with _imports_uninterrupted():
+        import click
+
+        from .._version import __version__
+        from ._common import Group, configure_logging, exit_epilog
+except KeyboardInterrupt:
+    sys.stderr.write("error: interrupted\n")
+    raise SystemExit(130) from None
 
 __all__ = ["COMMANDS", "main"]
 
@@ -39,7 +63,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class _LazyGroup(Group):
-    """A group whose commands are imported on first use."""
+    """A group whose commands are imported on first use (Ctrl-C is exit status 130 at any moment: see
+    :class:`Group`)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*COMMANDS, *sorted(set(self.commands) - set(COMMANDS))]
@@ -50,7 +75,8 @@ class _LazyGroup(Group):
         where = COMMANDS.get(cmd_name)
         if where is None:
             return None
-        command = getattr(importlib.import_module(where[0], __name__), where[1])
+        with _imports_uninterrupted():
+            command = getattr(importlib.import_module(where[0], __name__), where[1])
         assert isinstance(command, click.Command)
         return command
 
@@ -67,4 +93,9 @@ def main(verbose: int) -> None:
 
     Human text goes to stderr; stdout carries only documents (--format json), so it can be piped.
     """
+    for stream in (sys.stdout, sys.stderr):
+        # A path that is not valid UTF-8 (its bytes kept as surrogates) is printed escaped, never a crash.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     configure_logging(verbose)

@@ -10,8 +10,9 @@ from typing import NoReturn
 from .._build.build import build as build_source
 from .._build.summary import invalid_rows_by_code, summarize
 from .._report import ValidationFailed
-from .._shard.builddir import REPORT
-from .._shard.write import BuildResult, shard_file
+from .._shard.builddir import FINDINGS, REPORT
+from .._shard.reshard import shard_file
+from .._shard.write import BuildResult
 from . import _render as render
 from ._common import EXIT_FAILED, command
 from ._options import (
@@ -88,7 +89,7 @@ def built_or_failed(
     if output.json:
         render.document({"ok": True, **summary.to_dict(), "shards": result.manifest.shards, "report": result.report})
     else:
-        if result.report.findings:
+        if result.report.counts:
             render.report(result.report, max_findings=output.max_findings)
         if before is not None:
             before()
@@ -102,6 +103,6 @@ def failed(exc: ValidationFailed, out_dir: Path, output: Output, *, hint: str, r
     if output.json:
         render.document({"ok": False, "out_dir": str(out_dir), "report": exc.report})
     else:
-        invalid = invalid_rows_by_code(exc.report) if rows else {}
-        render.not_built(exc.report, invalid, [out_dir / REPORT], max_findings=output.max_findings, hint=hint)
+        invalid = (exc.invalid_units if exc.invalid_units is not None else invalid_rows_by_code(exc.report)) if rows else {}
+        render.not_built(exc.report, invalid, [out_dir / REPORT, out_dir / FINDINGS], max_findings=output.max_findings, hint=hint)
     raise SystemExit(EXIT_FAILED)

@@ -61,7 +61,11 @@ def interrupted_is_130() -> Iterator[None]:
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn batchkit's exceptions into one-line messages and exit codes (see the table above)."""
+    """Turn batchkit's exceptions into one-line messages and exit codes (see the table above).
+
+    Anything else that escapes (a bug) is one line too, exit status 2, with the traceback logged at debug
+    level (``-vv``): a command run unattended never prints a traceback.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -75,6 +79,16 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc))
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
+        except MemoryError:
+            fail("out of memory; batchkit's inputs are read within fixed budgets, so this is a bug: please report it")
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            logging.getLogger("batchkit").debug("unexpected failure", exc_info=True)
+            fail(
+                f"unexpected failure ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); this is a bug in "
+                "batchkit: please report it with the command that caused it (-vv shows the details)"
+            )
 
     return wrapper
 

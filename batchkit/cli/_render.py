@@ -276,17 +276,18 @@ def verdict(rep: Any) -> None:
 
 
 def report(rep: Any, *, max_findings: int, title: str = "findings by code") -> None:
-    """A Report: its findings, a verdict, then a table of counts by code."""
-    findings(rep.findings, limit=max_findings)
+    """A Report: its findings (and what the listing leaves out, and where it is), a verdict, then a table of
+    counts by code."""
+    shown = rep.findings[:max_findings]
+    findings(shown, limit=max_findings, note=rep.more_note(len(shown)))
     s = rep.stats
     verdict = "[green]valid[/]" if rep.valid else "[bold red]invalid[/]"
     line(
         f"{verdict}: {s.files} file(s), {s.records:,} record(s), {s.valid_records:,} valid, "
         f"{s.errors:,} error(s), {s.warnings:,} warning(s)"
     )
-    if rep.findings:
-        severity = {f.code: f.severity for f in rep.findings}
-        rows = [(escape(code), severity.get(code, ""), f"{n:,}") for code, n in rep.counts.items()]
+    if rep.counts:
+        rows = [(escape(code), rep.severity_of(code), f"{n:,}") for code, n in rep.counts.items()]
         show(table(title, ("code", "severity", "count"), rows, right=2))
 
 
@@ -488,7 +489,8 @@ def unsent(files: Sequence[str], directory: Path) -> None:
 def results(res: Any, *, max_findings: int, grid: Any = None) -> None:
     """Joined results: their findings, the outcome table, the ``[each]`` grid, rows per error code."""
     rep = res.report
-    findings(rep.findings, limit=max_findings)
+    shown = rep.findings[:max_findings]
+    findings(shown, limit=max_findings, note=rep.more_note(len(shown)))
     outcomes(res.outcomes, res.frame.height, res.error_codes, grid)
 
 

@@ -28,14 +28,22 @@ _CI = {
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also check every line against this JSON Schema (findings coded 'policy').",
 )
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write every finding to this file, as JSON Lines (the outputs keep the first 1,000 per code).",
+)
 @limits_options()
 @output_options("the whole report", formats={k: v for k, v in _CI.items() if k in FORMATS}, max_findings=200)
-def validate(paths: tuple[Path, ...], policy: Path | None, limits: Limits, output: Output) -> None:
+def validate(paths: tuple[Path, ...], policy: Path | None, report_file: Path | None, limits: Limits, output: Output) -> None:
     """Dry-run validate batch JSONL files (or directories of them) before upload.
 
-    Warnings do not fail it. The CI formats go to stdout, the verdict to stderr.
+    Every finding is counted; the first 1,000 of each code are listed (text: --max-findings of them), and
+    --report FILE writes all of them. Warnings do not fail it. The CI formats go to stdout, the verdict to
+    stderr.
     """
-    report = validate_files(paths, limits=limits, schema=policy)
+    report = validate_files(paths, limits=limits, schema=policy, report_file=report_file)
     if output.json:
         render.document(report)
     elif output.format in FORMATS:

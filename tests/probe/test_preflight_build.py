@@ -105,12 +105,13 @@ def test_tts_and_segment_problems_are_found_at_their_rows(sandbox: Sandbox, tmp_
 
 
 def test_failing_media_fail_the_build_unless_skipped(sandbox: Sandbox, tmp_path: Path) -> None:
-    """Without --skip-invalid a row whose media fails fails the build: only report.json is written."""
+    """Without --skip-invalid a row whose media fails fails the build: only the report and its findings are
+    written."""
     out = tmp_path / "out"
     with pytest.raises(ValidationFailed) as failed:
         build(sheet(tmp_path, sandbox.url), MAPPING, out, BuildOptions(probe=quick_probe(tmp_path)))
     assert failed.value.report.error_counts["media-too-long"] == 1
-    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["findings.ndjson", "report.json"]
 
 
 def test_a_url_the_mapping_sets_for_every_row_is_reported_once(sandbox: Sandbox, tmp_path: Path) -> None:
