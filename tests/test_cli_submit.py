@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from batchkit import Limits
-from batchkit._shard.builddir import SANDBOX_STATE
+from batchkit._shard.builddir import SANDBOX_STATE, load_manifest
 from batchkit._shard.reshard import shard_file
+from batchkit._submit.journal import Journal
 from batchkit.cli import main
 from batchkit.sandbox import Sandbox, serve
 
@@ -104,6 +105,26 @@ def test_wait_deadline_is_exit_3_with_what_is_still_running(build_dir: Path) -> 
         code, _, err = _invoke(["wait", str(build_dir), "--deadline", "0.2", *FAST], url)
     assert code == 3
     assert "still running" in err
+
+
+def test_submit_with_an_uncertain_shard_is_exit_3_naming_wait(build_dir: Path) -> None:
+    """A create whose answer was lost, with several running batches of the same size on the account: the shard
+    stays uncertain, so submit is not finished (3, not 0) and says that `batchkit wait DIR` settles it."""
+    sandbox = Sandbox(pending_seconds=60)
+    with serve(sandbox) as url:
+        with Journal.open(build_dir) as journal:  # as a crash leaves it between the intent and the answer
+            journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in load_manifest(build_dir).shards])
+            journal.record_intent(journal.shards()[0].file, webhook_url=None)
+        for _ in range(3):
+            sandbox.add_foreign_batch(25)
+        code, out, err = _invoke(["submit", str(build_dir)], url)
+        assert code == 3, err
+        assert "uncertain" in err
+        assert f"batchkit wait {build_dir}" in err
+        assert out == ""
+        code, out, err = _invoke(["submit", str(build_dir), "--format", "json"], url)
+    assert code == 3, err
+    assert [s["state"] for s in orjson.loads(out)["shards"]] == ["intent"]
 
 
 def test_run_with_the_sandbox_end_to_end(tmp_path: Path) -> None:

@@ -111,4 +111,4 @@ def _show(result: RunResult, events: render.Events, output: Output) -> None:
         render.say(f"wrote {result.results_path}")
         render.unsettled(submission.shards)
         events.summary("this run")
-    submission_exit(submission, submission.shards)
+    submission_exit(submission, submission.shards, result.directory)

@@ -32,7 +32,7 @@ from ._options import (
     sending_options,
 )
 
-_UNFINISHED = "not finished yet (a --deadline passed, or requests sent one by one still run)"
+_UNFINISHED = "not finished yet (a --deadline passed, requests sent one by one still run, or a shard is uncertain)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,7 @@ def submit_command(
     _show_submission(directory, result, shards, events.counts, output)
     if output.text:
         events.summary("this run")
-    submission_exit(result, shards)
+    submission_exit(result, shards, directory)
 
 
 def _show_submission(directory: Path, result: SubmitResult, shards: list[ShardRecord], counts: Any, output: Output) -> None:
@@ -124,9 +124,10 @@ def _show_submission(directory: Path, result: SubmitResult, shards: list[ShardRe
         render.unsent([s.file for s in shards if s.state == "pending"], directory)
 
 
-def submission_exit(result: SubmitResult, shards: Sequence[ShardRecord]) -> None:
-    """Exit 1 when the server refused a shard (or a dry run) or nothing could be submitted; 3 when requests
-    sent one by one are still running."""
+def submission_exit(result: SubmitResult, shards: Sequence[ShardRecord], directory: Path) -> None:
+    """Exit 1 when the server refused a shard (or a dry run) or nothing could be submitted; 3 (not finished)
+    when requests sent one by one are still running, or when a shard's lost create is not settled yet (its
+    journal row still an intent: ``batchkit wait DIR`` settles it)."""
     if result.realtime is not None:
         if not result.realtime.done:
             raise SystemExit(EXIT_NOT_FINISHED)
@@ -141,6 +142,11 @@ def submission_exit(result: SubmitResult, shards: Sequence[ShardRecord]) -> None
     if shards and all(s.state in ("pending", "refused") for s in shards):
         render.line("[red]nothing could be submitted[/]; see the messages above")
         raise SystemExit(EXIT_FAILED)
+    uncertain = [s for s in shards if s.state == "intent"]
+    if uncertain:
+        render.line(f"[yellow]not finished:[/] {len(uncertain):,} shard(s) uncertain (a create whose answer was lost); "
+                    f"`batchkit wait {render.escape(str(directory))}` settles them")  # fmt: skip
+        raise SystemExit(EXIT_NOT_FINISHED)
 
 
 @command("status", failed=None)
