@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DISTRIBUTION",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
@@ -56,7 +57,17 @@ __all__ = [
     "ServerError",
     "WaitTimeoutError",
     "WebhookVerificationError",
+    "install_hint",
 ]
+
+
+#: The name batchkit is installed by (``pip install sync-batchkit``); ``batchkit`` on PyPI is another project.
+DISTRIBUTION = "sync-batchkit"
+
+
+def install_hint(extra: str) -> str:
+    """How to install an optional extra, for messages: ``pip install 'sync-batchkit[excel]'``."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
 
 
 class BatchkitError(Exception):

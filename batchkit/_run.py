@@ -22,7 +22,8 @@ from ._api.backoff import PollPolicy
 from ._api.client import Client, given_or_default, require_api_key
 from ._build.build import build
 from ._build.options import BuildOptions
-from ._errors import APIError, ConfigurationError, InputError, JournalError
+from ._errors import APIError, InputError, JournalError
+from ._handback.wide import each_counts
 from ._mapping.mapping import Mapping, load_mapping
 from ._results.export import check_export_path
 from ._results.results import Results, collect_results
@@ -41,7 +42,9 @@ from ._shard.builddir import (
 from ._sources.source import read_source
 from ._submit.lock import directory_lock
 from ._submit.reconcile import ReconcilePolicy
-from ._submit.submit import OnEvent, OnProgress, SubmitResult, submit, wait
+from ._submit.rounds import Sending, submit_and_wait
+from ._submit.submit import OnEvent, OnProgress, SubmitResult, submit
+from .sandbox._kept import SANDBOX_POLL, in_process_policy, kept_sandbox, require_sandbox_extra
 
 if TYPE_CHECKING:
     from ._probe.budget import Budget
@@ -53,9 +56,6 @@ log = logging.getLogger("batchkit")
 Stage = Literal["build", "reuse", "sample", "estimate", "submit", "dry-run", "wait", "results"]
 OnStage = Callable[[Stage, str], None]
 
-#: Poll fast against the sandbox: a demo of a few shards finishes in seconds.
-SANDBOX_POLL = PollPolicy(initial=0.2, factor=1.5, maximum=1.0)
-SANDBOX_KEY = "sandbox"
 #: Rounds of submit + wait when a shard comes back to send (its adopted batch turned out to be another's).
 _ROUNDS = 3
 
@@ -106,6 +106,23 @@ class RunResult:
     def to_pandas(self) -> Any:
         """The joined table as a pandas DataFrame (needs pandas and pyarrow); see :meth:`Results.to_pandas`."""
         return self.results.to_pandas()
+
+    @property
+    def by_each(self) -> pl.DataFrame | None:
+        """Rows per ``[each]`` value and outcome (None for a build without ``[each]``)."""
+        return each_counts(self.results.frame, self.manifest) if self.manifest.each else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the run did, as plain data: the build, every shard, the dry-run verdicts, the results' summary."""
+        return {
+            "directory": str(self.directory),
+            "built": self.built,
+            "results_path": str(self.results_path) if self.results_path is not None else None,
+            "shards": [s.to_dict() for s in self.submission.shards],
+            "dry_run": [{"file": v.file, "valid": v.valid, "message": v.message} for v in self.submission.dry_runs],
+            **self.results.summary(),
+            "valid": self.results.report.valid,
+        }
 
 
 def run(
@@ -181,30 +198,23 @@ def _submit_and_wait(
 ) -> SubmitResult:
     """Submit, wait, and again while a shard comes back to send (its adopted batch was another's)."""
     # The sandbox lives in this process: a create sent to an earlier one cannot land any more.
-    policy = (
-        ReconcilePolicy(in_flight=0.0, second_look=0.0, at_least_twice_the_timeout=False)
-        if sandboxed
-        else opts.policy
-    )
+    policy = in_process_policy(opts.policy) if sandboxed else opts.policy
     manifest = load_manifest(folder)
-    submission = SubmitResult()
-    for _ in range(_ROUNDS):
-        stage("submit", f"{len(manifest.shards)} shard(s), {manifest.counts.requests:,} request(s)")
-        submission = submit(folder, client=api, webhook_url=opts.webhook_url, on_event=on_event, policy=policy)
-        if not submission.submitted:
-            break
-        stage("wait", "polling until every batch is done")
-        shards = wait(
-            folder,
-            client=api,
-            poll=opts.poll or (SANDBOX_POLL if sandboxed else None),
-            deadline=opts.deadline,
-            on_progress=on_progress,
-            on_event=on_event,
-            policy=policy,
-        )
-        if not any(s.state == "pending" for s in shards):
-            break
+    counted = f"{len(manifest.shards)} shard(s), {manifest.counts.requests:,} request(s)"
+    sending = Sending(
+        webhook_url=opts.webhook_url, poll=opts.poll or (SANDBOX_POLL if sandboxed else None),
+        deadline=opts.deadline, policy=policy, rounds=_ROUNDS,
+    )  # fmt: skip
+
+    def on_round(name: str, note: str) -> None:
+        if name == "submit":
+            stage("submit", counted)
+        else:
+            stage("wait", note)
+
+    submission, _ = submit_and_wait(
+        folder, sending, client=api, on_event=on_event, on_progress=on_progress, on_round=on_round
+    )
     return submission
 
 
@@ -212,12 +222,7 @@ def _check_before_spending(client: Client | None, sandbox: bool, target: Path) -
     """Everything that would fail after hours of work, checked before anything is written or sent."""
     check_export_path(target)
     if sandbox:
-        import importlib.util
-
-        missing = [name for name in ("starlette", "uvicorn", "multipart") if importlib.util.find_spec(name) is None]
-        if missing:
-            msg = f"--sandbox needs the optional 'sandbox' extra (missing: {', '.join(missing)}): pip install 'batchkit[sandbox]'"
-            raise ConfigurationError(msg)
+        require_sandbox_extra()
         return
     with given_or_default(client) as api:
         require_api_key(api)
@@ -298,13 +303,9 @@ def _api(client: Client | None, sandbox: bool, folder: Path, stage: OnStage) -> 
         with Client() as made:
             yield made, False
         return
-    from .sandbox import Sandbox, serve
-
-    state = folder / SANDBOX_STATE
-    if not state.exists():
+    if not (folder / SANDBOX_STATE).exists():
         _start_sandbox_over(folder, stage)
-    with serve(Sandbox(state_path=state)) as url, Client(api_key=SANDBOX_KEY, base_url=url) as made:
-        log.info("sandbox: serving on %s for this run (account kept in %s)", url, state)
+    with kept_sandbox(folder, create=True) as made:
         yield made, True
 
 

@@ -25,8 +25,8 @@ def run(command: object, *args: str | Path) -> Result:
 def test_build_fails_on_invalid_rows_with_exit_1(tmp_path: Path) -> None:
     result = run(build, *CAMPAIGN, "--out", tmp_path / "out")
     assert result.exit_code == 1
-    assert "campaign.csv row 7 (line 8), column audio_url: error invalid-url [c007]" in result.stdout
-    assert "campaign.csv row 13 (line 14), column audio_url: error empty-value [c013]" in result.stdout
+    assert "campaign.csv row 7 (line 8), column audio_url: error invalid-url [c007]" in result.stderr
+    assert "campaign.csv row 13 (line 14), column audio_url: error empty-value [c013]" in result.stderr
     assert "not built: 2 invalid row(s) (empty-value × 1, invalid-url × 1)" in result.stderr
     assert "--skip-invalid" in result.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["findings.ndjson", "report.json"]
@@ -35,10 +35,10 @@ def test_build_fails_on_invalid_rows_with_exit_1(tmp_path: Path) -> None:
 def test_build_skip_invalid_prints_a_summary(tmp_path: Path) -> None:
     result = run(build, *CAMPAIGN, "--out", tmp_path / "out", "--skip-invalid", "--max-records", "40")
     assert result.exit_code == 0, result.output
-    assert "60 rows read → 60 request(s), 58 written, 2 invalid" in result.stdout
-    assert "invalid invalid-url: 1" in result.stdout
-    assert "invalid empty-value: 1" in result.stdout
-    assert "2 shard(s) of 29, 29 records" in result.stdout
+    assert "60 rows read → 60 request(s), 58 written, 2 invalid" in result.stderr
+    assert "invalid invalid-url: 1" in result.stderr
+    assert "invalid empty-value: 1" in result.stderr
+    assert "2 shard(s) of 29, 29 records" in result.stderr
     assert (tmp_path / "out" / "campaign-0002.jsonl").is_file()
     assert (tmp_path / "out" / "manifest.json").is_file()
 
@@ -72,7 +72,7 @@ def test_build_localization_sheet(tmp_path: Path) -> None:
     ]
     result = run(build, *args, "--sheet", "Videos")
     assert result.exit_code == 0, result.output
-    assert "10 rows read → 30 request(s), 30 written, 0 invalid" in result.stdout
+    assert "10 rows read → 30 request(s), 30 written, 0 invalid" in result.stderr
     missing = run(build, *args, "--sheet", "Dubs")
     assert missing.exit_code == 2
     assert "has no sheet 'Dubs'; its sheets are 'Videos', 'Notes'" in missing.stderr
@@ -119,8 +119,8 @@ def test_build_too_few_records_exit_1(tmp_path: Path) -> None:
         "500",
     )
     assert result.exit_code == 1
-    assert "too-few-records" in result.stdout
-    assert "58 valid requests; a batch needs at least 100 (42 more)" in result.stdout
+    assert "too-few-records" in result.stderr
+    assert "58 valid requests; a batch needs at least 100 (42 more)" in result.stderr
 
 
 def test_build_refuses_a_submitted_directory_unless_forced(tmp_path: Path) -> None:
@@ -148,8 +148,8 @@ def test_shard_command(tmp_path: Path) -> None:
     source.write_text("".join(LINE.format(i=i) for i in range(3000)))
     result = run(shard, source, "--out", tmp_path / "o")
     assert result.exit_code == 0, result.output
-    assert "3,000 lines read → 3,000 request(s), 3,000 written, 0 invalid" in result.stdout
-    assert "6 shard(s) of 500, 500, 500, 500, 500, 500 records" in result.stdout
+    assert "3,000 lines read → 3,000 request(s), 3,000 written, 0 invalid" in result.stderr
+    assert "6 shard(s) of 500, 500, 500, 500, 500, 500 records" in result.stderr
     assert len(list((tmp_path / "o").glob("all-*.jsonl"))) == 6
 
 
@@ -158,5 +158,5 @@ def test_shard_command_invalid_line_exit_1(tmp_path: Path) -> None:
     source.write_text("".join(LINE.format(i=i) for i in range(30)) + "{broken\n")
     result = run(shard, source, "--out", tmp_path / "o")
     assert result.exit_code == 1
-    assert "bad.jsonl:31: error invalid-json" in result.stdout
+    assert "bad.jsonl:31: error invalid-json" in result.stderr
     assert run(shard, source, "--out", tmp_path / "o", "--skip-invalid").exit_code == 0

@@ -181,4 +181,4 @@ def test_help_lists_the_options() -> None:
     result = run("--help")
     assert result.exit_code == 0
     for option in ("--out", "--offline", "--source", "--strict", "--format", "--api-key", "--base-url"):
-        assert option in result.stdout
+        assert option in result.output

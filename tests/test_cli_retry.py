@@ -95,18 +95,18 @@ def test_hold_prints_the_next_build_command_which_then_includes_them(
     held = tmp_path / "held"
     result = retry(url, finished, "--out", held, "--hold")
     assert result.exit_code == 0, result.output
-    assert "selected 4 unit(s)" in result.stdout
-    assert "2 failed" in result.stdout
-    assert "4 request(s) held" in result.stdout
-    assert f"--include-held {held}" in result.stdout
+    assert "selected 4 unit(s)" in result.stderr
+    assert "2 failed" in result.stderr
+    assert "4 request(s) held" in result.stderr
+    assert f"--include-held {held}" in result.stderr
     assert len((held / "held.jsonl").read_bytes().splitlines()) == 4
 
     new = write_source(tmp_path / "next.csv", n=18, marks={}, prefix="n")
     mapping = write_mapping(tmp_path / "m2.toml")
     built = run(build_command, new, "--mapping", mapping, "--out", tmp_path / "next", "--include-held", held)
     assert built.exit_code == 0, built.output
-    assert "included 4 held request(s)" in built.stdout
-    assert "18 rows read → 22 request(s), 22 written" in built.stdout
+    assert "included 4 held request(s)" in built.stderr
+    assert "18 rows read → 22 request(s), 22 written" in built.stderr
     again = run(build_command, new, "--mapping", mapping, "--out", tmp_path / "other", "--include-held", held)
     assert again.exit_code == 2
     assert "already included in" in again.stderr
@@ -116,24 +116,24 @@ def test_realtime_sends_them_and_says_what_is_next(finished: Path, url: str, tmp
     out = tmp_path / "rt"
     result = retry(url, finished, "--out", out, "--realtime", "--concurrency", "2")
     assert result.exit_code == 0, result.output
-    assert "sent one by one: 4 finished" in result.stdout
-    assert "FAILED" in result.stdout
-    assert f"next: batchkit results {out}" in result.stdout
+    assert "sent one by one: 4 of 4 request(s) finished" in result.stderr
+    assert "FAILED" in result.stderr
+    assert f"next: batchkit results {out}" in result.stderr
     assert len(realtime_outcomes(out)) == 4
 
 
-def test_realtime_past_the_deadline_exits_2_and_resumes(
+def test_realtime_past_the_deadline_exits_3_and_resumes(
     finished: Path, url: str, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     out = tmp_path / "rt"
     stopped = retry(url, finished, "--out", out, "--realtime", "--deadline", "0")
-    assert stopped.exit_code == 2
+    assert stopped.exit_code == 3  # not finished yet: running it again resumes
     assert "4 not finished" in stopped.stderr
     assert "run the same command again" in stopped.stderr
     assert sandbox.generations == []
     resumed = retry(url, finished, "--out", out, "--realtime")
     assert resumed.exit_code == 0, resumed.output
-    assert "already holds" in resumed.stdout
+    assert "already holds" in resumed.stderr
     assert len(sandbox.generations) == 4
 
 
@@ -141,9 +141,9 @@ def test_lower_min_records_makes_a_shard(finished: Path, url: str, tmp_path: Pat
     out = tmp_path / "r"
     result = retry(url, finished, "--out", out, "--min-records", "1", "--only", "failed,missing")
     assert result.exit_code == 0, result.output
-    assert "selected 3 unit(s)" in result.stdout
-    assert "1 shard(s) of 3 records" in result.stdout
-    assert f"next: batchkit submit {out} --wait" in result.stdout
+    assert "selected 3 unit(s)" in result.stderr
+    assert "1 shard(s) of 3 records" in result.stderr
+    assert f"next: batchkit submit {out} --wait" in result.stderr
     assert load_manifest(out).limits == Limits(min_records=1)
     ids = [
         orjson.loads(line)["request_id"]
@@ -152,7 +152,7 @@ def test_lower_min_records_makes_a_shard(finished: Path, url: str, tmp_path: Pat
     assert ids == ["u002.r1", "u013.r1", "u019.r1"]
     again = retry(url, finished, "--out", out, "--min-records", "1", "--only", "failed,missing")
     assert again.exit_code == 0
-    assert "already holds" in again.stdout
+    assert "already holds" in again.stderr
 
 
 @pytest.mark.parametrize(
@@ -181,6 +181,6 @@ def test_nothing_to_retry_exits_0(tmp_path: Path, url: str) -> None:
         wait(directory, client=client, poll=FAST_POLL)
     result = retry(url, directory, "--out", tmp_path / "r")
     assert result.exit_code == 0, result.output
-    assert "nothing to retry" in result.stdout
+    assert "nothing to retry" in result.stderr
     assert "completed" in result.stderr
     assert not (tmp_path / "r").exists()

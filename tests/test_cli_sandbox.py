@@ -103,7 +103,7 @@ def test_help_lists_the_options() -> None:
         "--concurrency-limit",
         "--rule",
         "--no-demo-rules",
-        "--api-key",
+        "--accept-key",
         "--latency",
     ):
         assert option in result.output
@@ -113,7 +113,7 @@ def test_help_lists_the_options() -> None:
 def foreground() -> Iterator[tuple[subprocess.Popen[str], str, queue.Queue[str]]]:
     """``batchkit sandbox`` in a child process; yields it, its URL and a queue of its stderr lines."""
     args = [
-        "--port", "0", "--seed", "3", "--api-key", "cli-key", "--pending-seconds", "0", "--seconds-per-generation", "0",
+        "--port", "0", "--seed", "3", "--accept-key", "cli-key", "--pending-seconds", "0", "--seconds-per-generation", "0",
         "--open-results",
         "--rule", "take-7=REJECTED:generation_video_missing:take 7 has no video",
     ]  # fmt: skip
@@ -212,6 +212,6 @@ def test_missing_extra_is_a_clear_error() -> None:
         check=False,
     )
     assert proc.returncode == 2
-    assert "pip install 'batchkit[sandbox]'" in proc.stderr
+    assert "pip install 'sync-batchkit[sandbox]'" in proc.stderr
     assert "starlette, uvicorn" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -43,15 +43,15 @@ def write(path: Path, lines: list[dict[str, Any]]) -> Path:
 def test_valid_file_exits_zero() -> None:
     result = run(SAMPLE)
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "valid: 1 file(s), 25 record(s), 25 valid, 0 error(s), 0 warning(s)"
-    assert result.stderr == ""
+    assert result.stderr.strip() == "valid: 1 file(s), 25 record(s), 25 valid, 0 error(s), 0 warning(s)"
+    assert result.stdout == ""  # stdout is for documents (--format json and the CI formats)
 
 
 def test_findings_exit_one_and_text_ends_with_counts_table() -> None:
     """Errors: exit 1; one line per finding, the verdict, then a table of counts by code."""
     result = run(BAD / "unknown-field.jsonl")
     assert result.exit_code == 1
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines[0].startswith(f"{BAD / 'unknown-field.jsonl'}:8: error unknown-field [spring26-0008]")
     assert lines[4] == "invalid: 1 file(s), 20 record(s), 17 valid, 4 error(s), 0 warning(s)"
     assert lines[5] == "findings by code"
@@ -65,8 +65,8 @@ def test_findings_exit_one_and_text_ends_with_counts_table() -> None:
 def test_warnings_only_exit_zero_with_table() -> None:
     result = run(BAD / "unknown-model.jsonl")
     assert result.exit_code == 0
-    assert "warning unknown-model" in result.stdout
-    assert "unknown-model │ warning  │     1" in result.stdout
+    assert "warning unknown-model" in result.stderr
+    assert "unknown-model │ warning  │     1" in result.stderr
 
 
 def test_json_output_is_the_library_report() -> None:
@@ -93,13 +93,15 @@ def test_json_output_is_the_library_report() -> None:
     ],
 )
 def test_usage_and_io_errors_exit_two(tmp_path: Path, args: list[str], message: str) -> None:
-    """Unusable input: exit 2 and one line on stderr, never a traceback."""
+    """Unusable input: exit 2 and one error line on stderr (a usage error adds a one-line hint), no traceback."""
     (tmp_path / "notes.txt").write_text("no batch here")
     result = CliRunner().invoke(main, ["validate", *(a.replace("{empty}", str(tmp_path)) for a in args)])
     assert result.exit_code == 2
     assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert result.stderr.startswith("error: ")
+    error, *hint = result.stderr.strip().splitlines()
+    assert error.startswith("error: ")
+    assert [h for h in hint if not h.startswith("hint: ")] == []
+    assert len(hint) <= 1
     assert "Traceback" not in result.output
     assert result.stdout == ""
 
@@ -107,7 +109,7 @@ def test_usage_and_io_errors_exit_two(tmp_path: Path, args: list[str], message: 
 def test_no_path_is_a_usage_error() -> None:
     result = CliRunner().invoke(main, ["validate"])
     assert result.exit_code == 2
-    assert "Missing argument 'PATHS...'" in result.stderr
+    assert result.stderr.splitlines() == ["error: missing argument 'PATH...'", "hint: `batchkit validate --help` lists its options"]
 
 
 def test_policy_findings() -> None:
@@ -130,7 +132,7 @@ def test_limits_options(tmp_path: Path) -> None:
     assert json.loads(small.stdout)["counts"] == {"file-too-large": 1}
     few = run(SAMPLE, "--min-records", "26")
     assert few.exit_code == 1
-    assert "too-few-records" in few.stdout
+    assert "too-few-records" in few.stderr
 
 
 def test_max_findings(tmp_path: Path) -> None:
@@ -138,10 +140,10 @@ def test_max_findings(tmp_path: Path) -> None:
     path = write(tmp_path / "b.jsonl", [make_line(1)] * 25)
     result = run(path, "--max-findings", "2")
     assert result.exit_code == 1
-    listed = [line for line in result.stdout.splitlines() if "duplicate-request-id [row-1]" in line]
+    listed = [line for line in result.stderr.splitlines() if "duplicate-request-id [row-1]" in line]
     assert len(listed) == 2
-    assert "… and 22 more (--format json lists all)" in result.stdout
-    assert "duplicate-request-id │ error    │    24" in result.stdout
+    assert "… and 22 more (--format json lists all)" in result.stderr
+    assert "duplicate-request-id │ error    │    24" in result.stderr
 
 
 def test_output_is_verbatim(tmp_path: Path) -> None:
@@ -150,7 +152,7 @@ def test_output_is_verbatim(tmp_path: Path) -> None:
     lines[3]["payload"]["outputFileName"] = ":smile:[bold]x[/bold]"
     path = write(tmp_path / "b.jsonl", lines)
     text = run(path)
-    assert "':smile:[bold]x[/bold]'" in text.stdout
+    assert "':smile:[bold]x[/bold]'" in text.stderr
     data = json.loads(run(path, "--format", "json").stdout)
     assert "':smile:[bold]x[/bold]'" in data["findings"][0]["message"]
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import polars as pl
 
 from .._errors import InputError
@@ -63,6 +64,19 @@ class ProbeResult:
     @property
     def bytes_read(self) -> int:
         return sum(info.bytes_read for info in self.media.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict, the counts, URLs by status, the report and every URL's result, as plain data."""
+        return {
+            "valid": self.report.valid,
+            "directory": str(self.directory) if self.directory is not None else None,
+            "urls": len(self.media),
+            "cached": self.cached,
+            "bytes_read": self.bytes_read,
+            "statuses": self.statuses,
+            "report": orjson.loads(self.report.to_json(indent=False)),
+            "media": [info.to_dict() for info in self.media.values()],
+        }
 
 
 def probe_source(

@@ -134,6 +134,16 @@ def read_decisions(
     return reader.parse(text, build=build, request_ids=request_ids)
 
 
+def decisions_of(directory: str | os.PathLike[str], path: str | os.PathLike[str]) -> Decisions:
+    """The decisions file ``path`` read as one of ``directory``'s own review page: its build id and every
+    request_id must be the directory's (what ``batchkit retry DIR --from-review FILE`` reads)."""
+    from .._results.results import collect_results
+    from .review import build_id_of
+
+    ids = collect_results(Path(directory), download=False, follow=False).frame.get_column("request_id").to_list()
+    return read_decisions(path, build=build_id_of(ids), request_ids=[i for i in ids if i is not None])
+
+
 class _Reader:
     """One read of one file: problems are gathered, then the first is raised with a count of the rest."""
 

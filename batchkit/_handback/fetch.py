@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import httpx
 
@@ -180,6 +180,21 @@ class FetchResult:
     def files(self) -> dict[str, LedgerEntry]:
         """Every request whose video is at the destination now, fetched or present, by request_id."""
         return {entry.request_id: entry for entry in [*self.present, *self.fetched]}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts, the request_ids that failed, and every finding, as plain data."""
+        return {
+            "ok": self.ok,
+            "destination": self.destination,
+            "ledger": str(self.ledger_path),
+            "fetched": len(self.fetched),
+            "present": len(self.present),
+            "failed": self.failed,
+            "bytes_fetched": self.bytes_fetched,
+            "media_requests": self.media_requests,
+            "renewed": self.renewed,
+            "findings": [f.model_dump(mode="json", exclude_none=True) for f in self.findings],
+        }
 
 
 def renew_from(client: Client) -> Callable[[FetchItem], str | None]:

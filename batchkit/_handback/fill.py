@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from .._errors import InputError, ResultsError
+from .._errors import InputError, ResultsError, install_hint
 from .._files import save
 from .._mapping.mapping import load_mapping
 from .._results.export import neutralise_formulas
@@ -38,7 +38,7 @@ __all__ = ["FILL_FORMATS", "fill_into", "fill_results", "fill_source"]
 
 #: Source formats that can be filled, and the suffixes their copy may have.
 FILL_FORMATS: Final = {"csv": (".csv", ".txt"), "tsv": (".tsv", ".tab", ".txt"), "xlsx": (".xlsx", ".xlsm")}
-_EXTRA_HINT: Final = "pip install 'batchkit[excel]'"
+_EXTRA_HINT: Final = install_hint("excel")
 
 
 def fill_results(

@@ -1,6 +1,6 @@
 """Posters: one small JPEG frame of a video, for the review page.
 
-:func:`poster_jpeg` opens a video with PyAV (the optional ``media`` extra: ``pip install 'batchkit[media]'``),
+:func:`poster_jpeg` opens a video with PyAV (the optional ``media`` extra: ``pip install 'sync-batchkit[media]'``),
 seeks to the keyframe before 10% of its duration, decodes forward to that moment and encodes the frame with
 FFmpeg's own ``mjpeg`` encoder, scaled down to ``max_width`` (Pillow is not needed).
 
@@ -23,6 +23,8 @@ import os
 import time
 from fractions import Fraction
 from typing import IO, TYPE_CHECKING, Final
+
+from .._errors import install_hint
 
 if TYPE_CHECKING:
     import av.video.frame
@@ -110,7 +112,7 @@ def poster_jpeg(
     try:
         import av
     except ImportError:
-        log.warning("no poster for %s: PyAV is not installed (pip install 'batchkit[media]')", name)
+        log.warning("no poster for %s: PyAV is not installed (%s)", name, install_hint("media"))
         return None
     deadline = time.monotonic() + timeout
     try:

@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final, Protocol
 
-from .._errors import ConfigurationError, InputError
+from .._errors import ConfigurationError, InputError, install_hint
 from .._files import sync_dir
 
 __all__ = [
@@ -60,7 +60,7 @@ _TEMP: Final = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.part")
 _HASH_CHUNK: Final = 1 << 20
 _MISSING_EXTRA: Final = (
     "fetching to {url} needs fsspec and the file system for {scheme}:// (the optional 'fetch' extra has s3fs): "
-    "pip install 'batchkit[fetch]'"
+    + install_hint("fetch")
 )
 
 

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, BinaryIO, Final, cast
 
+from .._errors import install_hint
 from .config import Parser
 from .rangefile import ByteBudgetExceeded, RangeFile
 from .sniff import Sniff
@@ -279,7 +280,7 @@ def _with_tinytag(file: RangeFile, sniffed: Sniff) -> Parsed:
         return Parsed(
             "tinytag",
             container,
-            error=f"tinytag cannot read {what}; install batchkit[media] (PyAV) to read its duration and tracks",
+            error=f"tinytag cannot read {what}; {install_hint('media')} (PyAV) reads its duration and tracks",
         )
     try:
         tag = TinyTag.get(

@@ -19,7 +19,7 @@ from typing import Final
 
 import polars as pl
 
-from .._errors import InputError
+from .._errors import InputError, install_hint
 
 __all__ = ["EXCEL_MAX_ROWS", "EXPORT_FORMATS", "check_export_path", "export_frame", "neutralise_formulas"]
 
@@ -70,7 +70,7 @@ def check_export_path(path: str | Path) -> str:
         import importlib.util
 
         if importlib.util.find_spec("xlsxwriter") is None:
-            msg = f"writing {target.name} needs xlsxwriter: pip install 'batchkit[excel]' (or write .csv or .parquet)"
+            msg = f"writing {target.name} needs xlsxwriter: {install_hint('excel')} (or write .csv or .parquet)"
             raise InputError(msg, path=target)
     return kind
 
@@ -115,7 +115,7 @@ def _write_xlsx(frame: pl.DataFrame, path: Path) -> None:
     try:
         import xlsxwriter
     except ImportError as exc:
-        msg = "writing .xlsx needs xlsxwriter: pip install 'batchkit[excel]'"
+        msg = f"writing .xlsx needs xlsxwriter: {install_hint('excel')}"
         raise InputError(msg) from exc
     # Besides the apostrophes, tell xlsxwriter never to turn a string into a formula or a link.
     options = {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False}

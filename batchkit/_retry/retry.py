@@ -26,7 +26,7 @@ import functools
 import hashlib
 import logging
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -39,6 +39,7 @@ from .._api.client import Client, given_or_default, require_api_key
 from .._build.held import RETRY_OF, checked_line, take_sources
 from .._errors import InputError, ResultsError
 from .._files import file_sha256
+from .._handback.decisions import decisions_of
 from .._report import Finding, Report, ValidationFailed
 from .._results.realtime import realtime_outcomes
 from .._results.results import OUTCOMES, collect_results
@@ -139,10 +140,24 @@ class RetryResult:
     #: The output directory already held exactly this retry: nothing was rewritten.
     reused: bool = False
     findings: list[Finding] = field(default_factory=list)
+    #: With ``review``: how many decisions the file held (it may reject none, and then nothing is retried).
+    reviewed: int | None = None
 
     @property
     def units(self) -> int:
         return sum(self.selected.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """What was selected and written, as plain data."""
+        build = self.build
+        return {
+            "directory": str(self.directory), "out_dir": str(self.out_dir), "mode": self.mode, "only": list(self.only),
+            "outcomes": self.outcomes, "selected": self.selected, "units": self.units, "reused": self.reused,
+            "reviewed": self.reviewed, "counts": build.counts.model_dump() if build is not None else None,
+            "shards": [s.file for s in build.manifest.shards] if build is not None else [],
+            "realtime": self.realtime.to_dict() if self.realtime is not None else None,
+            "findings": [f.model_dump(mode="json", exclude_none=True) for f in self.findings],
+        }  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,8 +168,9 @@ class RetryOptions:
     build directory of balanced shards), ``realtime`` (sent one by one through ``POST /v2/generate`` now) or
     ``held`` (kept for the next ``build --include-held``). ``request_ids`` selects exactly those units
     instead (e.g. the cards a reviewer rejected, ``retry --from-review``), whatever their outcome, but never an
-    invalid unit (it never became a request) or a pending one (still running). ``limits`` default to the
-    retried directory's;
+    invalid unit (it never became a request) or a pending one (still running); ``review`` (a decisions CSV of
+    the directory's review page, ``retry --from-review``) selects the cards it rejects. ``limits`` default to
+    the retried directory's, with ``limit_changes`` (``{"max_records": 100}``) applied;
     ``name`` is the shard stem (default ``<name>-retry1``); ``force`` replaces another build in the output
     directory or retries units retried before. ``download`` and ``source`` are those of
     :func:`batchkit.collect_results`; ``concurrency``, ``poll``, ``deadline`` and ``backoff`` those of
@@ -163,8 +179,10 @@ class RetryOptions:
 
     only: Sequence[str] = DEFAULT_ONLY
     request_ids: Collection[str] | None = None
+    review: str | Path | None = None
     mode: Mode = "shards"
     limits: Limits | None = None
+    limit_changes: Mapping[str, int] | None = None
     name: str | None = None
     force: bool = False
     download: bool = True
@@ -192,36 +210,28 @@ def retry_failed(
     ``shards`` mode.
     """
     opts = options or RetryOptions()
-    mode, limits, force = opts.mode, opts.limits, opts.force
+    mode, force = opts.mode, opts.force
     folder, out = Path(directory), Path(out_dir)
     chosen = _check_only(opts.only)
-    if mode not in ("shards", "realtime", "held"):
-        msg = f"mode {mode!r} is not one of shards, realtime, held"
-        raise InputError(msg)
-    if mode == "realtime":  # checked before anything is written: no intent for a create that cannot leave
-        with given_or_default(client) as api:
-            require_api_key(api)
-    if out.resolve() == folder.resolve():
-        msg = f"--out {out} is the directory being retried; choose a new directory for the retry"
-        raise InputError(msg, path=out)
-    manifest = load_manifest(folder)
-    if manifest.unsharded is not None and manifest.unsharded.mode == "held":
-        msg = (
-            f"{folder} holds requests kept for a later build, not results; include it with "
-            f"`batchkit build SOURCE --mapping M --out DIR --include-held {folder}`"
-        )
-        raise InputError(msg, path=folder)
-    limits = limits or manifest.limits
+    manifest = _checked(folder, out, mode, client)
+    limits = opts.limits or _changed(manifest.limits, opts.limit_changes)
+    request_ids, reviewed, read = opts.request_ids, None, []
+    if opts.review is not None:
+        decisions = decisions_of(folder, opts.review)
+        request_ids, reviewed, read = decisions.rejected, len(decisions), list(decisions.findings)
+        if not request_ids:
+            log.info("%s rejects no card (%d decision(s)): nothing to retry", opts.review, reviewed)
+            return RetryResult(folder, out, mode, chosen, {}, {}, findings=read, reviewed=reviewed)
     units, outcomes = _outcomes(folder, manifest, client=client, download=opts.download, source=opts.source)
-    if opts.request_ids is not None:
-        picked, chosen = _by_ids(units, opts.request_ids, folder)
+    if request_ids is not None:
+        picked, chosen = _by_ids(units, request_ids, folder)
     else:
         picked = units.filter(pl.col("outcome").is_in(list(chosen)))
     selected = {o: int((picked["outcome"] == o).sum()) for o in chosen}
     selected = {o: n for o, n in selected.items() if n}
     if picked.is_empty():
         log.info("nothing to retry in %s: no unit is %s", folder, " or ".join(chosen))
-        return RetryResult(folder, out, mode, chosen, outcomes, selected)
+        return RetryResult(folder, out, mode, chosen, outcomes, selected, findings=read, reviewed=reviewed)
     frame, report = _retry_frame(folder, manifest, picked, limits)
     n = frame.height
     if mode == "shards" and n < limits.min_records:
@@ -245,34 +255,68 @@ def retry_failed(
             Report(limits=manifest.limits), manifest, out, manifest.shard_paths(), manifest.counts
         )
         sent = send(out) if mode == "realtime" else None
-        return RetryResult(folder, out, mode, chosen, outcomes, selected, built, sent, True, report.findings)
+        return RetryResult(folder, out, mode, chosen, outcomes, selected, built, sent, True, [*read, *report.findings], reviewed)
     _check_earlier_retries(folder, out, frame, force=force)
-    prepare_out_dir(out, force=False)
-    sources, copies = take_sources(manifest.sources, folder, first_index=0)
-    stem = safe_name(opts.name or retry_name(manifest.name))
     info = RetryInfo(
         of=str(folder.resolve()), name=manifest.name, only=list(chosen), mode=mode, fingerprint=fingerprint
     )
-    layout = expected_layout(n, limits) if mode == "shards" else []
+    built = _write(out, folder, manifest, frame, report, limits, info, opts.name)
+    sent = send(out) if mode == "realtime" else None
+    return RetryResult(folder, out, mode, chosen, outcomes, selected, built, sent, False, [*read, *report.findings], reviewed)
+
+
+def _checked(folder: Path, out: Path, mode: str, client: Client | None) -> Manifest:
+    """The retried directory's manifest, once the request makes sense (before anything is read or written)."""
+    if mode not in ("shards", "realtime", "held"):
+        msg = f"mode {mode!r} is not one of shards, realtime, held"
+        raise InputError(msg)
+    if mode == "realtime":  # checked before anything is written: no intent for a create that cannot leave
+        with given_or_default(client) as api:
+            require_api_key(api)
+    if out.resolve() == folder.resolve():
+        msg = f"--out {out} is the directory being retried; choose a new directory for the retry"
+        raise InputError(msg, path=out)
+    manifest = load_manifest(folder)
+    if manifest.unsharded is not None and manifest.unsharded.mode == "held":
+        msg = (
+            f"{folder} holds requests kept for a later build, not results; include it with "
+            f"`batchkit build SOURCE --mapping M --out DIR --include-held {folder}`"
+        )
+        raise InputError(msg, path=folder)
+    return manifest
+
+
+def _write(
+    out: Path, folder: Path, manifest: Manifest, frame: pl.DataFrame, report: Report, limits: Limits,
+    info: RetryInfo, name: str | None,
+) -> BuildResult:  # fmt: skip
+    """The new build directory: ``frame``'s lines as shards (or as one realtime or held file)."""
+    mode = info.mode
+    prepare_out_dir(out, force=False)
+    sources, copies = take_sources(manifest.sources, folder, first_index=0)
+    stem = safe_name(name or retry_name(manifest.name))
+    layout = expected_layout(frame.height, limits) if mode == "shards" else []
     with Spill(out, manifest.each, name=stem, layout=layout, extra=[RETRY_OF]) as spill:
         spill.add(frame)
         spill.close()
         built = finish(
-            spill,
-            out_dir=out,
-            name=stem,
-            limits=limits,
-            report=report,
-            sources=sources,
-            mapping=manifest.mapping,
-            rows=frame.select("source", "row").n_unique(),
-            unsharded=None if mode == "shards" else mode,
-            retry=info,
-            copies=copies,
-        )
+            spill, out_dir=out, name=stem, limits=limits, report=report, sources=sources, mapping=manifest.mapping,
+            rows=frame.select("source", "row").n_unique(), unsharded=None if mode == "shards" else mode,
+            retry=info, copies=copies,
+        )  # fmt: skip
     note_retry(folder, out)
-    sent = send(out) if mode == "realtime" else None
-    return RetryResult(folder, out, mode, chosen, outcomes, selected, built, sent, False, report.findings)
+    return built
+
+
+def _changed(limits: Limits, changes: Mapping[str, int] | None) -> Limits:
+    """``limits`` with ``changes`` applied (``--min-records`` and the others given to ``retry``)."""
+    if not changes:
+        return limits
+    merged = {**limits.as_dict(), **changes}
+    if merged["min_records"] > merged["max_records"]:
+        msg = f"--min-records ({merged['min_records']}) is larger than --max-records ({merged['max_records']})"
+        raise InputError(msg)
+    return Limits.model_validate(merged)
 
 
 def _check_only(only: Sequence[str]) -> tuple[str, ...]:

@@ -41,6 +41,7 @@ from .ndjson import Record, ndjson_frame, ndjson_lines, ndjson_record
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
     "FORMATS",
+    "FORMAT_NAMES",
     "ISSUE",
     "ISSUE_MESSAGE",
     "POSITION_COLUMNS",
@@ -73,6 +74,13 @@ FORMATS: Final[dict[str, str]] = {
     ".ods": "ods",
     ".ndjson": "ndjson",
     ".jsonl": "ndjson",
+}
+#: Every name a format may be given by (``format=``, ``--source-format``): its own name, or any suffix that
+#: detection reads as it (``xlsm``, ``tab``, ``jsonl``, ``pq``), or ``excel``.
+FORMAT_NAMES: Final[dict[str, str]] = {
+    **{suffix.removeprefix("."): fmt for suffix, fmt in FORMATS.items()},
+    **{fmt: fmt for fmt in FORMATS.values()},
+    "excel": "xlsx",
 }
 _EXCEL: Final = frozenset({"xlsx", "xls", "xlsb", "ods"})
 _TEXT: Final = frozenset({"csv", "tsv", "ndjson"})
@@ -348,15 +356,18 @@ def _format_of(path: Path, given: str | None) -> str:
         msg = f"no such file: {path}"
         raise InputError(msg, path=path)
     if given is not None:
-        fmt = {"jsonl": "ndjson", "excel": "xlsx", "pq": "parquet"}.get(given.lower(), given.lower())
-        if fmt not in set(FORMATS.values()):
-            msg = f"unknown format {given!r}; use one of {', '.join(sorted(set(FORMATS.values())))}"
+        fmt = FORMAT_NAMES.get(given.lower().removeprefix("."))
+        if fmt is None:
+            msg = f"unknown format {given!r}; use one of {', '.join(sorted(FORMAT_NAMES))}"
             raise InputError(msg, path=path)
         return fmt
     found = FORMATS.get(path.suffix.lower())
     if found is None:
         known = ", ".join(sorted(FORMATS))
-        msg = f"cannot tell the format of {path.name} from its suffix; use one of {known}, or pass --format"
+        msg = (
+            f"cannot tell the format of {path.name} from its suffix; rename it to one of {known}, or name its "
+            "format (--source-format csv, or format='csv' from Python)"
+        )
         raise InputError(msg, path=path)
     return found
 

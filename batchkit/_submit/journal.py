@@ -32,7 +32,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -191,6 +191,15 @@ class ShardRecord:
     def uncertain(self) -> bool:
         """A create may have made a batch, and nothing says which (or whether) yet."""
         return self.state == "intent"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON data (times in ISO 8601), with ``uncertain`` and ``provisional``."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in data.items():
+            if isinstance(value, datetime):
+                data[key] = value.isoformat()
+        data["metrics"] = dict(self.metrics)
+        return {**data, "uncertain": self.uncertain, "provisional": self.provisional}
 
 
 class Journal(GenerationLog):

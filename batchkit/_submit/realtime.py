@@ -108,6 +108,11 @@ class RealtimeResult:
             counts[key] = counts.get(key, 0) + 1
         return counts
 
+    def to_dict(self) -> dict[str, Any]:
+        """Counts and final statuses, as plain data."""
+        return {"requests": len(self.generations), "finished": len(self.finished), "running": len(self.running),
+                "unsent": len(self.unsent), "done": self.done, "statuses": self.statuses}  # fmt: skip
+
 
 OnEvent = Callable[[RealtimeEvent], None]
 OnProgress = Callable[[int, int], None]

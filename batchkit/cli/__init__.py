@@ -1,5 +1,7 @@
 """The ``batchkit`` command line: thin commands over the library (parse, call, render, exit code).
 
+``_options`` holds the option groups every command is made of (each handed to the command as one typed
+value), ``_render`` everything that is shown, ``_common`` the exit-code table and the one-line errors.
 Commands are imported when they are used, so ``batchkit validate`` never pays for polars or httpx.
 """
 
@@ -10,7 +12,6 @@ import importlib
 import signal
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 
 @contextlib.contextmanager
@@ -32,12 +33,12 @@ try:  # Ctrl-C while the command line itself loads (click, rich, pydantic): exit
         import click
 
         from .._version import __version__
-        from ._common import configure_logging, interrupted_is_130
+        from ._common import Group, configure_logging, exit_epilog
 except KeyboardInterrupt:
     sys.stderr.write("error: interrupted\n")
     raise SystemExit(130) from None
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "main"]
 
 #: Command name → (module, attribute), in pipeline order (the order ``batchkit --help`` lists them).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -61,17 +62,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class _LazyGroup(click.Group):
-    """A group whose commands are imported on first use, and where Ctrl-C is exit status 130 at any moment
-    (click's own handling says ``Aborted!`` and exits 1, the status of findings)."""
-
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
-        with interrupted_is_130():
-            return super().make_context(info_name, args, parent, **extra)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        with interrupted_is_130():
-            return super().invoke(ctx)
+class _LazyGroup(Group):
+    """A group whose commands are imported on first use (Ctrl-C is exit status 130 at any moment: see
+    :class:`Group`)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*COMMANDS, *sorted(set(self.commands) - set(COMMANDS))]
@@ -88,11 +81,18 @@ class _LazyGroup(click.Group):
         return command
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=exit_epilog("findings, refused or failed items", "not finished yet (a --deadline passed; run it again later)"),
+)
 @click.version_option(__version__, prog_name="batchkit")
-@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
+@click.option("-v", "--verbose", count=True, help="Show every item and log more (-v info, -vv debug), on stderr.")
 def main(verbose: int) -> None:
-    """Build, validate, shard, submit and reconcile Sync lipsync Batch API files."""
+    """Build, validate, shard, submit and reconcile Sync lipsync Batch API files.
+
+    Human text goes to stderr; stdout carries only documents (--format json), so it can be piped.
+    """
     for stream in (sys.stdout, sys.stderr):
         # A path that is not valid UTF-8 (its bytes kept as surrogates) is printed escaped, never a crash.
         reconfigure = getattr(stream, "reconfigure", None)

@@ -4,39 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
-import orjson
-
 from .._build.estimate import estimate_directory
 from .._probe.pricing import TablePrices
-from ._budget import print_estimate
-from ._common import handle_errors
-from ._submit import api_options, make_client
+from . import _render as render
+from ._common import command
+from ._options import Api, Output, api_options, directory_argument, group, output_options, prices_param
 
 __all__ = ["estimate_command"]
 
+_prices_option = group("prices", lambda v: v["prices"], lambda: [prices_param(
+    'A prices.toml (USD per second of input by model: [prices] "lipsync-2" = 0.05) [default: ask Sync\'s estimate API].'
+)])  # fmt: skip
 
-@click.command("estimate")
-@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
-@click.option(
-    "--prices",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help='A prices.toml (USD per second of input by model: [prices] "lipsync-2" = 0.05); default: '
-    "ask Sync's estimate API.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: the total and tables by model, [each] value and shard; json: all of it.",
-)
+
+@command("estimate", failed=None)
+@directory_argument
+@_prices_option
 @api_options
-@handle_errors
-def estimate_command(
-    directory: Path, prices: Path | None, fmt: str, api_key: str | None, base_url: str | None, timeout: float
-) -> None:
+@output_options("the total, the unknown counts, and the subtotals by model, [each] value and shard")
+def estimate_command(directory: Path, prices: Path | None, api: Api, output: Output) -> None:
     """Estimate what sending a build directory costs: seconds of media per request × a price per model.
 
     Lengths come from the probe (`build --probe`, `batchkit probe DIR`); text-to-speech scripts are timed
@@ -46,9 +32,9 @@ def estimate_command(
     if prices is not None:
         result = estimate_directory(directory, TablePrices.from_toml(prices))
     else:
-        with make_client(api_key, base_url, timeout) as client:
+        with api.client(directory) as client:
             result = estimate_directory(directory, client=client)
-    if fmt == "json":
-        click.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
-        return
-    print_estimate(result)
+    if output.json:
+        render.document(result)
+    else:
+        render.estimate(result)

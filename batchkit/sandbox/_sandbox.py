@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
+from .._errors import install_hint
 from ._config import Fault, SandboxConfig
 from ._media import MediaHost
 from ._outputs import OUTPUT_PREFIX, generation_wire, output_media
@@ -41,7 +42,7 @@ log = logging.getLogger("batchkit.sandbox")
 SIGNED_URL_SECONDS = 3600
 MISSING_EXTRA = (
     "the sandbox needs the optional 'sandbox' extra (starlette, uvicorn, python-multipart): "
-    "pip install 'batchkit[sandbox]'"
+    f"{install_hint('sandbox')}"
 )
 
 

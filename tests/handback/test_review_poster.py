@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-av = pytest.importorskip("av", reason="posters need PyAV: pip install 'batchkit[media]'")
+av = pytest.importorskip("av", reason="posters need PyAV: pip install 'sync-batchkit[media]'")
 
 from review_samples import GREEN, make_mp4  # noqa: E402
 

@@ -61,6 +61,8 @@ def test_command_as_a_process(command: str, world: World, tmp_path: Path) -> Non
     recipe = RECIPES.get(command)
     made = recipe(world) if recipe is not None else generic(command, commands()[command], world)
     for number, invocation in enumerate(i for _, runs in made for i in runs):
+        if any("\x00" in arg for arg in invocation.argv):
+            continue  # no process can be given a NUL in its arguments (execve refuses them): the in-process run has it
         temp = tmp_path / "tmp" / str(number)
         temp.mkdir(parents=True)
         check(spawn(invocation, temp))

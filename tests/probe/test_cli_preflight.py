@@ -33,8 +33,9 @@ def test_probe_a_source_and_a_directory(sandbox: Sandbox, tmp_path: Path) -> Non
     source = sheet(tmp_path, sandbox.url)
     code, out, err = _invoke(["probe", source, "--mapping", MAPPING], sandbox, tmp_path)
     assert code == 1
-    assert "preflight.csv row 3 (line 4), column audio_url: error media-too-long [p03]" in out
-    assert "preflight.csv row 9 (line 10), column video_url: error media-no-video-track [p09]" in out
+    assert out == ""  # stdout carries documents only
+    assert "preflight.csv row 3 (line 4), column audio_url: error media-too-long [p03]" in err
+    assert "preflight.csv row 9 (line 10), column video_url: error media-no-video-track [p09]" in err
     assert "media probe" in err
     assert "distinct URLs" in err
     code, out, _ = _invoke(["probe", source, "--mapping", MAPPING, "--format", "json"], sandbox, tmp_path)
@@ -75,13 +76,13 @@ def test_build_probe_then_estimate_then_a_budget(sandbox: Sandbox, tmp_path: Pat
     ]
     code, out, err = _invoke(args, sandbox, tmp_path)
     assert code == 0, err
-    assert "32 request(s), 25 written, 7 invalid" in out
-    assert "invalid media-too-long: 1" in out
+    assert "32 request(s), 25 written, 7 invalid" in err
+    assert "invalid media-too-long: 1" in err
     assert "estimate: unknown (known part $14.40) for 25 request(s)" in err
-    code, out, _ = _invoke(["estimate", out_dir, "--prices", PRICES], sandbox, tmp_path)
+    code, _, err = _invoke(["estimate", out_dir, "--prices", PRICES], sandbox, tmp_path)
     assert code == 0
-    assert "by shard" in out
-    assert "≥ $14.40" in out
+    assert "by shard" in err
+    assert "≥ $14.40" in err
     code, out, _ = _invoke(["estimate", out_dir, "--format", "json"], sandbox, tmp_path)
     data = orjson.loads(out)
     assert (data["requests"], data["unknown"], data["total_usd"]) == (25, 1, None)
@@ -103,7 +104,7 @@ def test_run_sample_then_reuse(sandbox: Sandbox, tmp_path: Path) -> None:
     build --reuse: only what is new or changed is left to send."""
     source = sheet(tmp_path, sandbox.url)
     out_dir = tmp_path / "run"
-    base = ["run", source, "--mapping", MAPPING, "--out", out_dir, "--probe", "--poll-initial", "0.05"]
+    base = ["run", source, "--mapping", MAPPING, "--out", out_dir, "--probe", "--skip-invalid", "--poll-initial", "0.05"]
     code, _, err = _invoke(
         [*base, "--sample", "3", "--max-cost", "5", "--allow-unknown-cost"], sandbox, tmp_path
     )
@@ -121,8 +122,8 @@ def test_run_sample_then_reuse(sandbox: Sandbox, tmp_path: Path) -> None:
     day2 = sheet(tmp_path, sandbox.url, "preflight-day2.csv")
     args = ["build", day2, "--mapping", MAPPING, "--out", tmp_path / "day2", "--probe", "--skip-invalid",
             "--reuse", out_dir]  # fmt: skip
-    code, out, err = _invoke(args, sandbox, tmp_path)
+    code, _, err = _invoke(args, sandbox, tmp_path)
     assert code == 0, err
-    assert "34 request(s), 4 written, 7 invalid" in out
-    assert "no shard: 4 request(s) in realtime.jsonl" in out
+    assert "34 request(s), 4 written, 7 invalid" in err
+    assert "no shard: 4 request(s) in realtime.jsonl" in err
     assert "reused 23 request(s)" in err

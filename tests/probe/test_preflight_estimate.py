@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -186,19 +187,23 @@ def test_a_live_submission_on_a_terminal_asks_once(monkeypatch: pytest.MonkeyPat
     terminal do not ask; --allow-unknown-cost alone is a usage error."""
     import click
 
-    from batchkit.cli import _budget
+    from batchkit.cli import _render
+    from batchkit.cli._options import BudgetAsk
+
+    def ask(max_cost: float | None, allow_unknown: bool, yes: bool, *, live: bool) -> Any:
+        return BudgetAsk(max_cost, None, allow_unknown, yes).budget(live=live, confirm=lambda _estimate: True)
 
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
-    monkeypatch.setattr(type(_budget.err), "is_terminal", property(lambda self: True))
-    asking = _budget.make_budget(None, None, False, False, live=True)
+    monkeypatch.setattr(type(_render.err), "is_terminal", property(lambda self: True))
+    asking = ask(None, False, False, live=True)
     assert asking is not None
     assert asking.confirm is not None
-    assert _budget.make_budget(None, None, False, True, live=True) is None
-    assert _budget.make_budget(None, None, False, False, live=False) is None
-    capped = _budget.make_budget(5.0, None, True, True, live=True)
+    assert ask(None, False, True, live=True) is None
+    assert ask(None, False, False, live=False) is None
+    capped = ask(5.0, True, True, live=True)
     assert capped is not None
     assert (capped.max_cost, capped.allow_unknown, capped.confirm) == (5.0, True, None)
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
-    assert _budget.make_budget(None, None, False, False, live=True) is None
+    assert ask(None, False, False, live=True) is None
     with pytest.raises(click.UsageError):
-        _budget.make_budget(None, None, True, False, live=True)
+        ask(None, True, False, live=True)

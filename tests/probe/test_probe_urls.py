@@ -356,7 +356,7 @@ def test_auto_reads_webm_with_pyav_and_the_fallback_says_what_it_lacks(media: Me
     alone = probe_urls([url], config=quick(parser="tinytag"))[url]
     assert alone.problem is None
     assert alone.duration is None
-    assert "install batchkit[media]" in (alone.error or "")
+    assert "pip install 'sync-batchkit[media]'" in (alone.error or "")
 
 
 def test_auto_reads_mp4_with_tinytag(media: MediaHost) -> None:
