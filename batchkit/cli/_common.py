@@ -116,11 +116,21 @@ class OneLineError(click.ClickException):
         render.error(self.message, hint=self.hint)
 
 
+def _subcommands(ctx: click.Context | None) -> list[str]:
+    """The names of the subcommands ``ctx`` stands for, whatever the program was called (``batchkit``,
+    ``python -m batchkit``)."""
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    return names
+
+
 def _rewrite(exc: click.ClickException) -> OneLineError:
     if isinstance(exc, OneLineError):
         return exc
     ctx = exc.ctx if isinstance(exc, click.UsageError) else None
-    path = " ".join(["batchkit", *(ctx.command_path.split()[1:] if ctx is not None else [])])
+    path = " ".join(["batchkit", *_subcommands(ctx)])
     if isinstance(exc, click.UsageError):
         hint = f"`{path} --help` lists its options" if " " in path else "`batchkit --help` lists the commands"
         if isinstance(exc, click.NoSuchOption | click.BadOptionUsage | click.MissingParameter) and " " not in path:
