@@ -126,7 +126,7 @@ def spawn(
     return Outcome(invocation, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), None, temp)
 
 
-def check(outcome: Outcome, *, codes: Sequence[int] = (0, 1, 2)) -> None:
+def check(outcome: Outcome, *, codes: Sequence[int] = (0, 1, 2, 3)) -> None:
     """Every promise a run keeps, whatever its input."""
     where = f"{outcome.invocation.id}: batchkit {' '.join(outcome.invocation.argv)}"
     text = outcome.stdout + outcome.stderr
