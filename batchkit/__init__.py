@@ -191,7 +191,9 @@ if TYPE_CHECKING:
 def _public_names() -> dict[str, str]:
     """Public name → private module, read from the ``TYPE_CHECKING`` imports above."""
     tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    block = next(
+        n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING"
+    )
     return {
         alias.name: str(node.module)
         for node in block.body

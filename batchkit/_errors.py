@@ -93,7 +93,6 @@ class InputError(BatchkitError):
         self.column = column
 
 
-
 class JournalError(BatchkitError):
     """The submission journal cannot go on without risking a double or lost submission."""
 

@@ -172,6 +172,8 @@ def make_durable(paths: list[Path]) -> None:
     for path in paths:  # pragma: no cover (platforms without os.sync)
         with path.open("rb+") as handle:
             os.fsync(handle.fileno())
+
+
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 

@@ -157,9 +157,7 @@ class Finding(BaseModel):
     )
     column: _Text = None
     request_id: _Text = None
-    pointer: _Text = Field(
-        default=None, description="JSON pointer into the line, e.g. /payload/input/0/url"
-    )
+    pointer: _Text = Field(default=None, description="JSON pointer into the line, e.g. /payload/input/0/url")
 
     @property
     def location(self) -> str:
@@ -315,7 +313,10 @@ class Report(BaseModel):
     elided: int = Field(default=0, description="findings counted but not kept in `findings`")
     findings_file: str | None = Field(default=None, description="a JSON Lines file with every finding")
     keep: int | None = Field(
-        default=DEFAULT_KEEP, ge=0, exclude=True, description="findings of one code kept in memory (None: all)"
+        default=DEFAULT_KEEP,
+        ge=0,
+        exclude=True,
+        description="findings of one code kept in memory (None: all)",
     )
     _tally: _Tally = PrivateAttr(default_factory=lambda: _Tally())
 
@@ -498,7 +499,8 @@ class Report(BaseModel):
             width = max(len(code) for code in self._counts)
             lines.append(f"{'code'.ljust(width)}  severity  count")
             lines.extend(
-                f"{code.ljust(width)}  {self.severity_of(code).ljust(8)}  {n:>5}" for code, n in self.counts.items()
+                f"{code.ljust(width)}  {self.severity_of(code).ljust(8)}  {n:>5}"
+                for code, n in self.counts.items()
             )
         return "\n".join(lines)
 

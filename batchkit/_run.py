@@ -119,7 +119,9 @@ class RunResult:
             "built": self.built,
             "results_path": str(self.results_path) if self.results_path is not None else None,
             "shards": [s.to_dict() for s in self.submission.shards],
-            "dry_run": [{"file": v.file, "valid": v.valid, "message": v.message} for v in self.submission.dry_runs],
+            "dry_run": [
+                {"file": v.file, "valid": v.valid, "message": v.message} for v in self.submission.dry_runs
+            ],
             **self.results.summary(),
             "valid": self.results.report.valid,
         }
@@ -153,7 +155,9 @@ def run(
     plan = load_mapping(mapping)
     target = Path(opts.results_path) if opts.results_path is not None else folder / RESULTS_TABLE
     _check_before_spending(client, opts.sandbox, target)
-    if opts.sample is None and not (folder / JOURNAL).exists():  # a full run: its sample's completed are not sent again
+    if (
+        opts.sample is None and not (folder / JOURNAL).exists()
+    ):  # a full run: its sample's completed are not sent again
         from ._retry.sample import sample_reuse
 
         reuse = sample_reuse(folder, opts.reuse)
@@ -259,8 +263,10 @@ def _build_or_reuse(
     if (folder / MANIFEST).exists():
         manifest = load_manifest(folder)
         same = _same_input(manifest, source, plan, options)
-        if same and not submitted and (
-            options.reuse is not None or (options.probe is not None and not (folder / MEDIA).exists())
+        if (
+            same
+            and not submitted
+            and (options.reuse is not None or (options.probe is not None and not (folder / MEDIA).exists()))
         ):
             same = False  # what is reused, or what the probe finds, may change the build: build it again
         if same or (submitted and same is None):
@@ -326,7 +332,10 @@ def _start_sandbox_over(folder: Path, stage: OnStage) -> None:
         with Journal.open(folder) as opened:
             if opened.meta("server") != "sandbox":
                 return
-    stage("submit", f"the sandbox of the earlier run of {folder} is gone ({SANDBOX_STATE} missing): starting over")
+    stage(
+        "submit",
+        f"the sandbox of the earlier run of {folder} is gone ({SANDBOX_STATE} missing): starting over",
+    )
     for suffix in ("", "-wal", "-shm"):
         Path(f"{journal}{suffix}").unlink(missing_ok=True)
     (folder / SUBMISSION).unlink(missing_ok=True)

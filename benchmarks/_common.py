@@ -23,7 +23,9 @@ def header() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU(s)")
 
 
-def ratio(what: str, value: float, *, target: float, lower_is_better: bool = True, quick: bool = False) -> str:
+def ratio(
+    what: str, value: float, *, target: float, lower_is_better: bool = True, quick: bool = False
+) -> str:
     """``what: 1.42× (target ≤ 1.5×: met)``; a quick run that misses says it is a quick run, not a failure."""
     sign = "≤" if lower_is_better else "≥"
     met = value <= target if lower_is_better else value >= target

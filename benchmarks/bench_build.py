@@ -123,7 +123,9 @@ def main() -> None:
     scaled = slow * args.rows / args.naive_rows
     print(f"batchkit build, {args.rows:,} rows: {built:.2f} s ({args.rows / built:,.0f} rows/s)")
     print(f"naive script, {args.naive_rows:,} rows: {slow:.2f} s → {scaled:.1f} s scaled to {args.rows:,}")
-    _common.ratio("speed-up over the naive script", scaled / built, target=50, lower_is_better=False, quick=args.quick)
+    _common.ratio(
+        "speed-up over the naive script", scaled / built, target=50, lower_is_better=False, quick=args.quick
+    )
     small, large = args.memory_rows
     if small and large:
         _, peak_small = build(small)
@@ -131,7 +133,12 @@ def main() -> None:
         print(
             f"peak RSS of build: {peak_small / 2**20:.0f} MiB at {small:,} rows, {peak_large / 2**20:.0f} MiB at {large:,}"
         )
-        _common.ratio(f"memory ratio ({large:,} / {small:,} rows)", peak_large / peak_small, target=1.5, quick=args.quick)
+        _common.ratio(
+            f"memory ratio ({large:,} / {small:,} rows)",
+            peak_large / peak_small,
+            target=1.5,
+            quick=args.quick,
+        )
 
 
 if __name__ == "__main__":

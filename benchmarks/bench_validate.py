@@ -135,7 +135,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of (a) and (b); the best counts")
     parser.add_argument("--quick", action="store_true", help="100,000 lines in 200 files, no memory runs")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS comparisons")
-    parser.add_argument("--findings-lines", type=int, default=1_000_000, help="lines of {} for the findings run")
+    parser.add_argument(
+        "--findings-lines", type=int, default=1_000_000, help="lines of {} for the findings run"
+    )
     parser.add_argument("--no-findings", action="store_true", help="skip the findings memory run")
     args = parser.parse_args()
     if args.quick:
@@ -198,7 +200,9 @@ def main() -> None:
     )
     print(f"| (a) CPU time (user + system) | {a_cpu:.2f} s | {a_cpu * per_line:.2f} µs |")
     print(f"| (b) CPU time | {b_cpu:.2f} s | {b_cpu * per_line:.2f} µs |")
-    print(f"\n(a)/(b) = {a / b:.2f} wall, {a_cpu / b_cpu:.2f} CPU  (target ≤ 1.5; in-process (a′)/(b) = {in_process / b:.2f})")
+    print(
+        f"\n(a)/(b) = {a / b:.2f} wall, {a_cpu / b_cpu:.2f} CPU  (target ≤ 1.5; in-process (a′)/(b) = {in_process / b:.2f})"
+    )
     print("(on a machine shared with other work, wall time moves with their load; CPU time does not)")
     print(f"(c)/(a) = {c / a:.1f}  (target ≥ 20)")
     if not args.no_findings:
@@ -222,7 +226,10 @@ def findings(lines: int) -> None:
         path.write_bytes(b"{}\n" * lines)
     print(f"\n| {lines:,} lines of `{{}}` ({3 * lines:,} findings) | peak RSS | time |")
     print("|---|---:|---:|")
-    for label, options in (("text, --max-findings 3", ["--max-findings", "3"]), ("--format json", ["--format", "json"])):
+    for label, options in (
+        ("text, --max-findings 3", ["--max-findings", "3"]),
+        ("--format json", ["--format", "json"]),
+    ):
         argv = [sys.executable, "-m", "batchkit", "validate", str(path), *options]
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)

@@ -89,7 +89,12 @@ def test_campaign_fails_by_default_with_a_report_and_no_shards(tmp_path: Path) -
 
 def test_campaign_skip_invalid_builds_balanced_shards(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = build(FIXTURES / "campaign.csv", FIXTURES / "campaign.toml", out, BuildOptions(skip_invalid=True, limits=Limits(max_records=40)))
+    result = build(
+        FIXTURES / "campaign.csv",
+        FIXTURES / "campaign.toml",
+        out,
+        BuildOptions(skip_invalid=True, limits=Limits(max_records=40)),
+    )
     assert result.counts.model_dump() == {
         "rows": 60,
         "units": 60,
@@ -140,7 +145,9 @@ def test_campaign_skip_invalid_builds_balanced_shards(tmp_path: Path) -> None:
 
 def test_campaign_with_default_limits_is_one_shard(tmp_path: Path) -> None:
     """58 requests fit one batch of 20–500, and the fewest shards wins."""
-    result = build(FIXTURES / "campaign.csv", FIXTURES / "campaign.toml", tmp_path / "o", BuildOptions(skip_invalid=True))
+    result = build(
+        FIXTURES / "campaign.csv", FIXTURES / "campaign.toml", tmp_path / "o", BuildOptions(skip_invalid=True)
+    )
     assert [s.records for s in result.manifest.shards] == [58]
 
 
@@ -245,13 +252,21 @@ def test_dataframe_source_writes_a_snapshot(tmp_path: Path) -> None:
 
 
 def test_name_is_sanitised(tmp_path: Path) -> None:
-    result = build(write_csv(tmp_path / "t.csv", table(20)), MAPPING, tmp_path / "o", BuildOptions(name="Q3 promo/v2"))
+    result = build(
+        write_csv(tmp_path / "t.csv", table(20)), MAPPING, tmp_path / "o", BuildOptions(name="Q3 promo/v2")
+    )
     assert result.shards[0].name == "Q3_promo_v2-0001.jsonl"
 
 
 def test_progress_reports_rows(tmp_path: Path) -> None:
     calls: list[tuple[int, int | None]] = []
-    build(pl.DataFrame(table(30)), MAPPING, tmp_path / "o", BuildOptions(chunk_rows=12), progress=lambda done, total: calls.append((done, total)))
+    build(
+        pl.DataFrame(table(30)),
+        MAPPING,
+        tmp_path / "o",
+        BuildOptions(chunk_rows=12),
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls == [(12, 30), (24, 30), (30, 30)]
 
 
@@ -293,7 +308,9 @@ def test_300_character_name_alone_is_an_invalid_output_file_name(tmp_path: Path)
     mapping = {**MAPPING, "output_file_name": "{name}"}
     rows = table(21, name={i: f"name{i}" for i in range(1, 22)})
     rows[1]["name"] = "n" * 300
-    result = build(write_csv(tmp_path / "t.csv", rows), mapping, tmp_path / "o", BuildOptions(skip_invalid=True))
+    result = build(
+        write_csv(tmp_path / "t.csv", rows), mapping, tmp_path / "o", BuildOptions(skip_invalid=True)
+    )
     assert [(f.code, f.row, f.column) for f in result.report.errors] == [
         ("invalid-output-file-name", 2, "name")
     ]
@@ -319,7 +336,9 @@ def test_text_needing_escapes_is_written_canonically(tmp_path: Path) -> None:
 def test_duplicate_request_ids_name_both_rows(tmp_path: Path) -> None:
     rows = table(25, id={7: "r002", 9: "r002"})
     out = tmp_path / "o"
-    result = build(write_csv(tmp_path / "t.csv", rows), MAPPING, out, BuildOptions(skip_invalid=True, chunk_rows=5))
+    result = build(
+        write_csv(tmp_path / "t.csv", rows), MAPPING, out, BuildOptions(skip_invalid=True, chunk_rows=5)
+    )
     dups = [f for f in result.report.errors if f.code == "duplicate-request-id"]
     assert [(f.row, f.source_line, f.request_id) for f in dups] == [(7, 8, "r002"), (9, 10, "r002")]
     assert all("row 2 (line 3)" in f.message for f in dups)
@@ -411,7 +430,9 @@ def test_per_row_numbers_are_parsed(tmp_path: Path) -> None:
     rows = [dict(r, temp="0.25", mode="loop") for r in table(22)]
     rows[1]["temp"] = "warm"
     rows[2]["mode"] = "boomerang"
-    result = build(write_csv(tmp_path / "t.csv", rows), mapping, tmp_path / "o", BuildOptions(skip_invalid=True))
+    result = build(
+        write_csv(tmp_path / "t.csv", rows), mapping, tmp_path / "o", BuildOptions(skip_invalid=True)
+    )
     assert [(f.code, f.severity, f.row) for f in result.report.findings] == [
         ("invalid-value", "error", 2),
         ("unknown-value", "warning", 3),
@@ -431,7 +452,9 @@ def test_constant_warning_is_reported_once(tmp_path: Path) -> None:
 
 def test_byte_cap_makes_more_shards_with_balanced_counts(tmp_path: Path) -> None:
     limits = Limits(min_records=2, max_records=500, max_bytes=2_000)
-    result = build(write_csv(tmp_path / "t.csv", table(40)), MAPPING, tmp_path / "o", BuildOptions(limits=limits))
+    result = build(
+        write_csv(tmp_path / "t.csv", table(40)), MAPPING, tmp_path / "o", BuildOptions(limits=limits)
+    )
     sizes = [s.bytes for s in result.manifest.shards]
     assert max(sizes) <= 2_000
     assert sum(s.records for s in result.manifest.shards) == 40
@@ -445,7 +468,12 @@ def test_line_over_the_byte_limit_is_line_too_large(tmp_path: Path) -> None:
     del mapping["audio"]
     rows = table(21, script={3: "word " * 200})
     limits = Limits(min_records=1, max_bytes=600)
-    result = build(write_csv(tmp_path / "t.csv", rows), mapping, tmp_path / "o", BuildOptions(limits=limits, skip_invalid=True))
+    result = build(
+        write_csv(tmp_path / "t.csv", rows),
+        mapping,
+        tmp_path / "o",
+        BuildOptions(limits=limits, skip_invalid=True),
+    )
     assert [(f.code, f.row) for f in result.report.errors] == [("line-too-large", 3)]
 
 
@@ -543,7 +571,9 @@ def test_every_row_lands_in_one_shard_or_in_the_report(
         return
     failure: ValidationFailed | None = None
     try:
-        result = build(source, mapping, out, BuildOptions(limits=limits, skip_invalid=True, chunk_rows=chunk_rows))
+        result = build(
+            source, mapping, out, BuildOptions(limits=limits, skip_invalid=True, chunk_rows=chunk_rows)
+        )
     except ValidationFailed as exc:  # nothing valid at all
         failure = exc
     if failure is not None:

@@ -44,7 +44,12 @@ def _build(tmp_path: Path, *, localization: bool = False) -> Path:
     else:
         source = tmp_path / "campaign.csv"
         shutil.copy(FIXTURES / "campaign.csv", source)
-        build(source, FIXTURES / "campaign.toml", out, BuildOptions(skip_invalid=True, limits=Limits(max_records=30)))
+        build(
+            source,
+            FIXTURES / "campaign.toml",
+            out,
+            BuildOptions(skip_invalid=True, limits=Limits(max_records=30)),
+        )
     return out
 
 

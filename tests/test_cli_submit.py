@@ -113,7 +113,9 @@ def test_submit_with_an_uncertain_shard_is_exit_3_naming_wait(build_dir: Path) -
     sandbox = Sandbox(pending_seconds=60)
     with serve(sandbox) as url:
         with Journal.open(build_dir) as journal:  # as a crash leaves it between the intent and the answer
-            journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in load_manifest(build_dir).shards])
+            journal.sync_shards(
+                [(s.file, s.sha256, s.records, s.bytes) for s in load_manifest(build_dir).shards]
+            )
             journal.record_intent(journal.shards()[0].file, webhook_url=None)
         for _ in range(3):
             sandbox.add_foreign_batch(25)
@@ -151,7 +153,10 @@ def test_run_with_the_sandbox_end_to_end(tmp_path: Path) -> None:
     assert code == 0
     assert "reuse" in err
     assert state.read_bytes().count(b'"kind":"batch"') == made  # nothing was sent again
-    assert pl.read_csv(out / "results.csv", infer_schema=False).filter(pl.col("outcome") == "completed").height == 52
+    assert (
+        pl.read_csv(out / "results.csv", infer_schema=False).filter(pl.col("outcome") == "completed").height
+        == 52
+    )
     code, _, err = _invoke(args[:-1], key="real-key")  # the same directory against the real API: refused
     assert code == 2
     assert "sandbox" in err

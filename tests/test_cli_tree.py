@@ -52,11 +52,29 @@ def _options(command: click.Command) -> dict[str, click.Option]:
 
 
 def _declaration(option: click.Option) -> tuple[object, ...]:
-    return (tuple(sorted(option.opts)), option.type.name, repr(option.default), option.is_flag, option.multiple)
+    return (
+        tuple(sorted(option.opts)),
+        option.type.name,
+        repr(option.default),
+        option.is_flag,
+        option.multiple,
+    )
 
 
 def test_the_tree_has_every_pipeline_verb() -> None:
-    for verb in ("run", "build", "shard", "validate", "submit", "status", "wait", "results", "fetch", "review", "retry"):
+    for verb in (
+        "run",
+        "build",
+        "shard",
+        "validate",
+        "submit",
+        "status",
+        "wait",
+        "results",
+        "fetch",
+        "review",
+        "retry",
+    ):
         assert verb in COMMANDS
 
 
@@ -85,7 +103,9 @@ def test_every_help_ends_with_the_exit_codes(name: str) -> None:
         code, _, meaning = entry.partition(" ")
         given[int(code)] = meaning
     assert {0, 2, 130} <= set(given) <= set(EXIT_CODES), table
-    assert {code: given[code] for code in (0, 2, 130)} == {code: EXIT_CODES[code] for code in (0, 2, 130)}, table
+    assert {code: given[code] for code in (0, 2, 130)} == {code: EXIT_CODES[code] for code in (0, 2, 130)}, (
+        table
+    )
 
 
 def test_a_shared_option_is_spelled_the_same_everywhere() -> None:
@@ -102,7 +122,9 @@ def test_a_shared_option_is_spelled_the_same_everywhere() -> None:
     [(API_VERBS, API_OPTIONS), (SOURCE_VERBS, SOURCE_OPTIONS), (BUILD_VERBS, BUILD_OPTIONS)],
     ids=["api", "source", "build"],
 )
-def test_verbs_of_one_kind_declare_their_options_alike(verbs: tuple[str, ...], names: tuple[str, ...]) -> None:
+def test_verbs_of_one_kind_declare_their_options_alike(
+    verbs: tuple[str, ...], names: tuple[str, ...]
+) -> None:
     for long in names:
         declared = {}
         for verb in verbs:
@@ -128,7 +150,10 @@ def test_a_usage_error_is_one_error_line_and_a_hint(name: str) -> None:
 def test_the_hint_names_the_command_however_batchkit_was_started() -> None:
     """``python -m batchkit submit --nope`` hints at ``batchkit submit --help``, not ``batchkit -m batchkit ...``."""
     done = subprocess.run(
-        [sys.executable, "-m", "batchkit", "submit", "--no-such-option"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "batchkit", "submit", "--no-such-option"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1] == "hint: `batchkit submit --help` lists its options"

@@ -109,7 +109,10 @@ def test_usage_and_io_errors_exit_two(tmp_path: Path, args: list[str], message: 
 def test_no_path_is_a_usage_error() -> None:
     result = CliRunner().invoke(main, ["validate"])
     assert result.exit_code == 2
-    assert result.stderr.splitlines() == ["error: missing argument 'PATH...'", "hint: `batchkit validate --help` lists its options"]
+    assert result.stderr.splitlines() == [
+        "error: missing argument 'PATH...'",
+        "hint: `batchkit validate --help` lists its options",
+    ]
 
 
 def test_policy_findings() -> None:

@@ -31,14 +31,21 @@ _FOREIGN = re.compile(r"\binstall((?:\s+-{1,2}[\w-]+)*)\s+['\"]?batchkit(?=\[|['
 def _texts() -> list[Path]:
     files = [ROOT / "README.md", ROOT / "pyproject.toml", ROOT / ".pre-commit-hooks.yaml"]
     for folder in ("batchkit", "tests", "benchmarks", ".ci"):
-        files += [p for p in (ROOT / folder).rglob("*") if p.is_file() and p.suffix in (".py", ".md", ".toml", "")]
+        files += [
+            p for p in (ROOT / folder).rglob("*") if p.is_file() and p.suffix in (".py", ".md", ".toml", "")
+        ]
     here = Path(__file__).resolve()  # its own examples of wrong hints are the point
     return [p for p in files if p.is_file() and "__pycache__" not in p.parts and p.resolve() != here]
 
 
 def test_the_pattern_finds_a_foreign_install_hint() -> None:
     """The checker itself: it flags the hints that installed the wrong project, and passes ours."""
-    wrong = ["pip install 'batchkit[excel]'", "install batchkit[media] (PyAV)", "pip install batchkit", "pip install -U batchkit"]
+    wrong = [
+        "pip install 'batchkit[excel]'",
+        "install batchkit[media] (PyAV)",
+        "pip install batchkit",
+        "pip install -U batchkit",
+    ]
     right = [install_hint("excel"), "pip install sync-batchkit", "pip install '.[sandbox]'", "pip install -e '.[dev]'",
              "pip install sync-batchkit[media]", "uv pip install sync-batchkit"]  # fmt: skip
     assert all(_FOREIGN.search(text) for text in wrong)
@@ -63,7 +70,9 @@ def test_the_project_metadata_names_the_distribution() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == DISTRIBUTION == "sync-batchkit"
     assert project["scripts"] == {"batchkit": "batchkit.cli:main"}
-    assert all(r.startswith("sync-batchkit[") for r in project["optional-dependencies"]["dev"] if "batchkit" in r)
+    assert all(
+        r.startswith("sync-batchkit[") for r in project["optional-dependencies"]["dev"] if "batchkit" in r
+    )
     assert f"pip install {DISTRIBUTION}" in (ROOT / "README.md").read_text()
 
 
@@ -106,7 +115,11 @@ def test_the_wheel_installs_as_sync_batchkit_and_runs(tmp_path: Path) -> None:
         "'top': (d.read_text('top_level.txt') or '').split() or sorted({f.parts[0] for f in d.files or []})}))"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    seen = json.loads(subprocess.run([str(python), "-c", ask], check=True, capture_output=True, text=True, env=env, cwd=tmp_path).stdout)
+    seen = json.loads(
+        subprocess.run(
+            [str(python), "-c", ask], check=True, capture_output=True, text=True, env=env, cwd=tmp_path
+        ).stdout
+    )
     assert "sync-batchkit" in seen["names"]
     assert "batchkit" not in seen["names"]
     assert seen["scripts"] == ["batchkit.cli:main"]
@@ -118,7 +131,9 @@ def test_the_wheel_installs_as_sync_batchkit_and_runs(tmp_path: Path) -> None:
     ).stdout.strip()  # fmt: skip
     Path(purelib, "zz_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     script = fresh / ("Scripts/batchkit.exe" if os.name == "nt" else "bin/batchkit")
-    done = subprocess.run([str(script), "--version"], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+    done = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     from batchkit import __version__
 

@@ -108,7 +108,12 @@ def test_formulas_from_the_server_and_the_source_are_neutralised(tmp_path: Path)
     text = (FIXTURES / "campaign.csv").read_text(encoding="utf-8")
     source.write_text(text.replace("c002,Ben", "c002,=cmd|' /C calc'!A0"), encoding="utf-8")
     directory = tmp_path / "build"
-    build(source, FIXTURES / "campaign.toml", directory, BuildOptions(skip_invalid=True, limits=Limits(max_records=30)))
+    build(
+        source,
+        FIXTURES / "campaign.toml",
+        directory,
+        BuildOptions(skip_invalid=True, limits=Limits(max_records=30)),
+    )
     manifest = load_manifest(directory)
     with Journal.open(directory) as journal:
         journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in manifest.shards])

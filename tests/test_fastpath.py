@@ -229,7 +229,9 @@ def _as_text(line: Any, style: str) -> bytes:
 def blocks(draw: st.DrawFn) -> bytes:
     """Blocks of lines as files hold them, including the ways a block can fool a line counter: blank lines,
     an object across two lines, two objects on one line, duplicate keys, CR LF."""
-    lines = draw(st.lists(st.one_of(valid_lines(rare=False), valid_lines(), mutated_lines()), min_size=1, max_size=8))
+    lines = draw(
+        st.lists(st.one_of(valid_lines(rare=False), valid_lines(), mutated_lines()), min_size=1, max_size=8)
+    )
     style = draw(st.sampled_from(["compact", "spaced", "ascii"]))
     texts = [_as_text(line, style) for line in lines]
     for _ in range(draw(st.integers(0, 2))):

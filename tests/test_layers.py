@@ -109,5 +109,7 @@ def test_the_package_docstring_lists_the_layers() -> None:
     doc = batchkit.__doc__ or ""
     folders = [layer for layer in LAYERS if (PACKAGE / layer).is_dir()]
     positions = [doc.find(f"{folder}/") for folder in folders]
-    assert -1 not in positions, f"not in the docstring: {[f for f, p in zip(folders, positions, strict=True) if p < 0]}"
+    assert -1 not in positions, (
+        f"not in the docstring: {[f for f, p in zip(folders, positions, strict=True) if p < 0]}"
+    )
     assert positions == sorted(positions)

@@ -54,7 +54,9 @@ def test_importing_batchkit_loads_no_heavy_dependency() -> None:
         "CliRunner().invoke(main, ['validate', 'fixtures/sample-batch.jsonl']); "
         "print(sorted(m for m in ('polars', 'httpx', 'starlette', 'uvicorn') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    )
     assert out.stdout.strip() == "[]"
 
 

@@ -48,7 +48,9 @@ class Block:
 
 
 def _blocks() -> list[Block]:
-    return [Block(m.group(1), m.group(2), README.count("\n", 0, m.start(2)) + 1) for m in FENCE.finditer(README)]
+    return [
+        Block(m.group(1), m.group(2), README.count("\n", 0, m.start(2)) + 1) for m in FENCE.finditer(README)
+    ]
 
 
 BLOCKS = _blocks()
@@ -61,7 +63,10 @@ def _python_examples() -> Iterator[tuple[Block, Block | None]]:
             continue
         after = BLOCKS[i + 1] if i + 1 < len(BLOCKS) else None
         gap = README[README.index(block.code) + len(block.code) : README.index(after.code)] if after else ""
-        yield block, after if after is not None and after.kind == "text" and gap.strip() == "```\n\n```text" else None
+        yield (
+            block,
+            after if after is not None and after.kind == "text" and gap.strip() == "```\n\n```text" else None,
+        )
 
 
 def _matches(want: str, got: str) -> bool:
@@ -144,7 +149,11 @@ def test_every_shell_example_works_in_order(tmp_path: Path) -> None:
     runs = [(shells[0].line, opening, 0)] + [c for block in shells[2:] for c in _commands(block)]
     runs = [r for r in runs if not r[1].startswith((".venv/", ".ci/", "python3 "))]
     assert len(runs) >= 20
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "SYNC_API_KEY": "readme-key"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "SYNC_API_KEY": "readme-key",
+    }
     env["BATCHKIT_CACHE_DIR"] = str(tmp_path / "cache")  # the probe cache of the README's commands
     with serve(pending_seconds=0.05, seconds_per_generation=0.001) as url:
         env["SYNC_BASE_URL"] = url

@@ -261,7 +261,12 @@ def test_an_endless_429_stops_and_the_next_run_finishes(
     out = tmp_path / "rt"
     sandbox.inject(Fault(route="POST /v2/generate", kind="status", status=429, times=None, retry_after=0))
     with Client(api_key="k", base_url=url, retry=RetryPolicy(max_attempts=1)) as c:
-        result = retry_failed(finished, out, RetryOptions(mode="realtime", poll=FAST_POLL, backoff=FAST_BACKOFF, concurrency=5), client=c)
+        result = retry_failed(
+            finished,
+            out,
+            RetryOptions(mode="realtime", poll=FAST_POLL, backoff=FAST_BACKOFF, concurrency=5),
+            client=c,
+        )
         assert result.realtime is not None
         assert len(result.realtime.unsent) == 5
         assert sandbox.generations == []
@@ -304,7 +309,13 @@ def test_no_more_than_concurrency_generations_run_at_once(
             running -= event.kind == "finished"
             most = max(most, running)
 
-    retry_failed(finished, tmp_path / "rt", RetryOptions(mode="realtime", poll=FAST_POLL, concurrency=2), client=client, on_event=track)
+    retry_failed(
+        finished,
+        tmp_path / "rt",
+        RetryOptions(mode="realtime", poll=FAST_POLL, concurrency=2),
+        client=client,
+        on_event=track,
+    )
     assert 1 <= most <= 2
     assert running == 0
     assert len(sandbox.generations) == 5
@@ -324,7 +335,12 @@ def test_past_the_deadline_nothing_new_starts_and_a_later_run_finishes(tmp_path:
         clock.advance(5)
         wait(directory, client=c, poll=FAST_POLL)
         out = tmp_path / "rt"
-        first = retry_failed(directory, out, RetryOptions(mode="realtime", poll=FAST_POLL, deadline=0.1, concurrency=2), client=c).realtime
+        first = retry_failed(
+            directory,
+            out,
+            RetryOptions(mode="realtime", poll=FAST_POLL, deadline=0.1, concurrency=2),
+            client=c,
+        ).realtime
         assert first is not None
         assert first.finished == []
         assert len(first.running) + len(first.unsent) == 5

@@ -68,7 +68,9 @@ class _Deferring(Sandbox):
     def _create_batch(self, data: bytes, lines: Any, *, webhook_url: str | None, api_base: str) -> Any:
         if self.defer:
             self.defer -= 1
-            self.held.append((self.clock.now() + timedelta(seconds=LAND_WITHIN), data, lines, webhook_url, api_base))
+            self.held.append(
+                (self.clock.now() + timedelta(seconds=LAND_WITHIN), data, lines, webhook_url, api_base)
+            )
             return _Placeholder()
         return super()._create_batch(data, lines, webhook_url=webhook_url, api_base=api_base)
 
@@ -128,7 +130,11 @@ class SubmissionModel(RuleBasedStateMachine):
         self._serving = serve(self.sandbox)
         url = self._serving.__enter__()
         self.client = Client(
-            api_key="model-key", base_url=url, timeout=5.0, retry=RetryPolicy(initial=0.001), sleep=lambda _s: None
+            api_key="model-key",
+            base_url=url,
+            timeout=5.0,
+            retry=RetryPolicy(initial=0.001),
+            sleep=lambda _s: None,
         )
         number = len(list(self.workdir.iterdir()))
         self.dir = self.workdir / f"run-{number}"
@@ -219,7 +225,9 @@ class SubmissionModel(RuleBasedStateMachine):
 
     @rule(times=st.integers(1, 6))
     def rate_limit_creates(self, times: int) -> None:
-        self.sandbox.inject(Fault(route="POST /v2/batch", kind="status", status=429, times=times, retry_after=0))
+        self.sandbox.inject(
+            Fault(route="POST /v2/batch", kind="status", status=429, times=times, retry_after=0)
+        )
 
     @rule(finished=st.booleans())
     def foreign_batch(self, finished: bool) -> None:

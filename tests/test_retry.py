@@ -165,7 +165,9 @@ def test_a_retry_of_a_retry_counts_up(finished: Path, client: Client, tmp_path: 
     retry_failed(finished, first, client=client)
     run_batch(first, client)
     twenty = Limits(min_records=10, max_records=25)  # 30 units cannot make shards of 20–25
-    second = retry_failed(first, tmp_path / "retry2", RetryOptions(only=["failed", "rejected"], limits=twenty), client=client)
+    second = retry_failed(
+        first, tmp_path / "retry2", RetryOptions(only=["failed", "rejected"], limits=twenty), client=client
+    )
     assert second.selected == {"failed": 15, "rejected": 15}
     assert second.build is not None
     assert second.build.manifest.name == "people-retry2"
@@ -273,7 +275,9 @@ def test_another_selection_into_a_used_directory_needs_force(
     retry_failed(finished, out, RetryOptions(only=["failed"], limits=TENS), client=client)
     with pytest.raises(InputError, match="pass --force to replace it"):
         retry_failed(finished, out, RetryOptions(only=["missing"], limits=TENS), client=client)
-    replaced = retry_failed(finished, out, RetryOptions(only=["missing"], force=True, limits=TENS), client=client)
+    replaced = retry_failed(
+        finished, out, RetryOptions(only=["missing"], force=True, limits=TENS), client=client
+    )
     assert replaced.selected == {"missing": 15}
     assert load_manifest(out).retry is not None
     assert load_manifest(out).retry.only == ["missing"]  # type: ignore[union-attr]
@@ -295,12 +299,18 @@ def test_units_retried_elsewhere_are_not_retried_twice(
     with pytest.raises(InputError, match="already retried into") as info:
         retry_failed(finished, tmp_path / "b", RetryOptions(only=["failed", "missing"]), client=client)
     assert "15 of these units" in str(info.value)
-    other = retry_failed(finished, tmp_path / "c", RetryOptions(only=["missing"], limits=TENS), client=client)  # disjoint
+    other = retry_failed(
+        finished, tmp_path / "c", RetryOptions(only=["missing"], limits=TENS), client=client
+    )  # disjoint
     assert other.selected == {"missing": 15}
-    forced = retry_failed(finished, tmp_path / "b", RetryOptions(only=["failed"], force=True, limits=TENS), client=client)
+    forced = retry_failed(
+        finished, tmp_path / "b", RetryOptions(only=["failed"], force=True, limits=TENS), client=client
+    )
     assert forced.selected == {"failed": 15}
     shutil.rmtree(tmp_path / "a")  # gone: nothing there can be sent any more
-    again = retry_failed(finished, tmp_path / "d", RetryOptions(only=["rejected"], limits=TENS), client=client)
+    again = retry_failed(
+        finished, tmp_path / "d", RetryOptions(only=["rejected"], limits=TENS), client=client
+    )
     assert again.units == 15
 
 
@@ -394,11 +404,15 @@ def test_a_consumed_held_directory_is_refused(few: Path, client: Client, tmp_pat
     retry_failed(few, held_dir, RetryOptions(mode="held"), client=client)
     source = write_source(tmp_path / "n.csv", 20)
     build(source, MAPPING, tmp_path / "one", BuildOptions(limits=LIMITS, include_held=[held_dir]))
-    build(source, MAPPING, tmp_path / "one", BuildOptions(limits=LIMITS, include_held=[held_dir]))  # the same build again
+    build(
+        source, MAPPING, tmp_path / "one", BuildOptions(limits=LIMITS, include_held=[held_dir])
+    )  # the same build again
     with pytest.raises(InputError, match="already included in") as info:
         build(source, MAPPING, tmp_path / "two", BuildOptions(limits=LIMITS, include_held=[held_dir]))
     assert str((tmp_path / "one").resolve()) in str(info.value)
-    assert retry_failed(few, held_dir, RetryOptions(mode="held"), client=client).reused  # the same retry: untouched
+    assert retry_failed(
+        few, held_dir, RetryOptions(mode="held"), client=client
+    ).reused  # the same retry: untouched
     assert load_manifest(held_dir).unsharded.consumed_by is not None  # type: ignore[union-attr]
     with pytest.raises(InputError, match="already included"):  # another one would un-consume it: never
         retry_failed(few, held_dir, RetryOptions(mode="held", only=["failed"], force=True), client=client)
@@ -415,7 +429,12 @@ def test_held_requests_colliding_with_new_ids_are_findings(few: Path, client: Cl
             rid = "u009.r1" if i == 5 else f"k{i:03d}"
             handle.write(f"{rid},K {i},https://cdn.example.com/v/{i}.mp4,https://cdn.example.com/a/{i}.wav\n")
     mapping = {k: v for k, v in MAPPING.items() if k != "output_file_name"}  # "u009.r1" is no file name
-    result = build(source, mapping, tmp_path / "b", BuildOptions(limits=LIMITS, include_held=[held_dir], skip_invalid=True))
+    result = build(
+        source,
+        mapping,
+        tmp_path / "b",
+        BuildOptions(limits=LIMITS, include_held=[held_dir], skip_invalid=True),
+    )
     [dup] = result.report.errors
     assert dup.code == "duplicate-request-id"
     assert (dup.source, dup.row, dup.request_id) == ("few.csv", 9, "u009.r1")
@@ -499,7 +518,12 @@ def _base(root: Path) -> Path:
     """A 30-unit build in 3 shards whose journal says: submitted, COMPLETED (made once per session)."""
     if "dir" not in _BASE:
         directory = root / "base"
-        build(write_source(root / "p.csv", 30), MAPPING, directory, BuildOptions(limits=Limits(min_records=1, max_records=10)))
+        build(
+            write_source(root / "p.csv", 30),
+            MAPPING,
+            directory,
+            BuildOptions(limits=Limits(min_records=1, max_records=10)),
+        )
         manifest = load_manifest(directory)
         with Journal.open(directory) as journal:
             journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in manifest.shards])
@@ -562,7 +586,11 @@ def test_every_selected_unit_appears_exactly_once(
         zip(*collect_results(directory, download=False).frame.select("request_id", "outcome"), strict=True)
     )
     out = Path(tempfile.mkdtemp(prefix="retry-", dir=base_root))
-    result = retry_failed(directory, out, RetryOptions(only=sorted(only), download=False, limits=Limits(min_records=1), force=True))
+    result = retry_failed(
+        directory,
+        out,
+        RetryOptions(only=sorted(only), download=False, limits=Limits(min_records=1), force=True),
+    )
     wanted = sorted(rid for rid, outcome in outcomes.items() if outcome in only)
     got = [] if result.build is None else result.build.manifest.requests_frame()["retry_of"].to_list()
     assert sorted(got) == wanted

@@ -74,7 +74,10 @@ def sandbox() -> Sandbox:
 
 @pytest.fixture
 def client(sandbox: Sandbox) -> Iterator[Client]:
-    with serve(sandbox) as url, Client(api_key="k", base_url=url, retry=RetryPolicy(initial=0.001), sleep=lambda _s: None) as c:
+    with (
+        serve(sandbox) as url,
+        Client(api_key="k", base_url=url, retry=RetryPolicy(initial=0.001), sleep=lambda _s: None) as c,
+    ):
         yield c
 
 
@@ -118,7 +121,9 @@ def _intent(directory: Path) -> str:
 # -- 1. a finished batch is always downloaded ---------------------------------------------------------------
 
 
-def test_1_batches_finished_when_first_seen_are_downloaded(tmp_path: Path, sandbox: Sandbox, client: Client) -> None:
+def test_1_batches_finished_when_first_seen_are_downloaded(
+    tmp_path: Path, sandbox: Sandbox, client: Client
+) -> None:
     """Finished on create, found by reconciliation, or adopted by hand: outputUrl is recorded, every row
     completes, and retry selects nothing."""
     sandbox.configure(finished_on_create=True)
@@ -189,7 +194,9 @@ def test_2_several_running_candidates_keep_only_that_shard_uncertain(
 # -- 3. one submitter per directory --------------------------------------------------------------------------
 
 
-def test_3_a_second_process_is_refused_naming_the_holder(tmp_path: Path, sandbox: Sandbox, client: Client) -> None:
+def test_3_a_second_process_is_refused_naming_the_holder(
+    tmp_path: Path, sandbox: Sandbox, client: Client
+) -> None:
     """While another process holds the directory, `batchkit submit` exits 2 with one line naming its pid and
     host, and creates nothing."""
     directory = _build(tmp_path)
@@ -328,7 +335,9 @@ def test_5_damaged_cells_locked_databases_and_stray_rows_are_one_line_errors(
     code, out = _cli(["status", directory, "--offline"])
     assert (code, "not a date" in out) == (2, True)
     db.execute("UPDATE shards SET intent_at = NULL")
-    db.execute("INSERT INTO shards (file, position, sha256, records, bytes, state, updated_at) VALUES ('../../etc/passwd', 9, 'x', 1, 1, 'pending', 'now')")
+    db.execute(
+        "INSERT INTO shards (file, position, sha256, records, bytes, state, updated_at) VALUES ('../../etc/passwd', 9, 'x', 1, 1, 'pending', 'now')"
+    )
     db.commit()
     code, out = _cli(["submit", directory], url=client.base_url)
     assert code == 2
@@ -388,7 +397,11 @@ def test_7_no_key_no_bad_results_path_means_nothing_written(tmp_path: Path, clie
     assert code == 2
     assert "SYNC_API_KEY" in out
     assert not (directory / JOURNAL).exists()
-    code, out = _cli(["retry", directory, "--out", tmp_path / "rt", "--realtime", "--offline"], url=client.base_url, key=None)
+    code, out = _cli(
+        ["retry", directory, "--out", tmp_path / "rt", "--realtime", "--offline"],
+        url=client.base_url,
+        key=None,
+    )
     assert code == 2
     assert not (tmp_path / "rt").exists()
     campaign = ["run", ROOT / "fixtures/campaign.csv", "--mapping", ROOT / "fixtures/campaign.toml"]
@@ -396,19 +409,27 @@ def test_7_no_key_no_bad_results_path_means_nothing_written(tmp_path: Path, clie
     assert code == 2
     assert "SYNC_API_KEY" in out
     assert not (tmp_path / "live").exists()
-    code, out = _cli([*campaign, "--out", tmp_path / "odd", "--sandbox", "--results", tmp_path / "r.xls"], key=None)
+    code, out = _cli(
+        [*campaign, "--out", tmp_path / "odd", "--sandbox", "--results", tmp_path / "r.xls"], key=None
+    )
     assert code == 2
     assert ".xlsx" in out
     assert not (tmp_path / "odd").exists()
 
 
-def test_7_xlsx_without_the_excel_extra_fails_before_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_7_xlsx_without_the_excel_extra_fails_before_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "xlsxwriter" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "xlsxwriter" else real(name, *a)
+    )
     campaign = ["run", ROOT / "fixtures/campaign.csv", "--mapping", ROOT / "fixtures/campaign.toml"]
-    code, out = _cli([*campaign, "--out", tmp_path / "x", "--sandbox", "--results", tmp_path / "r.xlsx"], key=None)
+    code, out = _cli(
+        [*campaign, "--out", tmp_path / "x", "--sandbox", "--results", tmp_path / "r.xlsx"], key=None
+    )
     assert code == 2
     assert "sync-batchkit[excel]" in out
     assert not (tmp_path / "x").exists()
@@ -419,7 +440,13 @@ def test_7_xlsx_without_the_excel_extra_fails_before_the_build(tmp_path: Path, m
 
 def test_8_run_exits_1_when_the_server_refuses_every_shard(tmp_path: Path) -> None:
     with serve(Sandbox(limits=Limits(min_records=100))) as url:
-        campaign = ["run", ROOT / "fixtures/campaign.csv", "--mapping", ROOT / "fixtures/campaign.toml", "--skip-invalid"]
+        campaign = [
+            "run",
+            ROOT / "fixtures/campaign.csv",
+            "--mapping",
+            ROOT / "fixtures/campaign.toml",
+            "--skip-invalid",
+        ]
         code, out = _cli([*campaign, "--out", tmp_path / "c", *["--poll-initial", "0.05"]], url=url)
     assert code == 1
     assert "refused" in out
@@ -428,7 +455,9 @@ def test_8_run_exits_1_when_the_server_refuses_every_shard(tmp_path: Path) -> No
 def test_8_run_shows_the_findings_that_stop_it(tmp_path: Path) -> None:
     mapping = tmp_path / "m.toml"
     mapping.write_text((ROOT / "fixtures/campaign.toml").read_text().replace("{audio_url}", "{audio_link}"))
-    code, out = _cli(["run", ROOT / "fixtures/campaign.csv", "--mapping", mapping, "--out", tmp_path / "o", "--sandbox"])
+    code, out = _cli(
+        ["run", ROOT / "fixtures/campaign.csv", "--mapping", mapping, "--out", tmp_path / "o", "--sandbox"]
+    )
     assert code == 1
     assert "audio_link" in out
     assert "report.json" in out
@@ -437,14 +466,18 @@ def test_8_run_shows_the_findings_that_stop_it(tmp_path: Path) -> None:
 def test_8_validation_failed_names_its_first_findings() -> None:
     report = Report()
     for row in range(5):
-        report.add(Finding(code="empty-value", severity="error", source="c.csv", row=row + 1, message="empty"))
+        report.add(
+            Finding(code="empty-value", severity="error", source="c.csv", row=row + 1, message="empty")
+        )
     text = str(ValidationFailed(report))
     assert "c.csv row 1" in text
     assert "c.csv row 3" in text
     assert "and 2 more" in text
 
 
-def test_8_inspect_shows_what_a_batch_holds_and_whose_it_is(tmp_path: Path, sandbox: Sandbox, client: Client) -> None:
+def test_8_inspect_shows_what_a_batch_holds_and_whose_it_is(
+    tmp_path: Path, sandbox: Sandbox, client: Client
+) -> None:
     directory = _build(tmp_path)
     _done(directory, client)
     with Journal.open(directory) as journal:

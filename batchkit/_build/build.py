@@ -208,7 +208,9 @@ def _invalid_units(spill: Spill, updates: pl.DataFrame | None) -> dict[str, int]
     )
     if updates is not None and updates.height:
         counts["duplicate-request-id"] = counts.get("duplicate-request-id", 0) + updates.height
-    return {str(code): int(n) for code, n in sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))}
+    return {
+        str(code): int(n) for code, n in sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))
+    }
 
 
 def _constant_warnings(units: list[UnitPlan], src: Source, report: Report) -> None:
@@ -437,7 +439,16 @@ class LineMaker:
         first = errors[0] if errors else None
         status = "invalid" if errors else "ok"
         code, message = (first.code, first.message) if first else (None, None)
-        return (row[ROW], row[SOURCE_LINE], rid, None if errors else line, status, code, message, usable), found
+        return (
+            row[ROW],
+            row[SOURCE_LINE],
+            rid,
+            None if errors else line,
+            status,
+            code,
+            message,
+            usable,
+        ), found
 
     def _skipped(self, row: dict[str, Any], unit: UnitPlan, rid: str | None) -> Finding | None:
         """The ``optional-empty`` finding when the unit's only empty required values come from columns read

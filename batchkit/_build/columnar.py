@@ -198,7 +198,9 @@ def filter_exprs(row_filter: RowFilter) -> tuple[pl.Expr, pl.Expr]:
         miss = ~cell.str.to_lowercase().is_in(list(values))
         shown = pl.when(cell == "").then(_lit("empty")).otherwise(pl.concat_str(_lit("'"), cell, _lit("'")))
         listed = ", ".join(values) or "''"
-        reason = pl.concat_str(_lit(f"left out by [where]: column {column} is "), shown, _lit(f", not one of {listed}"))
+        reason = pl.concat_str(
+            _lit(f"left out by [where]: column {column} is "), shown, _lit(f", not one of {listed}")
+        )
         left_out = left_out | miss
         why = pl.when(miss).then(reason).otherwise(why)
     return left_out, why

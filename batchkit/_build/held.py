@@ -89,7 +89,9 @@ class HeldRequests:
         for path, frame in self.parts:
             first: dict[int, Finding] = {}
 
-            def emit(finding: Finding, frame: pl.DataFrame = frame, first: dict[int, Finding] = first) -> None:
+            def emit(
+                finding: Finding, frame: pl.DataFrame = frame, first: dict[int, Finding] = first
+            ) -> None:
                 unit = frame.row((finding.line or 1) - 1, named=True)
                 located = finding.model_copy(
                     update={

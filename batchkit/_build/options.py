@@ -63,4 +63,9 @@ class BuildOptions:
 
     def read_options(self) -> dict[str, str | None]:
         """The keyword arguments of :func:`batchkit.read_source` these options imply."""
-        return {"sheet": self.sheet, "format": self.format, "delimiter": self.delimiter, "encoding": self.encoding}
+        return {
+            "sheet": self.sheet,
+            "format": self.format,
+            "delimiter": self.delimiter,
+            "encoding": self.encoding,
+        }

@@ -140,7 +140,11 @@ def decisions_of(directory: str | os.PathLike[str], path: str | os.PathLike[str]
     from .._results.results import collect_results
     from .review import build_id_of
 
-    ids = collect_results(Path(directory), download=False, follow=False).frame.get_column("request_id").to_list()
+    ids = (
+        collect_results(Path(directory), download=False, follow=False)
+        .frame.get_column("request_id")
+        .to_list()
+    )
     return read_decisions(path, build=build_id_of(ids), request_ids=[i for i in ids if i is not None])
 
 

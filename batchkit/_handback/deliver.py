@@ -78,7 +78,9 @@ def fetch_directory(
     renew = renew_from(client) if client is not None else None
     if opts.renew_all and renew is not None:
         items = [FetchItem(i.request_id, renew(i) or i.output_url, i.name, i.generation_id) for i in items]
-    store = open_destination(dest, storage_options=opts.storage_options, fsync=(opts.fetch or FetchOptions()).fsync)
+    store = open_destination(
+        dest, storage_options=opts.storage_options, fsync=(opts.fetch or FetchOptions()).fsync
+    )
     result = fetch_outputs(
         items,
         store,

@@ -97,7 +97,9 @@ def fill_source(
     source file is now, when it moved.
     """
     if len(manifest.sources) != 1:
-        msg = "--into fills one source file, and this build has several (it includes held requests); use --out"
+        msg = (
+            "--into fills one source file, and this build has several (it includes held requests); use --out"
+        )
         raise InputError(msg)
     info = manifest.sources[0]
     path = Path(source) if source is not None else Path(info.path) if info.path else None
@@ -108,7 +110,9 @@ def fill_source(
     out = Path(target)
     if out.suffix.lower() not in FILL_FORMATS[info.format]:
         allowed = " or ".join(FILL_FORMATS[info.format])
-        msg = f"--into {out.name}: the source is {info.format}, so its filled copy is {allowed} (or use --out)"
+        msg = (
+            f"--into {out.name}: the source is {info.format}, so its filled copy is {allowed} (or use --out)"
+        )
         raise InputError(msg, path=out)
     if not path.is_file():
         msg = f"the build's source {path} is gone; pass --source with where it is now"

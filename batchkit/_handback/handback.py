@@ -73,13 +73,17 @@ class HandBack:
         }
 
 
-def hand_back(directory: str | os.PathLike[str], options: HandBackOptions | None = None, *, client: Client | None = None) -> HandBack:
+def hand_back(
+    directory: str | os.PathLike[str], options: HandBackOptions | None = None, *, client: Client | None = None
+) -> HandBack:
     """Join the results of ``directory`` and write them as ``options`` ask (see the module doc)."""
     opts = options or HandBackOptions()
     folder = Path(directory)
     if opts.out is not None:
         check_export_path(opts.out)  # before anything is fetched
-    results = collect_results(folder, client=client, download=opts.download, source=opts.source, follow=opts.follow)
+    results = collect_results(
+        folder, client=client, download=opts.download, source=opts.source, follow=opts.follow
+    )
     manifest = load_manifest(folder)
     frame = with_files(results.frame, folder)  # where `batchkit fetch` put each video, once it ran
     table = wide_frame(frame, manifest) if opts.wide else frame

@@ -64,7 +64,9 @@ def review_directory(
     folder = Path(directory)
     manifest = load_manifest(folder)
     frame = collect_results(folder, download=False, follow=False).frame
-    local: dict[str, str | os.PathLike[str]] = dict(files) if files is not None else dict(fetched_files(folder))
+    local: dict[str, str | os.PathLike[str]] = (
+        dict(files) if files is not None else dict(fetched_files(folder))
+    )
     posters = _posters(frame, local, opts, on_poster) if opts.posters else {}
     target = Path(out) if out is not None else folder / REVIEW
     return write_review(
@@ -76,8 +78,6 @@ def review_directory(
         posters=posters,
         build_id=build_id_of(frame.get_column("request_id").to_list()),
     )
-
-
 
 
 def _posters(
@@ -100,7 +100,9 @@ def _posters(
                 return request_id, poster_jpeg(files[request_id], timeout=opts.timeout)
             assert url is not None
             try:
-                media = RangeFile(url, http, config=config, deadline=Deadline(opts.timeout), eof_on_failure=True)
+                media = RangeFile(
+                    url, http, config=config, deadline=Deadline(opts.timeout), eof_on_failure=True
+                )
             except ValueError as exc:
                 log.warning("no poster for %s: %s", request_id, exc)
                 return request_id, None

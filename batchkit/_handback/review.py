@@ -50,7 +50,15 @@ from .._errors import InputError
 from .._files import save
 from .._results.join import CHAIN_COLUMNS, RESULT_COLUMNS
 
-__all__ = ["CARD_COLUMNS", "PAGE_FORMAT", "build_id_of", "page_data", "read_page_data", "render_page", "write_review"]
+__all__ = [
+    "CARD_COLUMNS",
+    "PAGE_FORMAT",
+    "build_id_of",
+    "page_data",
+    "read_page_data",
+    "render_page",
+    "write_review",
+]
 
 log = logging.getLogger("batchkit")
 

@@ -58,7 +58,9 @@ def by_source_row(frame: pl.DataFrame, manifest: Manifest) -> pl.DataFrame:
     each = _require_each(manifest)
     columns = source_columns(frame, manifest)
     units = manifest.scan_requests().select("request_id", "source", "row").collect()
-    keyed = frame.join(units, on="request_id", how="left", maintain_order="left").with_columns(_each_key(each))
+    keyed = frame.join(units, on="request_id", how="left", maintain_order="left").with_columns(
+        _each_key(each)
+    )
     values = keyed.get_column(_KEY).unique(maintain_order=True).to_list()
     fields = [f for f in WIDE_FIELDS if f in frame.columns]
     taken = {f"{field}_{value}" for value in values for field in fields}

@@ -70,7 +70,9 @@ def check_export_path(path: str | Path) -> str:
         import importlib.util
 
         if importlib.util.find_spec("xlsxwriter") is None:
-            msg = f"writing {target.name} needs xlsxwriter: {install_hint('excel')} (or write .csv or .parquet)"
+            msg = (
+                f"writing {target.name} needs xlsxwriter: {install_hint('excel')} (or write .csv or .parquet)"
+            )
             raise InputError(msg, path=target)
     return kind
 

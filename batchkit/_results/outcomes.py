@@ -172,9 +172,17 @@ def _error_message() -> pl.Expr:
             )
         )
         .when(pending & pl.col("provisional") & _BATCH.is_in(_TERMINAL))
-        .then(pl.lit("its batch was adopted for a lost create and is not checked by content yet (run `batchkit results DIR`)"))
+        .then(
+            pl.lit(
+                "its batch was adopted for a lost create and is not checked by content yet (run `batchkit results DIR`)"
+            )
+        )
         .when(pending & _BATCH.is_in(_TERMINAL) & ~pl.col("has_url"))
-        .then(pl.lit("its batch finished, but the server gives no results file yet; ask again later (`batchkit results DIR`)"))
+        .then(
+            pl.lit(
+                "its batch finished, but the server gives no results file yet; ask again later (`batchkit results DIR`)"
+            )
+        )
         .when(pending & pl.col("has_url") & ~pl.col("downloaded"))
         .then(
             pl.coalesce(
@@ -195,7 +203,12 @@ def _error_message() -> pl.Expr:
             )
         )
         .when(o.is_in(["failed", "rejected"]))
-        .then(pl.coalesce("result_message", pl.concat_str(pl.lit("the result line says "), pl.coalesce(_STATUS, pl.lit("no status")))))
+        .then(
+            pl.coalesce(
+                "result_message",
+                pl.concat_str(pl.lit("the result line says "), pl.coalesce(_STATUS, pl.lit("no status"))),
+            )
+        )
         .otherwise(pl.lit(None, pl.String))
     )
 
@@ -297,7 +310,12 @@ def pending_findings(shards: pl.DataFrame, report: Report) -> None:
                     ),
                 )
             )
-        elif row["journal_state"] == "submitted" and finished and not row["has_url"] and row["batch_status"] != "FAILED":
+        elif (
+            row["journal_state"] == "submitted"
+            and finished
+            and not row["has_url"]
+            and row["batch_status"] != "FAILED"
+        ):
             report.add(
                 Finding(
                     code="output-unavailable",

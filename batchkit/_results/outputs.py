@@ -150,7 +150,10 @@ def read_output(path: str | Path) -> tuple[dict[str, list[Any]], list[Finding]]:
         # msgspec skips blank lines and accepts two objects on one line: then line numbers would be off
         if decoded is not None and len(decoded) == data.count(b"\n") + (not data.endswith(b"\n")):
             columns = _fast_columns(decoded)
-            if "" not in columns["request_id"] and max(map(len, columns["request_id"])) <= MAX_REQUEST_ID_LENGTH:
+            if (
+                "" not in columns["request_id"]
+                and max(map(len, columns["request_id"])) <= MAX_REQUEST_ID_LENGTH
+            ):
                 return columns, _status_findings(str(path), columns)
     lines, findings = _read_lines(str(path), data)
     columns = _columns(lines)

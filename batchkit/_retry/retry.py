@@ -255,14 +255,28 @@ def retry_failed(
             Report(limits=manifest.limits), manifest, out, manifest.shard_paths(), manifest.counts
         )
         sent = send(out) if mode == "realtime" else None
-        return RetryResult(folder, out, mode, chosen, outcomes, selected, built, sent, True, [*read, *report.findings], reviewed)
+        return RetryResult(
+            folder,
+            out,
+            mode,
+            chosen,
+            outcomes,
+            selected,
+            built,
+            sent,
+            True,
+            [*read, *report.findings],
+            reviewed,
+        )
     _check_earlier_retries(folder, out, frame, force=force)
     info = RetryInfo(
         of=str(folder.resolve()), name=manifest.name, only=list(chosen), mode=mode, fingerprint=fingerprint
     )
     built = _write(out, folder, manifest, frame, report, limits, info, opts.name)
     sent = send(out) if mode == "realtime" else None
-    return RetryResult(folder, out, mode, chosen, outcomes, selected, built, sent, False, [*read, *report.findings], reviewed)
+    return RetryResult(
+        folder, out, mode, chosen, outcomes, selected, built, sent, False, [*read, *report.findings], reviewed
+    )
 
 
 def _checked(folder: Path, out: Path, mode: str, client: Client | None) -> Manifest:
@@ -314,7 +328,9 @@ def _changed(limits: Limits, changes: Mapping[str, int] | None) -> Limits:
         return limits
     merged = {**limits.as_dict(), **changes}
     if merged["min_records"] > merged["max_records"]:
-        msg = f"--min-records ({merged['min_records']}) is larger than --max-records ({merged['max_records']})"
+        msg = (
+            f"--min-records ({merged['min_records']}) is larger than --max-records ({merged['max_records']})"
+        )
         raise InputError(msg)
     return Limits.model_validate(merged)
 
@@ -420,6 +436,7 @@ def _retry_frame(
         obj["request_id"] = new
         new_ids.append(new)
         new_lines.append(orjson.dumps(obj).decode())
+
     def emit(finding: Finding) -> None:
         index = (finding.line or 1) - 1
         if finding.code == "invalid-request-id" and index in bad:

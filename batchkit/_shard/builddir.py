@@ -270,7 +270,11 @@ def output_file(batch_id: str) -> str:
 
     A batch id that is not a plain file name (it comes from the server) is replaced by a digest of itself.
     """
-    name = batch_id if _SAFE_ID.fullmatch(batch_id) else "batch-" + hashlib.sha256(batch_id.encode()).hexdigest()[:32]
+    name = (
+        batch_id
+        if _SAFE_ID.fullmatch(batch_id)
+        else "batch-" + hashlib.sha256(batch_id.encode()).hexdigest()[:32]
+    )
     return f"{RESULTS_DIR}/{name}.output.jsonl"
 
 

@@ -72,10 +72,19 @@ def shard_file(
                 raise fail_build(folder, stem, report, invalid_units=bad.by_code())
             digest, size, _ = _fingerprint(path)
             source = SourceInfo(
-                name=path.name, path=str(path.resolve()), format="jsonl", sha256=digest, bytes=size, rows=records
+                name=path.name,
+                path=str(path.resolve()),
+                format="jsonl",
+                sha256=digest,
+                bytes=size,
+                rows=records,
             )
             with writing(folder), Spill(folder) as spill:
-                spilled = _spill_lines(path, spill, bad.read(), limits, records, progress, chunk_lines) if records else 0
+                spilled = (
+                    _spill_lines(path, spill, bad.read(), limits, records, progress, chunk_lines)
+                    if records
+                    else 0
+                )
                 spill.close()
                 report.stats.valid_records = spill.spilled
                 return finish(
@@ -100,7 +109,10 @@ def _check(path: Path, report: Report, bad: _FirstErrors, limits: Limits) -> int
     def emit(finding: Finding) -> None:
         if finding.code in _FIXED_BY_SHARD:
             finding = finding.model_copy(
-                update={"severity": "warning", "message": f"{finding.message} ({_FIXED_BY_SHARD[finding.code]})"}
+                update={
+                    "severity": "warning",
+                    "message": f"{finding.message} ({_FIXED_BY_SHARD[finding.code]})",
+                }
             )
         elif finding.severity == "error" and finding.line is not None:
             bad.note(finding)
@@ -140,7 +152,9 @@ class _FirstErrors:
             self._handle = tempfile.TemporaryFile(dir=self.folder, prefix=".batchkit-errors-")
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         with contextlib.suppress(OSError):
             self._handle.close()
 

@@ -352,7 +352,13 @@ def _finish_unsharded(
 
 
 def _plan(
-    spill: Spill, excluded: Sequence[int], limits: Limits, report: Report, out_dir: Path, name: str, source: str
+    spill: Spill,
+    excluded: Sequence[int],
+    limits: Limits,
+    report: Report,
+    out_dir: Path,
+    name: str,
+    source: str,
 ) -> list[tuple[int, int]]:
     """The shard plan of the spilled lines less ``excluded``; no plan fails the build (its findings named
     after ``source``)."""
@@ -418,7 +424,13 @@ def _write_temp(final: Path, data: bytes) -> Path:
 
 
 def _settle(
-    out_dir: Path, name: str, report: Report, manifest: Manifest, temps: list[tuple[Path, Path]], *, files: int
+    out_dir: Path,
+    name: str,
+    report: Report,
+    manifest: Manifest,
+    temps: list[tuple[Path, Path]],
+    *,
+    files: int,
 ) -> None:
     """The last steps of every build: ``report.json`` and ``manifest.json`` join the other temporary files,
     all are made durable, the earlier build is removed, then everything is renamed into place, the findings

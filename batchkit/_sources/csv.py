@@ -205,7 +205,9 @@ def _malformed(block: bytes, first: int, delimiter: str, exc: Exception) -> tupl
     return first, first_line(exc)
 
 
-def _record_blocks(handle: BinaryIO, size: int, name: str = "the file", first_line: int = 1) -> Iterator[bytes]:
+def _record_blocks(
+    handle: BinaryIO, size: int, name: str = "the file", first_line: int = 1
+) -> Iterator[bytes]:
     """The file in blocks of about ``size`` bytes, each ending after a record (a newline outside quotes).
 
     A newline ends a record when the number of ``"`` before it is even (quoted quotes come in pairs). A record

@@ -36,7 +36,11 @@ def ndjson_lines(handle: BinaryIO) -> Iterator[bytes | TooLong]:
 def ndjson_record(raw: bytes | TooLong) -> tuple[dict[str, str | None] | None, str | None, str | None]:
     """One NDJSON line → (values as strings, issue code, issue message); (None, None, None) when blank."""
     if isinstance(raw, TooLong):
-        return None, "line-too-large", f"the line is {raw.length:,} bytes, more than the {MAX_ROW_BYTES:,} read"
+        return (
+            None,
+            "line-too-large",
+            f"the line is {raw.length:,} bytes, more than the {MAX_ROW_BYTES:,} read",
+        )
     if not raw.strip():
         return None, None, None
     try:
@@ -91,7 +95,9 @@ class _Raw:
         self.text = text
 
 
-def ndjson_frame(batch: list[Record], columns: list[str], positions: tuple[str, str, str, str]) -> pl.DataFrame:
+def ndjson_frame(
+    batch: list[Record], columns: list[str], positions: tuple[str, str, str, str]
+) -> pl.DataFrame:
     """A chunk of NDJSON records with ``columns`` and the four position columns (named by ``positions``)."""
     row_name, line_name, issue_name, message_name = positions
     data: dict[str, list[Any]] = {c: [] for c in columns}

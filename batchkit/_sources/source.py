@@ -417,7 +417,11 @@ def _fingerprint(
 #: Archives named like text sources: (magic bytes, what the file is, what to do).
 _ARCHIVES: Final = (
     (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip)"),
-    (b"PK\x03\x04", "a ZIP archive (a workbook?)", "give it its own suffix (.xlsx) or pass --source-format xlsx"),
+    (
+        b"PK\x03\x04",
+        "a ZIP archive (a workbook?)",
+        "give it its own suffix (.xlsx) or pass --source-format xlsx",
+    ),
 )
 
 
@@ -511,9 +515,7 @@ def _open_excel(path: Path, sheet: str | None, common: dict[str, Any]) -> Source
     for (row, index), formula in (formula_cells(path, sheet) or {}).items():
         if index < len(columns):
             formulas.setdefault(columns[index], {})[row] = formula
-    return Source(
-        columns=columns, sheet=sheet, rows=frame.height, frame=frame, formulas=formulas, **common
-    )
+    return Source(columns=columns, sheet=sheet, rows=frame.height, frame=frame, formulas=formulas, **common)
 
 
 def _visibility(reader: Any, names: list[str]) -> dict[str, bool]:

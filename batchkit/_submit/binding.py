@@ -181,7 +181,9 @@ def bind(directory: Path, journal: Journal, client: Client) -> Binding:
 
 
 def _recover_hint(directory: Path) -> str:
-    return f"run `batchkit recover {directory}` to rebuild it from the server (batches are matched by content)"
+    return (
+        f"run `batchkit recover {directory}` to rebuild it from the server (batches are matched by content)"
+    )
 
 
 def open_journal(
@@ -240,7 +242,9 @@ def _legacy_binding(folder: Path, journal: Journal) -> Binding | None:
     sent = any(s.state in ("intent", "submitted") for s in journal.shards())
     if not sent or kind not in ("api", "sandbox"):
         return None
-    binding = Binding(journal.journal_id, server or f"{kind}:unknown", "sandbox" if kind == "sandbox" else "api", _iso_now())
+    binding = Binding(
+        journal.journal_id, server or f"{kind}:unknown", "sandbox" if kind == "sandbox" else "api", _iso_now()
+    )
     if server is None:
         return None  # only the kind is known: checked by kind when the next create is bound
     write_binding(folder, binding)

@@ -24,6 +24,7 @@ _GENERATION_TERMINAL: Final = frozenset({"COMPLETED", "FAILED", "REJECTED", "CAN
 _KEY_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-")
 _MAX_KEY: Final = 128
 
+
 def idempotency_key(request_id: str, scope: str) -> str:
     """The ``Idempotency-Key`` for ``request_id`` in a journal of ``scope``: 1–128 of ``A-Z a-z 0-9 . _ ~ -``.
 
@@ -63,7 +64,6 @@ class GenerationRecord:
         return self.state == "refused" or (self.state == "created" and self.status in _GENERATION_TERMINAL)
 
 
-
 class GenerationLog:
     """Reading and writing the ``generations`` table (a part of the journal)."""
 
@@ -72,7 +72,9 @@ class GenerationLog:
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:  # pragma: no cover - the journal's
         raise NotImplementedError
 
-    def _event(self, db: sqlite3.Connection, file: str | None, kind: str, detail: Any = None) -> None:  # pragma: no cover
+    def _event(
+        self, db: sqlite3.Connection, file: str | None, kind: str, detail: Any = None
+    ) -> None:  # pragma: no cover
         raise NotImplementedError
 
     def generations(self) -> list[GenerationRecord]:
@@ -105,7 +107,6 @@ class GenerationLog:
             intent_at=parse_time(row["intent_at"]),
             created_at=parse_time(row["created_at"]),
         )
-
 
     # -- generations (requests sent one by one) -------------------------------------------------------------
 

@@ -89,7 +89,9 @@ def inspect_batch(
     for _, _, where, file, certainty in Registry().entries([batch.id], base_url=server).get(batch.id, []):
         found.known_to.append((where, file, certainty))
     if not batch.is_terminal or not batch.output_url:
-        found.output_note = f"no output yet (status {batch.status})" if not batch.is_terminal else "no outputUrl yet"
+        found.output_note = (
+            f"no output yet (status {batch.status})" if not batch.is_terminal else "no outputUrl yet"
+        )
         return found
     with tempfile.TemporaryDirectory(prefix="batchkit-inspect-") as scratch:
         path = Path(scratch) / "output.jsonl"

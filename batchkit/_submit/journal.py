@@ -185,7 +185,11 @@ class ShardRecord:
     @property
     def provisional(self) -> bool:
         """A batch adopted without proof yet: its output has not been checked against this shard's ids."""
-        return self.state == "submitted" and self.provenance not in (None, "created") and self.verified_at is None
+        return (
+            self.state == "submitted"
+            and self.provenance not in (None, "created")
+            and self.verified_at is None
+        )
 
     @property
     def uncertain(self) -> bool:
@@ -210,7 +214,9 @@ class Journal(GenerationLog):
         self._db = connection
 
     @classmethod
-    def open(cls, directory: str | Path, *, create: bool = True, busy_timeout: float = BUSY_TIMEOUT) -> Journal:
+    def open(
+        cls, directory: str | Path, *, create: bool = True, busy_timeout: float = BUSY_TIMEOUT
+    ) -> Journal:
         """Open (and if needed create) ``directory/journal.sqlite``.
 
         Most callers go through :func:`batchkit._submit.binding.open_journal`, which first checks that the
@@ -218,7 +224,9 @@ class Journal(GenerationLog):
         """
         path = Path(directory) / JOURNAL
         if not create and not path.exists():
-            msg = f"{directory} has no submission journal ({JOURNAL}); run `batchkit submit {directory}` first"
+            msg = (
+                f"{directory} has no submission journal ({JOURNAL}); run `batchkit submit {directory}` first"
+            )
             raise JournalError(msg)
         try:
             db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
@@ -378,7 +386,9 @@ class Journal(GenerationLog):
             message=row["message"],
             attempts=row["attempts"],
             provenance=row["provenance"] if "provenance" in keys else None,
-            verified_at=parse_time(row["verified_at"], f"{where}, column verified_at") if "verified_at" in keys else None,
+            verified_at=parse_time(row["verified_at"], f"{where}, column verified_at")
+            if "verified_at" in keys
+            else None,
             last_intent_at=parse_time(row["last_intent_at"], f"{where}, column last_intent_at")
             if "last_intent_at" in keys
             else None,
@@ -424,7 +434,9 @@ class Journal(GenerationLog):
                 else:
                     db.execute("UPDATE shards SET position = ? WHERE file = ?", (position, file))
             listed = {file for file, _, _, _ in shards}
-            strays = [row["file"] for row in db.execute("SELECT file FROM shards") if row["file"] not in listed]
+            strays = [
+                row["file"] for row in db.execute("SELECT file FROM shards") if row["file"] not in listed
+            ]
         for file in strays:
             if not safe_shard_name(file):
                 msg = (
@@ -581,7 +593,9 @@ class Journal(GenerationLog):
             )
             db.execute("DELETE FROM shards WHERE file = ?", (file,))
             db.execute("DELETE FROM candidates WHERE file = ?", (file,))
-            self._event(db, file, "retired", {"batch_id": row["batch_id"], "state": row["state"], "reason": reason})
+            self._event(
+                db, file, "retired", {"batch_id": row["batch_id"], "state": row["state"], "reason": reason}
+            )
 
     def record_not_sent(self, file: str, reason: str) -> None:
         """The create certainly did not create a batch (refused before arrival, or reconciled as absent)."""

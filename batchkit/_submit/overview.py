@@ -28,7 +28,12 @@ class WaitProgress:
     batches: int
 
     def to_dict(self) -> dict[str, int]:
-        return {"done": self.done, "total": self.total, "batches_done": self.batches_done, "batches": self.batches}
+        return {
+            "done": self.done,
+            "total": self.total,
+            "batches_done": self.batches_done,
+            "batches": self.batches,
+        }
 
 
 def wait_progress(shards: Sequence[ShardRecord]) -> WaitProgress:

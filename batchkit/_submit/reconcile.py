@@ -167,7 +167,9 @@ class Reconciler:
             try:
                 self.api.batches.download(batch.output_url or "", dest)
             except (APIError, ResultsError) as exc:
-                log.warning("cannot read the output of %s to tell whose it is (%s); asking again later", batch.id, exc)
+                log.warning(
+                    "cannot read the output of %s to tell whose it is (%s); asking again later", batch.id, exc
+                )
                 return None
         named = output_request_ids(dest)
         self._named[batch.id] = named
@@ -203,7 +205,9 @@ class Reconciler:
         self._drop_output(batch_id)
         self.notes[file] = reason
 
-    def _register(self, file: str, batch_id: str, certainty: Literal["created", "verified", "provisional"]) -> None:
+    def _register(
+        self, file: str, batch_id: str, certainty: Literal["created", "verified", "provisional"]
+    ) -> None:
         self.registry.record(
             batch_id,
             base_url=self.server,
@@ -218,13 +222,13 @@ class Reconciler:
 
     # -- uncertain creates -------------------------------------------------------------------------------
 
-    def _candidates(self, shard: ShardRecord, listed: list[Batch], since: datetime) -> tuple[list[Batch], set[str]]:
+    def _candidates(
+        self, shard: ShardRecord, listed: list[Batch], since: datetime
+    ) -> tuple[list[Batch], set[str]]:
         """The candidates for ``shard`` among ``listed``, and those of them another shard holds provisionally."""
         rows = self.journal.shards()
         certain_here = {
-            s.batch_id
-            for s in rows
-            if s.batch_id and s.file != shard.file and not s.provisional
+            s.batch_id for s in rows if s.batch_id and s.file != shard.file and not s.provisional
         } | self.journal.known_batch_ids(certain_only=True) - {shard.batch_id}
         held_here = {s.batch_id for s in rows if s.batch_id and s.file != shard.file and s.provisional}
         rejected = {c["batch_id"] for c in self.journal.candidates(shard.file) if c["verdict"] == "not-ours"}
@@ -276,7 +280,9 @@ class Reconciler:
         if len(open_) == 1 and not held_open:
             return self._adopt(shard, open_[0], held, verified=False)
         if open_:
-            shown = ", ".join(b.id for b in open_[:_SHOWN]) + (f" and {len(open_) - _SHOWN} more" if len(open_) > _SHOWN else "")
+            shown = ", ".join(b.id for b in open_[:_SHOWN]) + (
+                f" and {len(open_) - _SHOWN} more" if len(open_) > _SHOWN else ""
+            )
             note = (
                 f"{len(open_)} batch(es) may be this shard's lost create ({shown}); their outputs will tell "
                 "which, once they finish (every submit, wait and results checks again)"

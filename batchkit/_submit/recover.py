@@ -92,7 +92,9 @@ def recover(
             raise JournalError(msg)
         moved = _move_aside(folder)
         with Journal.open(folder, create=True) as journal:
-            if binding is None:  # the record is gone too: this machine's registry may still know the journal's id
+            if (
+                binding is None
+            ):  # the record is gone too: this machine's registry may still know the journal's id
                 kind, server = server_identity(api, probe=True)
                 since_text = datetime.fromtimestamp((folder / MANIFEST).stat().st_mtime, UTC).isoformat()
                 journal_id = Registry().journal_of(folder) or journal.journal_id
@@ -112,7 +114,9 @@ def recover(
             own = _own_entries(ctx)
             result = RecoverResult(folder, moved)
             for shard in journal.shards():
-                result.outcomes[shard.file] = _recover_one(ctx, journal.shard(shard.file), own.get(shard.file, {}))
+                result.outcomes[shard.file] = _recover_one(
+                    ctx, journal.shard(shard.file), own.get(shard.file, {})
+                )
             result.shards = journal.shards()
             return result
 

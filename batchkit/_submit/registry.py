@@ -82,12 +82,21 @@ class Registry:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            log.warning("the batch registry %s cannot be used (%s); reconciliation is more cautious", self.path, exc)
+            log.warning(
+                "the batch registry %s cannot be used (%s); reconciliation is more cautious", self.path, exc
+            )
             return None
         return db
 
     def record(
-        self, batch_id: str, *, base_url: str, journal_id: str, directory: Path, shard: str, certainty: Certainty
+        self,
+        batch_id: str,
+        *,
+        base_url: str,
+        journal_id: str,
+        directory: Path,
+        shard: str,
+        certainty: Certainty,
     ) -> None:
         """Note that ``journal_id``'s ``shard`` holds ``batch_id`` (with this certainty)."""
         db = self._connect()

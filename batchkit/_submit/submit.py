@@ -177,9 +177,15 @@ def submit(
             if dry_run:
                 return _dry_run(folder, manifest, api, webhook_url, emit)
             with open_journal(folder, client=api, create=True, rebind=rebind) as journal:
-                retired = journal.sync_shards([(s.file, s.sha256, s.records, s.bytes) for s in manifest.shards])
+                retired = journal.sync_shards(
+                    [(s.file, s.sha256, s.records, s.bytes) for s in manifest.shards]
+                )
                 for file in retired:
-                    emit(SubmitEvent("retired", file, None, "no longer in the manifest; its journal row is retired"))
+                    emit(
+                        SubmitEvent(
+                            "retired", file, None, "no longer in the manifest; its journal row is retired"
+                        )
+                    )
                 try:
                     ctx = reconciler(folder, journal, api, policy)
                 except APIError as exc:
@@ -193,7 +199,9 @@ def submit(
                 sender = _Sender(ctx, webhook_url, emit, poll or PollPolicy())
                 for shard in journal.shards():
                     if shard.state == "submitted":
-                        note = "already submitted" + (" (adopted; checked by content once it finishes)" if shard.provisional else "")
+                        note = "already submitted" + (
+                            " (adopted; checked by content once it finishes)" if shard.provisional else ""
+                        )
                         emit(SubmitEvent("skipped", shard.file, shard.batch_id, note))
                     elif shard.state in ("pending", "refused"):
                         sender.send(shard)
@@ -277,7 +285,9 @@ class _Sender:
                 answer = ctx.api.batches.create(ctx.folder / shard.file, webhook_url=self.webhook_url)
             except ConcurrencyLimitError:
                 journal.record_not_sent(shard.file, "batch concurrency limit reached")
-                self.emit(SubmitEvent("concurrency-wait", shard.file, None, "waiting for a running batch to finish"))
+                self.emit(
+                    SubmitEvent("concurrency-wait", shard.file, None, "waiting for a running batch to finish")
+                )
                 _wait_for_slot(journal, ctx.api, self.poll, ctx.policy.sleep)
                 continue
             except BadRequestError as exc:
@@ -307,7 +317,9 @@ class _Sender:
             except APIError as exc:  # a 2xx whose body could not be read: the batch may exist
                 uncertain = exc
             else:
-                if isinstance(answer, DryRunResult):  # the client raises instead; kept so the types stay honest
+                if isinstance(
+                    answer, DryRunResult
+                ):  # the client raises instead; kept so the types stay honest
                     msg = f"the server answered a real submission of {shard.file} like a dry run"
                     raise JournalError(msg, shard=shard.file)
                 journal.record_submitted(
@@ -345,7 +357,9 @@ class _Sender:
         ctx, journal = self.ctx, self.ctx.journal
         while True:
             waiting = [
-                s for s in journal.shards() if s.state == "intent" and ctx.notes.get(s.file, "").startswith("no batch found")
+                s
+                for s in journal.shards()
+                if s.state == "intent" and ctx.notes.get(s.file, "").startswith("no batch found")
             ]
             if not waiting:
                 return
@@ -382,9 +396,23 @@ def _settle(ctx: Reconciler, shard: ShardRecord, emit: OnEvent) -> str:
         raise JournalError(msg, shard=shard.file) from exc
     after = ctx.journal.shard(shard.file)
     if outcome == "verified":
-        emit(SubmitEvent("reconciled", shard.file, after.batch_id, "found the batch of a lost create (its output carries this shard's ids)"))
+        emit(
+            SubmitEvent(
+                "reconciled",
+                shard.file,
+                after.batch_id,
+                "found the batch of a lost create (its output carries this shard's ids)",
+            )
+        )
     elif outcome == "adopted":
-        emit(SubmitEvent("adopted", shard.file, after.batch_id, "the only candidate for a lost create; checked by content once it finishes"))
+        emit(
+            SubmitEvent(
+                "adopted",
+                shard.file,
+                after.batch_id,
+                "the only candidate for a lost create; checked by content once it finishes",
+            )
+        )
     elif outcome == "not-created":
         emit(SubmitEvent("not-created", shard.file, None, "the lost create made no batch; sending again"))
     else:
@@ -408,9 +436,10 @@ def resolve(
     with given_or_default(client) as api:
         if adopt:
             require_api_key(api)
-        with directory_lock(folder, "batchkit submit --adopt/--forget"), open_journal(
-            folder, client=api if adopt else None
-        ) as journal:
+        with (
+            directory_lock(folder, "batchkit submit --adopt/--forget"),
+            open_journal(folder, client=api if adopt else None) as journal,
+        ):
             ctx = reconciler(folder, journal, api, None)
             for file, batch_id in (adopt or {}).items():
                 shard = journal.shard(file)
@@ -464,7 +493,9 @@ def refresh(
             assert shard.batch_id is not None
             batch = listed.get(shard.batch_id)
             if batch is None or (batch.is_terminal and not batch.output_url):
-                batch = api.batches.get(shard.batch_id)  # not listed, or finished without outputUrl: ask again
+                batch = api.batches.get(
+                    shard.batch_id
+                )  # not listed, or finished without outputUrl: ask again
             journal.record_status(
                 shard.file,
                 status=batch.status,
@@ -475,7 +506,11 @@ def refresh(
             if ctx is not None and shard.provisional:
                 verdict = ctx.verify(journal.shard(shard.file), batch)
                 if verdict == "ours":
-                    say(SubmitEvent("verified", shard.file, batch.id, "its output carries this shard's request_ids"))
+                    say(
+                        SubmitEvent(
+                            "verified", shard.file, batch.id, "its output carries this shard's request_ids"
+                        )
+                    )
                 elif verdict == "not-ours":
                     say(SubmitEvent("released", shard.file, batch.id, ctx.notes.get(shard.file)))
     if ctx is not None:
@@ -498,7 +533,10 @@ def status(
         require_api_key(api)
         from .lock import try_directory_lock
 
-        with try_directory_lock(folder, "batchkit status") as held, open_journal(folder, client=api) as journal:
+        with (
+            try_directory_lock(folder, "batchkit status") as held,
+            open_journal(folder, client=api) as journal,
+        ):
             return refresh(journal, api, reconciler(folder, journal, api, None) if held else None)
 
 
@@ -543,12 +581,16 @@ def wait(
                 shards = refresh(journal, api, ctx, on_event)
                 if on_progress is not None:
                     on_progress(shards)
-                running = [s for s in shards if (s.state == "submitted" and not s.terminal) or s.state == "intent"]
+                running = [
+                    s for s in shards if (s.state == "submitted" and not s.terminal) or s.state == "intent"
+                ]
                 if not running:
                     return shards
                 delay = next(delays)
                 if deadline is not None and time.monotonic() - started + delay > deadline:
-                    names = ", ".join(f"{s.file} ({s.batch_id or 'uncertain'}: {s.status or s.state})" for s in running)
+                    names = ", ".join(
+                        f"{s.file} ({s.batch_id or 'uncertain'}: {s.status or s.state})" for s in running
+                    )
                     msg = f"gave up waiting after {deadline:g} s; still running: {names}. Run `batchkit wait` again later"
                     raise WaitTimeoutError(msg)
                 sleep(delay)

@@ -391,7 +391,11 @@ def _all_plain(urls: list[str], names: list[str], request_ids: list[str], *, esc
         return False
     if _BAD_URL_START(joined):
         return False
-    if names and len("\n".join(names).encode("utf-8", "surrogatepass").translate(None, _NAME_BYTES)) != len(names) - 1:
+    if (
+        names
+        and len("\n".join(names).encode("utf-8", "surrogatepass").translate(None, _NAME_BYTES))
+        != len(names) - 1
+    ):
         return False
     if not request_ids:
         return True

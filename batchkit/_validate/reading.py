@@ -52,9 +52,7 @@ def _jsonl_files(folder: Path) -> list[Path]:
     try:
         with os.scandir(folder) as entries:
             found = sorted(
-                Path(entry.path)
-                for entry in entries
-                if entry.name.endswith(".jsonl") and not entry.is_dir()
+                Path(entry.path) for entry in entries if entry.name.endswith(".jsonl") and not entry.is_dir()
             )
     except OSError as exc:
         msg = f"cannot list {folder}: {describe_oserror(exc)}"

@@ -205,8 +205,6 @@ def _did_you_mean(name: str) -> str:
     return ""
 
 
-
-
 class _Object(dict[str, Any]):
     """A parsed JSON object that remembers the keys it had more than once."""
 

@@ -84,10 +84,14 @@ class _LazyGroup(Group):
 @click.group(
     cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=exit_epilog("findings, refused or failed items", "not finished yet (a --deadline passed; run it again later)"),
+    epilog=exit_epilog(
+        "findings, refused or failed items", "not finished yet (a --deadline passed; run it again later)"
+    ),
 )
 @click.version_option(__version__, prog_name="batchkit")
-@click.option("-v", "--verbose", count=True, help="Show every item and log more (-v info, -vv debug), on stderr.")
+@click.option(
+    "-v", "--verbose", count=True, help="Show every item and log more (-v info, -vv debug), on stderr."
+)
 def main(verbose: int) -> None:
     """Build, validate, shard, submit and reconcile Sync lipsync Batch API files.
 

@@ -76,8 +76,14 @@ def shard(job: ShardJob, output: Output) -> None:
 
 
 def built_or_failed(
-    make: Callable[[], BuildResult], out_dir: Path, output: Output, *, unit: str, skip_invalid: bool,
-    prices: Path | None = None, before: Callable[[], None] | None = None,
+    make: Callable[[], BuildResult],
+    out_dir: Path,
+    output: Output,
+    *,
+    unit: str,
+    skip_invalid: bool,
+    prices: Path | None = None,
+    before: Callable[[], None] | None = None,
 ) -> BuildResult:
     """Run a build and show it (``before``: what to show first, in text); on invalid input show its findings
     and exit 1. With ``prices``, a probed build's estimate is priced with them."""
@@ -87,7 +93,9 @@ def built_or_failed(
         failed(exc, out_dir, output, hint="fix them or pass --skip-invalid", rows=not skip_invalid)
     summary = summarize(result, prices=prices)
     if output.json:
-        render.document({"ok": True, **summary.to_dict(), "shards": result.manifest.shards, "report": result.report})
+        render.document(
+            {"ok": True, **summary.to_dict(), "shards": result.manifest.shards, "report": result.report}
+        )
     else:
         if result.report.counts:
             render.report(result.report, max_findings=output.max_findings)
@@ -103,6 +111,16 @@ def failed(exc: ValidationFailed, out_dir: Path, output: Output, *, hint: str, r
     if output.json:
         render.document({"ok": False, "out_dir": str(out_dir), "report": exc.report})
     else:
-        invalid = (exc.invalid_units if exc.invalid_units is not None else invalid_rows_by_code(exc.report)) if rows else {}
-        render.not_built(exc.report, invalid, [out_dir / REPORT, out_dir / FINDINGS], max_findings=output.max_findings, hint=hint)
+        invalid = (
+            (exc.invalid_units if exc.invalid_units is not None else invalid_rows_by_code(exc.report))
+            if rows
+            else {}
+        )
+        render.not_built(
+            exc.report,
+            invalid,
+            [out_dir / REPORT, out_dir / FINDINGS],
+            max_findings=output.max_findings,
+            hint=hint,
+        )
     raise SystemExit(EXIT_FAILED)

@@ -80,7 +80,9 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
         except MemoryError:
-            fail("out of memory; batchkit's inputs are read within fixed budgets, so this is a bug: please report it")
+            fail(
+                "out of memory; batchkit's inputs are read within fixed budgets, so this is a bug: please report it"
+            )
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:
@@ -133,7 +135,10 @@ def _rewrite(exc: click.ClickException) -> OneLineError:
     path = " ".join(["batchkit", *_subcommands(ctx)])
     if isinstance(exc, click.UsageError):
         hint = f"`{path} --help` lists its options" if " " in path else "`batchkit --help` lists the commands"
-        if isinstance(exc, click.NoSuchOption | click.BadOptionUsage | click.MissingParameter) and " " not in path:
+        if (
+            isinstance(exc, click.NoSuchOption | click.BadOptionUsage | click.MissingParameter)
+            and " " not in path
+        ):
             hint = "`batchkit --help` lists the options and commands"
         return OneLineError(_one_line(exc.format_message()), hint, EXIT_USAGE)
     return OneLineError(_one_line(exc.format_message()), None, exc.exit_code)
@@ -143,7 +148,9 @@ class _OneLine:
     """Mixed into batchkit's command and group classes: usage errors are one line plus a hint (exit 2, not
     click's three-line ``Usage: ... Try ...`` block), and Ctrl-C is exit status 130 at any moment."""
 
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
         with interrupted_is_130():
             try:
                 return super().make_context(info_name, args, parent, **extra)  # type: ignore[misc, no-any-return]

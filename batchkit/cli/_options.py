@@ -67,7 +67,9 @@ __all__ = [
 F = Callable[..., Any]
 
 
-def group(name: str, make: Callable[[dict[str, Any]], Any], params: Callable[[], Sequence[click.Parameter]]) -> Callable[[F], F]:
+def group(
+    name: str, make: Callable[[dict[str, Any]], Any], params: Callable[[], Sequence[click.Parameter]]
+) -> Callable[[F], F]:
     """A decorator that adds ``params`` to a command and hands it ``make(their values)`` as keyword ``name``.
 
     The parameters are made anew for every command (click keeps per-command state on them); they are listed in
@@ -100,7 +102,9 @@ def _given(name: str) -> bool:
 
 
 #: The build directory a command reads (it must exist).
-directory_argument = click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+directory_argument = click.argument(
+    "directory", type=click.Path(path_type=Path, file_okay=False, exists=True)
+)
 
 
 # -- limits --------------------------------------------------------------------------------------------------
@@ -109,11 +113,18 @@ directory_argument = click.argument("directory", type=click.Path(path_type=Path,
 def _limit_params(*, of_directory: bool) -> list[click.Parameter]:
     """The limits, defaulting to Sync's (or, ``of_directory``, to those of the directory a command reads)."""
     said = "[default: DIRECTORY's]" if of_directory else ""
-    fields = (("--min-records", 1, "Fewest records a batch file may hold"), ("--max-records", 1, "Most records a batch file may hold"),
-              ("--max-bytes", 64, "Largest batch file, in bytes"))
+    fields = (
+        ("--min-records", 1, "Fewest records a batch file may hold"),
+        ("--max-records", 1, "Most records a batch file may hold"),
+        ("--max-bytes", 64, "Largest batch file, in bytes"),
+    )
     return [
-        _option(flag, type=click.IntRange(min=low), default=None if of_directory else getattr(DEFAULT_LIMITS, flag[2:].replace("-", "_")),
-                help=f"{text}{' ' + said if said else ''}.")
+        _option(
+            flag,
+            type=click.IntRange(min=low),
+            default=None if of_directory else getattr(DEFAULT_LIMITS, flag[2:].replace("-", "_")),
+            help=f"{text}{' ' + said if said else ''}.",
+        )
         for flag, low, text in fields
     ]
 
@@ -133,7 +144,9 @@ def limits_options(*, of_directory: bool = False) -> Callable[[F], F]:
     def changes(values: dict[str, Any]) -> dict[str, int]:
         return {k: v for k, v in values.items() if v is not None}
 
-    return group("limits", changes if of_directory else _limits, lambda: _limit_params(of_directory=of_directory))
+    return group(
+        "limits", changes if of_directory else _limits, lambda: _limit_params(of_directory=of_directory)
+    )
 
 
 # -- building ------------------------------------------------------------------------------------------------
@@ -164,10 +177,20 @@ class ShardJob:
 
 def _out_params(what: str) -> list[click.Parameter]:
     return [
-        _option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
-                help="The build directory (shards, manifest, journal, results)."),
+        _option(
+            "-o",
+            "--out",
+            "out_dir",
+            required=True,
+            type=click.Path(path_type=Path, file_okay=False),
+            help="The build directory (shards, manifest, journal, results).",
+        ),
         _option("--name", help=f"Shard file stem [default: the {what}'s stem]."),
-        _option("--skip-invalid", is_flag=True, help="Write the valid rows and report the rest (exit 0); without it any invalid row fails the build."),
+        _option(
+            "--skip-invalid",
+            is_flag=True,
+            help="Write the valid rows and report the rest (exit 0); without it any invalid row fails the build.",
+        ),
         _option("--force", is_flag=True, help="Rebuild a directory that was already submitted."),
     ]
 
@@ -178,13 +201,23 @@ def source_params(*, mapping_required: bool = True) -> list[click.Parameter]:
 
     return [
         click.Argument(["source"], type=click.Path(path_type=Path), metavar="SOURCE"),
-        _option("-m", "--mapping", required=mapping_required, type=click.Path(path_type=Path, dir_okay=False),
-                help="The mapping TOML: how a row becomes a request."),
+        _option(
+            "-m",
+            "--mapping",
+            required=mapping_required,
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="The mapping TOML: how a row becomes a request.",
+        ),
         _option("--sheet", help="Excel sheet to read [default: the active one]."),
-        _option("--source-format", type=click.Choice(sorted(FORMAT_NAMES), case_sensitive=False),
-                help="Read SOURCE as this format instead of telling it from its suffix."),
+        _option(
+            "--source-format",
+            type=click.Choice(sorted(FORMAT_NAMES), case_sensitive=False),
+            help="Read SOURCE as this format instead of telling it from its suffix.",
+        ),
         _option("--delimiter", help="CSV delimiter [default: detected]."),
-        _option("--encoding", help="Text encoding of a CSV or NDJSON source [default: UTF-8, else detected]."),
+        _option(
+            "--encoding", help="Text encoding of a CSV or NDJSON source [default: UTF-8, else detected]."
+        ),
     ]
 
 
@@ -192,15 +225,34 @@ def probe_params(*, flag: bool) -> list[click.Parameter]:
     """How media is probed (``flag``: and ``--probe`` to ask for it, with ``--reuse``, as ``build`` has them)."""
     made: list[click.Parameter] = []
     if flag:
-        made.append(_option("--probe", is_flag=True, help="Probe every media URL first; a row whose media fails is invalid (see `batchkit probe`)."))
+        made.append(
+            _option(
+                "--probe",
+                is_flag=True,
+                help="Probe every media URL first; a row whose media fails is invalid (see `batchkit probe`).",
+            )
+        )
     made += [
-        _option("--refresh", is_flag=True, help="Probe every media URL again, whatever the probe cache holds."),
+        _option(
+            "--refresh", is_flag=True, help="Probe every media URL again, whatever the probe cache holds."
+        ),
         _option("--no-cache", is_flag=True, help="Neither read nor write the probe cache."),
-        _option("--probe-concurrency", type=click.IntRange(min=1), default=16, help="Media URLs probed at once (at most 6 per host)."),
+        _option(
+            "--probe-concurrency",
+            type=click.IntRange(min=1),
+            default=16,
+            help="Media URLs probed at once (at most 6 per host).",
+        ),
     ]
     if flag:
-        made.append(_option("--reuse", multiple=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
-                            help="Do not send again what already completed in this build directory (repeatable)."))
+        made.append(
+            _option(
+                "--reuse",
+                multiple=True,
+                type=click.Path(path_type=Path, file_okay=False, exists=True),
+                help="Do not send again what already completed in this build directory (repeatable).",
+            )
+        )
     return made
 
 
@@ -211,12 +263,18 @@ def _probe(v: dict[str, Any], *, asked: bool) -> Any:
     from .._probe.config import ProbeConfig
     from .._probe.options import ProbeOptions
 
-    return ProbeOptions(config=ProbeConfig(concurrency=v["probe_concurrency"]), cache=not v["no_cache"], refresh=v["refresh"])
+    return ProbeOptions(
+        config=ProbeConfig(concurrency=v["probe_concurrency"]), cache=not v["no_cache"], refresh=v["refresh"]
+    )
 
 
 def _held_param() -> click.Parameter:
-    return _option("--include-held", multiple=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
-                   help="Add the requests `batchkit retry --hold` kept in this directory (repeatable).")
+    return _option(
+        "--include-held",
+        multiple=True,
+        type=click.Path(path_type=Path, file_okay=False, exists=True),
+        help="Add the requests `batchkit retry --hold` kept in this directory (repeatable).",
+    )
 
 
 def build_options(kind: type[BuildOptions] | None = None) -> Callable[[F], F]:
@@ -232,13 +290,32 @@ def build_options(kind: type[BuildOptions] | None = None) -> Callable[[F], F]:
             from .._results.reuse import find_reusable
 
             reuse = find_reusable(v["reuse"])
-        options = (kind or BuildOptions)(name=v["name"], limits=limits, skip_invalid=v["skip_invalid"], sheet=v["sheet"],
-                       format=v["source_format"], delimiter=v["delimiter"], encoding=v["encoding"],
-                       force=v["force"], include_held=v["include_held"], probe=_probe(v, asked=v["probe"]), reuse=reuse)
+        options = (kind or BuildOptions)(
+            name=v["name"],
+            limits=limits,
+            skip_invalid=v["skip_invalid"],
+            sheet=v["sheet"],
+            format=v["source_format"],
+            delimiter=v["delimiter"],
+            encoding=v["encoding"],
+            force=v["force"],
+            include_held=v["include_held"],
+            probe=_probe(v, asked=v["probe"]),
+            reuse=reuse,
+        )
         return BuildJob(v["source"], v["mapping"], v["out_dir"], options)
 
-    return group("job", make, lambda: [*source_params(), *_out_params("source file"), _held_param(), *_limit_params(of_directory=False),
-                                       *probe_params(flag=True)])
+    return group(
+        "job",
+        make,
+        lambda: [
+            *source_params(),
+            *_out_params("source file"),
+            _held_param(),
+            *_limit_params(of_directory=False),
+            *probe_params(flag=True),
+        ],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,13 +339,20 @@ def probe_options() -> Callable[[F], F]:
         if not v["source"].is_dir() and v["mapping"] is None:
             msg = "probing a source needs its --mapping (or give a build directory)"
             raise click.UsageError(msg)
-        options = BuildOptions(sheet=v["sheet"], format=v["source_format"], delimiter=v["delimiter"], encoding=v["encoding"],
-                               probe=_probe(v, asked=True))
+        options = BuildOptions(
+            sheet=v["sheet"],
+            format=v["source_format"],
+            delimiter=v["delimiter"],
+            encoding=v["encoding"],
+            probe=_probe(v, asked=True),
+        )
         return ProbeJob(v["source"], v["mapping"], options)
 
     def params() -> list[click.Parameter]:
         made = source_params(mapping_required=False)
-        made[0] = click.Argument(["source"], type=click.Path(path_type=Path, exists=True), metavar="SOURCE|DIRECTORY")
+        made[0] = click.Argument(
+            ["source"], type=click.Path(path_type=Path, exists=True), metavar="SOURCE|DIRECTORY"
+        )
         return [*made, *probe_params(flag=False)]
 
     return group("job", make, params)
@@ -301,7 +385,12 @@ class BudgetAsk:
             return None
         from .._probe.budget import Budget
 
-        return Budget(max_cost=self.max_cost, prices=self.prices, allow_unknown=self.allow_unknown, confirm=confirm if asks else None)
+        return Budget(
+            max_cost=self.max_cost,
+            prices=self.prices,
+            allow_unknown=self.allow_unknown,
+            confirm=confirm if asks else None,
+        )
 
 
 def prices_param(text: str) -> click.Parameter:
@@ -310,19 +399,37 @@ def prices_param(text: str) -> click.Parameter:
 
 def budget_options(func: F) -> F:
     """``--max-cost``, ``--prices``, ``--allow-unknown-cost``, ``-y/--yes`` → ``budget``: a :class:`BudgetAsk`."""
-    return group("budget", lambda v: BudgetAsk(v["max_cost"], v["prices"], v["allow_unknown_cost"], v["yes"]), lambda: [
-        _option("--max-cost", type=click.FloatRange(min=0), help="Refuse, before anything is sent, when the estimate is over this many USD (or unknown)."),
-        prices_param("Price the estimate with this prices.toml instead of Sync's estimate API."),
-        _option("--allow-unknown-cost", is_flag=True, help="With --max-cost: let a partly unknown estimate through when its known part fits."),
-        _option("-y", "--yes", is_flag=True, help="Do not ask before sending (on a terminal it asks once)."),
-    ])(func)
+    return group(
+        "budget",
+        lambda v: BudgetAsk(v["max_cost"], v["prices"], v["allow_unknown_cost"], v["yes"]),
+        lambda: [
+            _option(
+                "--max-cost",
+                type=click.FloatRange(min=0),
+                help="Refuse, before anything is sent, when the estimate is over this many USD (or unknown).",
+            ),
+            prices_param("Price the estimate with this prices.toml instead of Sync's estimate API."),
+            _option(
+                "--allow-unknown-cost",
+                is_flag=True,
+                help="With --max-cost: let a partly unknown estimate through when its known part fits.",
+            ),
+            _option(
+                "-y", "--yes", is_flag=True, help="Do not ask before sending (on a terminal it asks once)."
+            ),
+        ],
+    )(func)
 
 
 def build_prices_options(func: F) -> F:
     """``--prices`` of ``build`` → ``prices``: the prices.toml a probed build's estimate is priced with."""
-    return group("prices", lambda v: v["prices"], lambda: [
-        prices_param("With --probe: price the estimate with this prices.toml (USD per second by model)."),
-    ])(func)
+    return group(
+        "prices",
+        lambda v: v["prices"],
+        lambda: [
+            prices_param("With --probe: price the estimate with this prices.toml (USD per second by model)."),
+        ],
+    )(func)
 
 
 def shard_options() -> Callable[[F], F]:
@@ -359,7 +466,9 @@ class Api:
         from .._api.client import Client
 
         if not self.sandbox:
-            with Client(api_key=self.api_key or None, base_url=self.base_url or None, timeout=self.timeout) as made:
+            with Client(
+                api_key=self.api_key or None, base_url=self.base_url or None, timeout=self.timeout
+            ) as made:
                 yield made
             return
         if directory is None:
@@ -396,13 +505,27 @@ class Api:
 
 def _api_params() -> list[click.Parameter]:
     return [
-        _option("--sandbox", is_flag=True, help="Talk to the sandbox kept in the build directory (made by `run --sandbox` "
-                "or `submit --sandbox`) instead of Sync's API; no API key needed."),
-        _option("--base-url", envvar="SYNC_BASE_URL", show_envvar=True,
-                help="API base URL [default: https://api.sync.so]; plain http:// only for loopback."),
-        _option("--api-key", envvar="SYNC_API_KEY", show_envvar=True,
-                help="Sync API key (prefer the environment variable: options show up in shell history)."),
-        _option("--timeout", type=click.FloatRange(min=0.1), default=60.0, help="Seconds one request may take."),
+        _option(
+            "--sandbox",
+            is_flag=True,
+            help="Talk to the sandbox kept in the build directory (made by `run --sandbox` "
+            "or `submit --sandbox`) instead of Sync's API; no API key needed.",
+        ),
+        _option(
+            "--base-url",
+            envvar="SYNC_BASE_URL",
+            show_envvar=True,
+            help="API base URL [default: https://api.sync.so]; plain http:// only for loopback.",
+        ),
+        _option(
+            "--api-key",
+            envvar="SYNC_API_KEY",
+            show_envvar=True,
+            help="Sync API key (prefer the environment variable: options show up in shell history).",
+        ),
+        _option(
+            "--timeout", type=click.FloatRange(min=0.1), default=60.0, help="Seconds one request may take."
+        ),
     ]
 
 
@@ -430,16 +553,37 @@ class Polling:
 
 def _polling(v: dict[str, Any]) -> Polling:
     given = (v["poll_initial"], v["poll_factor"], v["poll_max"]) != (5.0, 1.5, 60.0)
-    poll = PollPolicy(initial=v["poll_initial"], factor=v["poll_factor"], maximum=max(v["poll_max"], v["poll_initial"]))
+    poll = PollPolicy(
+        initial=v["poll_initial"], factor=v["poll_factor"], maximum=max(v["poll_max"], v["poll_initial"])
+    )
     return Polling(poll if given else None, v["deadline"])
 
 
 def _poll_params() -> list[click.Parameter]:
     return [
-        _option("--poll-initial", type=click.FloatRange(min=0), default=5.0, help="Seconds before the first status poll."),
-        _option("--poll-factor", type=click.FloatRange(min=1), default=1.5, help="Each poll interval is the previous one times this."),
-        _option("--poll-max", type=click.FloatRange(min=0), default=60.0, help="Longest interval between polls, in seconds."),
-        _option("--deadline", type=click.FloatRange(min=0), help="Stop waiting after this many seconds: exit 3 (waiting again later is safe)."),
+        _option(
+            "--poll-initial",
+            type=click.FloatRange(min=0),
+            default=5.0,
+            help="Seconds before the first status poll.",
+        ),
+        _option(
+            "--poll-factor",
+            type=click.FloatRange(min=1),
+            default=1.5,
+            help="Each poll interval is the previous one times this.",
+        ),
+        _option(
+            "--poll-max",
+            type=click.FloatRange(min=0),
+            default=60.0,
+            help="Longest interval between polls, in seconds.",
+        ),
+        _option(
+            "--deadline",
+            type=click.FloatRange(min=0),
+            help="Stop waiting after this many seconds: exit 3 (waiting again later is safe).",
+        ),
     ]
 
 
@@ -458,9 +602,18 @@ def _reconcile(v: dict[str, Any]) -> ReconcilePolicy | None:
 
 def _reconcile_params() -> list[click.Parameter]:
     return [
-        _option("--in-flight", type=click.FloatRange(min=0), default=300.0,
-                help="Seconds a create whose answer was lost may still land (at least twice --timeout is used)."),
-        _option("--clock-skew", type=click.FloatRange(min=0), default=300.0, help="Seconds the server's clock may differ from this machine's."),
+        _option(
+            "--in-flight",
+            type=click.FloatRange(min=0),
+            default=300.0,
+            help="Seconds a create whose answer was lost may still land (at least twice --timeout is used).",
+        ),
+        _option(
+            "--clock-skew",
+            type=click.FloatRange(min=0),
+            default=300.0,
+            help="Seconds the server's clock may differ from this machine's.",
+        ),
     ]
 
 
@@ -482,15 +635,29 @@ def sending_options(*, first_round: bool = True) -> Callable[[F], F]:
         from .._submit.rounds import Sending
 
         polling = _polling({k: v[k] for k in ("poll_initial", "poll_factor", "poll_max", "deadline")})
-        return Sending(webhook_url=v["webhook_url"], poll=polling.poll, deadline=polling.deadline,
-                       policy=_reconcile(v), force=v.get("force", False), rebind=v.get("rebind", False))
+        return Sending(
+            webhook_url=v["webhook_url"],
+            poll=polling.poll,
+            deadline=polling.deadline,
+            policy=_reconcile(v),
+            force=v.get("force", False),
+            rebind=v.get("rebind", False),
+        )
 
     def params() -> list[click.Parameter]:
         made = [_webhook_param()]
         if first_round:
             made += [
-                _option("--force", is_flag=True, help="Submit shards that already have a batch again (new batches!)."),
-                _option("--rebind", is_flag=True, help="The directory's account is now reached at this (real) base URL: record the move and go on."),
+                _option(
+                    "--force",
+                    is_flag=True,
+                    help="Submit shards that already have a batch again (new batches!).",
+                ),
+                _option(
+                    "--rebind",
+                    is_flag=True,
+                    help="The directory's account is now reached at this (real) base URL: record the move and go on.",
+                ),
             ]
         return [*made, *_poll_params(), *_reconcile_params()]
 
@@ -517,11 +684,15 @@ class Output:
         return self.format == "text"
 
 
-def output_options(json: str, *, formats: Mapping[str, str] | None = None, max_findings: int | None = None) -> Callable[[F], F]:
+def output_options(
+    json: str, *, formats: Mapping[str, str] | None = None, max_findings: int | None = None
+) -> Callable[[F], F]:
     """``--format`` (``text``, ``json``, then ``formats``), ``-v/--verbose`` and, when ``max_findings`` is
     given, ``--max-findings`` → ``output``: an :class:`Output`. ``json`` says what the JSON document holds."""
     extra = dict(formats or {})
-    described = "; ".join([f"text: for a person, on stderr; json: {json}", *(f"{k}: {v}" for k, v in extra.items())])
+    described = "; ".join(
+        [f"text: for a person, on stderr; json: {json}", *(f"{k}: {v}" for k, v in extra.items())]
+    )
 
     def make(v: dict[str, Any]) -> Output:
         ctx = click.get_current_context()
@@ -531,13 +702,30 @@ def output_options(json: str, *, formats: Mapping[str, str] | None = None, max_f
 
     def params() -> list[click.Parameter]:
         made: list[click.Parameter] = [
-            _option("--format", "format", type=click.Choice(["text", "json", *extra]), default="text", help=f"{described}."),
-            _option("-v", "--verbose", count=True, show_default=False, help="Show every item (a line per shard or request); log more (-vv debug)."),
+            _option(
+                "--format",
+                "format",
+                type=click.Choice(["text", "json", *extra]),
+                default="text",
+                help=f"{described}.",
+            ),
+            _option(
+                "-v",
+                "--verbose",
+                count=True,
+                show_default=False,
+                help="Show every item (a line per shard or request); log more (-vv debug).",
+            ),
         ]
         if max_findings is not None:
-            made.append(_option("--max-findings", type=click.IntRange(min=0), default=max_findings,
-                                help="Findings listed in text form (all are counted; --format json lists all)."))
+            made.append(
+                _option(
+                    "--max-findings",
+                    type=click.IntRange(min=0),
+                    default=max_findings,
+                    help="Findings listed in text form (all are counted; --format json lists all).",
+                )
+            )
         return made
 
     return group("output", make, params)
-

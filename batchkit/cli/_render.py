@@ -140,7 +140,9 @@ def confirm(question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 
 
-def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]], *, right: int = 1) -> Table:
+def table(
+    title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]], *, right: int = 1
+) -> Table:
     """A table whose first ``right`` columns are text and the rest numbers (right-aligned)."""
     made = Table(title=escape(title) if title else None, title_justify="left")
     for i, name in enumerate(columns):
@@ -162,7 +164,9 @@ class _Count(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         done = f"{int(task.completed):,}"
-        return Text(f"{done}/{int(task.total):,}" if task.total is not None else done, style="progress.download")
+        return Text(
+            f"{done}/{int(task.total):,}" if task.total is not None else done, style="progress.download"
+        )
 
 
 class _Rate(ProgressColumn):
@@ -241,7 +245,10 @@ class Events:
             self._shown += 1
         text = escape(" ".join(filter(None, (item, detail))) + (f": {message}" if message else ""))
         style = self.styles.get(kind, "")
-        err.print(f"[{style}]{kind:>{self.width}}[/] {text}" if style else f"{kind:>{self.width}} {text}", highlight=False)
+        err.print(
+            f"[{style}]{kind:>{self.width}}[/] {text}" if style else f"{kind:>{self.width}} {text}",
+            highlight=False,
+        )
 
     def summary(self, label: str) -> None:
         """One line: ``label: 598 submitted, 2 skipped, 1 refused`` (and how many lines were left out)."""
@@ -272,7 +279,9 @@ def verdict(rep: Any) -> None:
     """One line: valid or invalid, and the counts."""
     s = rep.stats
     word = "[green]valid[/]" if rep.valid else "[bold red]invalid[/]"
-    line(f"{word}: {s.files} file(s), {s.records:,} record(s), {s.errors:,} error(s), {s.warnings:,} warning(s)")
+    line(
+        f"{word}: {s.files} file(s), {s.records:,} record(s), {s.errors:,} error(s), {s.warnings:,} warning(s)"
+    )
 
 
 def report(rep: Any, *, max_findings: int, title: str = "findings by code") -> None:
@@ -295,7 +304,9 @@ def report(rep: Any, *, max_findings: int, title: str = "findings by code") -> N
 
 
 def _state(shard: Any) -> str:
-    return "uncertain" if shard.uncertain else ("adopted, unchecked" if shard.provisional else str(shard.state))
+    return (
+        "uncertain" if shard.uncertain else ("adopted, unchecked" if shard.provisional else str(shard.state))
+    )
 
 
 def shard_table(shards: Sequence[Any], title: str = "shards") -> Table:
@@ -320,7 +331,14 @@ def shard_table(shards: Sequence[Any], title: str = "shards") -> Table:
         groups.setdefault((_state(s), s.status or "-"), []).append(s)
     for (state, status), members in sorted(groups.items()):
         sums = (sum(s.metrics.get(m, 0) for s in members) for m in metrics)
-        made.add_row(f"{len(members):,}", f"{sum(s.records for s in members):,}", "-", state, status, *(f"{n:,}" for n in sums))
+        made.add_row(
+            f"{len(members):,}",
+            f"{sum(s.records for s in members):,}",
+            "-",
+            state,
+            status,
+            *(f"{n:,}" for n in sums),
+        )
     made.caption = f"{len(shards):,} shards summed by state; -v lists every one, --format json has them all"
     return made
 
@@ -329,9 +347,13 @@ def unsettled(shards: Sequence[Any]) -> None:
     """A line per shard whose create is not settled yet, or whose batch was adopted without proof yet."""
     for s in shards:
         if s.uncertain:
-            line(f"[yellow]uncertain[/] {escape(s.file)}: {escape(s.message or 'its create is not settled yet')}")
+            line(
+                f"[yellow]uncertain[/] {escape(s.file)}: {escape(s.message or 'its create is not settled yet')}"
+            )
         elif s.provisional:
-            line(f"[cyan]adopted[/] {escape(s.file)}: batch {escape(str(s.batch_id))}, checked by content once it finishes")
+            line(
+                f"[cyan]adopted[/] {escape(s.file)}: batch {escape(str(s.batch_id))}, checked by content once it finishes"
+            )
 
 
 def dry_run(verdicts: Sequence[Any]) -> None:
@@ -368,7 +390,10 @@ def outcomes(counts: Mapping[str, int], total: int, codes: Mapping[str, int], gr
         name, *kinds = grid.columns
         by = table(f"by {name}", (name, *kinds), [])
         for value, *numbers in grid.iter_rows():
-            cells = [f"[{OUTCOME_STYLE.get(o, 'bold')}]{n:,}[/]" if n else "[dim]0[/]" for o, n in zip(kinds, numbers, strict=True)]
+            cells = [
+                f"[{OUTCOME_STYLE.get(o, 'bold')}]{n:,}[/]" if n else "[dim]0[/]"
+                for o, n in zip(kinds, numbers, strict=True)
+            ]
             by.add_row(escape(str(value)), *cells)
         show(by)
     if codes:
@@ -379,7 +404,6 @@ def numbered(label: str, values: Mapping[str, int]) -> str:
     """``label: 3 failed, 2 rejected`` (``none`` when empty)."""
     listed = ", ".join(f"{n:,} {what}" for what, n in values.items() if n) or "none"
     return f"{label}: {listed}"
-
 
 
 # -- builds --------------------------------------------------------------------------------------------------
@@ -394,7 +418,9 @@ def built(summary: Any, *, unit: str) -> None:
     for code, n in summary.invalid_by_code.items():
         say(f"  invalid {code}: {n:,}")
     if summary.held:
-        say(f"  included {summary.held:,} held request(s) (marked as included, so no later build takes them again)")
+        say(
+            f"  included {summary.held:,} held request(s) (marked as included, so no later build takes them again)"
+        )
     sizes = summary.shard_records
     if summary.unsharded is not None:  # build --reuse left fewer than a batch's minimum: they go one by one
         if summary.unsharded.records:
@@ -411,10 +437,14 @@ def built(summary: Any, *, unit: str) -> None:
     if summary.estimate is not None:
         estimate(summary.estimate, shards=False)
     elif summary.probed:
-        say(f"price it: `batchkit estimate {summary.out_dir}` (Sync's estimate API) or with --prices prices.toml")
+        say(
+            f"price it: `batchkit estimate {summary.out_dir}` (Sync's estimate API) or with --prices prices.toml"
+        )
 
 
-def not_built(rep: Any, invalid: Mapping[str, int], written: Sequence[Path], *, max_findings: int, hint: str) -> None:
+def not_built(
+    rep: Any, invalid: Mapping[str, int], written: Sequence[Path], *, max_findings: int, hint: str
+) -> None:
     """A build that stopped on its findings: the findings, then one line of what to do."""
     report(rep, max_findings=max_findings)
     kept = ", ".join(str(p) for p in written)
@@ -472,7 +502,9 @@ def not_submitted(view: Any) -> None:
 def realtime_sent(sent: Any, directory: Path) -> None:
     """A directory sent one request at a time: how many finished, by status."""
     statuses = ", ".join(f"{n:,} {status}" for status, n in sorted(sent.statuses.items())) or "none yet"
-    say(f"sent one by one: {len(sent.finished):,} of {len(sent.generations):,} request(s) finished ({statuses})")
+    say(
+        f"sent one by one: {len(sent.finished):,} of {len(sent.generations):,} request(s) finished ({statuses})"
+    )
     left = len(sent.running) + len(sent.unsent)
     if left:
         line(f"[yellow]{left:,} not finished[/] ({len(sent.running):,} running, {len(sent.unsent):,} not sent yet); "
@@ -482,7 +514,9 @@ def realtime_sent(sent: Any, directory: Path) -> None:
 
 def unsent(files: Sequence[str], directory: Path) -> None:
     if files:
-        listed = ", ".join(files[:PROBLEMS_SHOWN]) + (f" and {len(files) - PROBLEMS_SHOWN:,} more" if len(files) > PROBLEMS_SHOWN else "")
+        listed = ", ".join(files[:PROBLEMS_SHOWN]) + (
+            f" and {len(files) - PROBLEMS_SHOWN:,} more" if len(files) > PROBLEMS_SHOWN else ""
+        )
         line(f"[yellow]not sent:[/] {escape(listed)}; `batchkit submit {escape(str(directory))}` sends them")
 
 
@@ -548,7 +582,9 @@ def inspected(found: Any, directory: Path | None) -> None:
     if found.output_note:
         say(f"  output: {found.output_note}")
     else:
-        say(f"  output: {found.output_lines:,} line(s); first request_ids: {', '.join(found.first_request_ids)}")
+        say(
+            f"  output: {found.output_lines:,} line(s); first request_ids: {', '.join(found.first_request_ids)}"
+        )
     for where, shard, certainty in found.known_to:
         say(f"  recorded by {where} for {shard} ({certainty})")
     if directory is not None:
@@ -564,7 +600,9 @@ REALTIME_STYLES = {"created": "green", "resent": "cyan", "refused": "red", "rate
 
 def not_retried(rep: Any) -> None:
     """Too few units (or no shard plan): the message alone; lines that no longer pass: the whole report."""
-    if {f.code for f in rep.errors} <= {"too-few-records", "cannot-shard"} and all(f.line is None for f in rep.errors):
+    if {f.code for f in rep.errors} <= {"too-few-records", "cannot-shard"} and all(
+        f.line is None for f in rep.errors
+    ):
         for finding in rep.errors:
             line(f"[bold red]not retried:[/] {escape(finding.message)}")
         return
@@ -579,7 +617,11 @@ def retried(result: Any) -> None:
     if result.reviewed is not None and not result.units:
         say(f"the review rejects no card ({result.reviewed:,} decision(s)): nothing to retry")
         return
-    rows = [(o, f"{n:,}", f"{result.selected.get(o, 0):,}" if result.selected.get(o) else "") for o, n in result.outcomes.items() if n]
+    rows = [
+        (o, f"{n:,}", f"{result.selected.get(o, 0):,}" if result.selected.get(o) else "")
+        for o, n in result.outcomes.items()
+        if n
+    ]
     show(table(f"outcomes of {result.directory}", ("outcome", "units", "retried"), rows))
     source = result.directory
     if not result.units:
@@ -589,11 +631,15 @@ def retried(result: Any) -> None:
         return
     say(numbered(f"selected {result.units:,} unit(s) of {source}", result.selected))
     if result.outcomes.get("pending", 0):
-        line(f"[yellow]note:[/] {result.outcomes['pending']:,} unit(s) of {escape(str(source))} are still pending and were not retried")
+        line(
+            f"[yellow]note:[/] {result.outcomes['pending']:,} unit(s) of {escape(str(source))} are still pending and were not retried"
+        )
     build, target = result.build, result.out_dir
     verb = "already holds" if result.reused else "wrote"
     if result.mode == "shards":
-        sizes = ", ".join(str(s.records) for s in build.manifest.shards[:12]) + (" …" if len(build.manifest.shards) > 12 else "")
+        sizes = ", ".join(str(s.records) for s in build.manifest.shards[:12]) + (
+            " …" if len(build.manifest.shards) > 12 else ""
+        )
         say(f"{verb} {target}: {build.counts.shards} shard(s) of {sizes} records (new ids: *.rN)")
         say(f"next: batchkit submit {target} --wait && batchkit results {target}")
     elif result.mode == "held":
@@ -636,8 +682,14 @@ def estimate(est: Any, *, shards: bool = True) -> None:
     line(f"[bold]estimate:[/] {escape(describe_estimate(est))}")
     if est.unknown:
         models = f" ({escape(', '.join(est.unpriced_models))})" if est.unpriced_models else ""
-        why = " (media not probed, or a length the probe could not read: `batchkit probe DIR`)" if est.unknown_seconds else ""
-        line(f"[yellow]unknown:[/] {est.unknown_seconds:,} request(s) of unknown length, {est.unknown_price:,} without a price{models}{why}")
+        why = (
+            " (media not probed, or a length the probe could not read: `batchkit probe DIR`)"
+            if est.unknown_seconds
+            else ""
+        )
+        line(
+            f"[yellow]unknown:[/] {est.unknown_seconds:,} request(s) of unknown length, {est.unknown_price:,} without a price{models}{why}"
+        )
     show(_subtotals("by model", "model", est.by_model))
     if est.by_each:
         show(_subtotals("by [each] value", "value", est.by_each))

@@ -33,7 +33,9 @@ _results_options = group("wanted", _handback, lambda: [
 @command("results", failed="with --strict: a row did not complete, or a finding is an error")
 @directory_argument
 @_results_options
-@click.option("--strict", is_flag=True, help="Exit 1 unless every row completed and the results have no error finding.")
+@click.option(
+    "--strict", is_flag=True, help="Exit 1 unless every row completed and the results have no error finding."
+)
 @api_options
 @output_options("the summary (outcomes, error codes, pending rows) and every finding", max_findings=50)
 def results_command(directory: Path, wanted: HandBackOptions, strict: bool, api: Api, output: Output) -> None:

@@ -59,16 +59,33 @@ _retry_options = group("retry", _retry, lambda: [
 ])  # fmt: skip
 
 
-@command("retry", failed="too few for a batch, or lines that no longer pass", unfinished="requests sent one by one still run (run it again to resume)")
+@command(
+    "retry",
+    failed="too few for a batch, or lines that no longer pass",
+    unfinished="requests sent one by one still run (run it again to resume)",
+)
 @directory_argument
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="The new build directory.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The new build directory.",
+)
 @_retry_options
 @limits_options(of_directory=True)
 @api_options
 @poll_options
 @output_options("what was selected per outcome, what was written, the realtime requests' state")
 def retry_command(
-    directory: Path, out_dir: Path, retry: RetryOptions, limits: dict[str, int], api: Api, polling: Polling, output: Output
+    directory: Path,
+    out_dir: Path,
+    retry: RetryOptions,
+    limits: dict[str, int],
+    api: Api,
+    polling: Polling,
+    output: Output,
 ) -> None:
     """Build a new directory from the units of DIRECTORY that failed, went missing or were rejected.
 
@@ -79,7 +96,9 @@ def retry_command(
     """
     options = dataclasses.replace(retry, limit_changes=limits, deadline=polling.deadline,
                                   poll=api.poll(polling) if retry.mode == "realtime" else None)  # fmt: skip
-    events = render.Events(render.REALTIME_STYLES, frozenset({"refused", "uncertain", "poll-error"}), width=12)
+    events = render.Events(
+        render.REALTIME_STYLES, frozenset({"refused", "uncertain", "poll-error"}), width=12
+    )
     with api.client(directory) as client, render.progress("generations") as bar:
         try:
             result = retry_failed(

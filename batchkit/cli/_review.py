@@ -26,7 +26,9 @@ __all__ = ["review_command"]
 @click.option("--no-posters", is_flag=True, help="Leave out the poster frames (faster for big builds).")
 @click.option("--title", help="The page's title [default: the build's name].")
 @output_options("the page's path and size")
-def review_command(directory: Path, out_path: Path | None, no_posters: bool, title: str | None, output: Output) -> None:
+def review_command(
+    directory: Path, out_path: Path | None, no_posters: bool, title: str | None, output: Output
+) -> None:
     """Write a review page of DIRECTORY: a card per request, its outcome, its fields, a poster, its video.
 
     Open it in any browser (no server; nothing is fetched but the videos you play). Approve or reject
@@ -35,7 +37,9 @@ def review_command(directory: Path, out_path: Path | None, no_posters: bool, tit
     """
     with render.progress("posters") as bar:
         options = ReviewOptions(posters=not no_posters, title=title)
-        page = review_directory(directory, out_path, options, on_poster=lambda done, total: bar.update(done, total))
+        page = review_directory(
+            directory, out_path, options, on_poster=lambda done, total: bar.update(done, total)
+        )
     size = page.stat().st_size
     if output.json:
         render.document({"page": str(page), "bytes": size})

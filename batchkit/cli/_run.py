@@ -31,12 +31,16 @@ from ._options import (
 from ._probe import probing
 from ._submit import submission_exit
 
-_FAILED = "invalid rows (pass --skip-invalid to leave them out) or too few, a shard refused, or nothing submitted"
+_FAILED = (
+    "invalid rows (pass --skip-invalid to leave them out) or too few, a shard refused, or nothing submitted"
+)
 
 
 @command("run", failed=_FAILED, unfinished="not finished yet (the --deadline passed; run it again later)")
 @build_options(RunOptions)
-@click.option("--dry-run", is_flag=True, help="Build, then ask the server to validate every shard; nothing is created.")
+@click.option(
+    "--dry-run", is_flag=True, help="Build, then ask the server to validate every shard; nothing is created."
+)
 @click.option(
     "--results",
     "results_path",
@@ -85,16 +89,31 @@ def run_command(
         try:
             result = _run(job, options, api, on_event, on_progress)
         except ValidationFailed as exc:
-            failed(exc, job.out_dir, output, hint="fix them, or pass --skip-invalid to leave them out (they end as invalid)")
+            failed(
+                exc,
+                job.out_dir,
+                output,
+                hint="fix them, or pass --skip-invalid to leave them out (they end as invalid)",
+            )
     _show(result, events, output)
 
 
-def _run(job: BuildJob, options: RunOptions, api: Api, on_event: OnEvent, on_progress: OnProgress) -> RunResult:
+def _run(
+    job: BuildJob, options: RunOptions, api: Api, on_event: OnEvent, on_progress: OnProgress
+) -> RunResult:
     def on_stage(stage: str, note: str) -> None:
         render.stage(stage, note)
 
     if api.sandbox:
-        return run(job.source, job.mapping, job.out_dir, options, on_stage=on_stage, on_event=on_event, on_progress=on_progress)
+        return run(
+            job.source,
+            job.mapping,
+            job.out_dir,
+            options,
+            on_stage=on_stage,
+            on_event=on_event,
+            on_progress=on_progress,
+        )
     with api.client() as client:
         return run(job.source, job.mapping, job.out_dir, options, client=client, on_stage=on_stage,
                    on_event=on_event, on_progress=on_progress)  # fmt: skip

@@ -83,7 +83,9 @@ def _config(v: dict[str, Any]) -> Any:
 
 
 def _float(flag: str, default: float, text: str, *, min: float = 0, max: float | None = None) -> click.Option:
-    return click.Option([flag], type=click.FloatRange(min=min, max=max), default=default, show_default=True, help=text)
+    return click.Option(
+        [flag], type=click.FloatRange(min=min, max=max), default=default, show_default=True, help=text
+    )
 
 
 _config_options = group("config", _config, lambda: [
@@ -113,8 +115,12 @@ _config_options = group("config", _config, lambda: [
 
 
 @command("sandbox", failed=None)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (keep it loopback).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface to listen on (keep it loopback)."
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8787, show_default=True, help="0 picks a free port."
+)
 @click.option(
     "--state",
     "state_path",
@@ -149,7 +155,9 @@ def sandbox(host: str, port: int, state_path: str | None, config: Any, output: O
             except KeyboardInterrupt:
                 render.say("stopping the sandbox")
     except OSError as exc:
-        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port (0 picks a free one)")
+        fail(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port (0 picks a free one)"
+        )
 
 
 def _announce(url: str, config: Any) -> None:

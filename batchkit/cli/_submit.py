@@ -32,7 +32,9 @@ from ._options import (
     sending_options,
 )
 
-_UNFINISHED = "not finished yet (a --deadline passed, requests sent one by one still run, or a shard is uncertain)"
+_UNFINISHED = (
+    "not finished yet (a --deadline passed, requests sent one by one still run, or a shard is uncertain)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +100,9 @@ def submit_command(
                 if stage == "wait":
                     bar.relabel("generations")
 
-            result, shards = submit_and_wait(directory, how, client=client, on_event=on_event, on_progress=on_progress, on_round=on_round)
+            result, shards = submit_and_wait(
+                directory, how, client=client, on_event=on_event, on_progress=on_progress, on_round=on_round
+            )
         else:
             result = submit(directory, client=client, dry_run=dry_run, webhook_url=how.webhook_url, force=how.force,
                             on_event=on_event, poll=how.poll, policy=how.policy, rebind=how.rebind,
@@ -110,7 +114,9 @@ def submit_command(
     submission_exit(result, shards, directory)
 
 
-def _show_submission(directory: Path, result: SubmitResult, shards: list[ShardRecord], counts: Any, output: Output) -> None:
+def _show_submission(
+    directory: Path, result: SubmitResult, shards: list[ShardRecord], counts: Any, output: Output
+) -> None:
     if output.json:
         render.document({"directory": directory, "shards": shards, "dry_run": result.dry_runs,
                          "realtime": result.realtime, "events": dict(counts)})  # fmt: skip
@@ -175,7 +181,9 @@ def status_command(directory: Path, offline: bool, api: Api, output: Output) -> 
             render.not_submitted(view)
 
 
-@command("wait", failed=None, unfinished="not finished yet (the --deadline passed; waiting again later is safe)")
+@command(
+    "wait", failed=None, unfinished="not finished yet (the --deadline passed; waiting again later is safe)"
+)
 @directory_argument
 @poll_options
 @reconcile_options

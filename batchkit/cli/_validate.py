@@ -36,7 +36,9 @@ _CI = {
 )
 @limits_options()
 @output_options("the whole report", formats={k: v for k, v in _CI.items() if k in FORMATS}, max_findings=200)
-def validate(paths: tuple[Path, ...], policy: Path | None, report_file: Path | None, limits: Limits, output: Output) -> None:
+def validate(
+    paths: tuple[Path, ...], policy: Path | None, report_file: Path | None, limits: Limits, output: Output
+) -> None:
     """Dry-run validate batch JSONL files (or directories of them) before upload.
 
     Every finding is counted; the first 1,000 of each code are listed (text: --max-findings of them), and

@@ -45,7 +45,12 @@ def in_process_policy(given: ReconcilePolicy | None = None) -> ReconcilePolicy:
     one cannot land any more, so nothing waits for it (``given``'s clock and sleep are kept)."""
     base = given or ReconcilePolicy()
     return ReconcilePolicy(
-        skew=base.skew, in_flight=0.0, second_look=0.0, now=base.now, sleep=base.sleep, at_least_twice_the_timeout=False
+        skew=base.skew,
+        in_flight=0.0,
+        second_look=0.0,
+        now=base.now,
+        sleep=base.sleep,
+        at_least_twice_the_timeout=False,
     )
 
 
@@ -68,6 +73,9 @@ def kept_sandbox(directory: str | Path, *, create: bool = False, timeout: float 
     from ._sandbox import Sandbox
     from ._server import serve
 
-    with serve(Sandbox(state_path=state)) as url, Client(api_key=SANDBOX_KEY, base_url=url, timeout=timeout) as client:
+    with (
+        serve(Sandbox(state_path=state)) as url,
+        Client(api_key=SANDBOX_KEY, base_url=url, timeout=timeout) as client,
+    ):
         log.debug("sandbox: its account is kept in %s", state)
         yield client

@@ -39,9 +39,7 @@ class StateFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def load(
-        self, clock: Clock, seed: int
-    ) -> tuple[str, list[SandboxBatch], list[SandboxGeneration]]:
+    def load(self, clock: Clock, seed: int) -> tuple[str, list[SandboxBatch], list[SandboxGeneration]]:
         """The account id and everything created so far (a new account when the file does not exist yet)."""
         if not self.path.exists():
             account = f"acct_{secrets.token_hex(8)}"
@@ -65,7 +63,9 @@ class StateFile:
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 if number == len(self.path.read_bytes().splitlines()):
                     break  # a line cut short by a crash while it was written: everything before it stands
-                msg = f"{self.path}:{number} is not a sandbox state line ({exc}); start with a new --state file"
+                msg = (
+                    f"{self.path}:{number} is not a sandbox state line ({exc}); start with a new --state file"
+                )
                 raise ValueError(msg) from exc
         if not account:
             msg = f"{self.path} is not a sandbox state file (no account line); start with a new --state file"
@@ -119,7 +119,8 @@ class StateFile:
                 "webhook_url": batch.webhook_url,
                 "file": batch.file_bytes.decode(),
                 "results": [
-                    {"status": r.status, "error_code": r.error_code, "message": r.message} for r in batch.results
+                    {"status": r.status, "error_code": r.error_code, "message": r.message}
+                    for r in batch.results
                 ],
                 "api_base": batch.api_base,
                 "pending_seconds": batch.pending_seconds,
@@ -137,7 +138,11 @@ class StateFile:
                 "payload": generation.payload,
                 "webhook_url": generation.webhook_url,
                 "idempotency_key": generation.idempotency_key,
-                "result": {"status": result.status, "error_code": result.error_code, "message": result.message},
+                "result": {
+                    "status": result.status,
+                    "error_code": result.error_code,
+                    "message": result.message,
+                },
                 "body_digest": generation.body_digest,
                 "pending_seconds": generation.pending_seconds,
                 "seconds_per_generation": generation.seconds_per_generation,

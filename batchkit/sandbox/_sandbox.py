@@ -302,17 +302,25 @@ class Sandbox:
                         "model": "lipsync-2",
                         "input": [
                             {"type": "video", "url": f"https://cdn.example.com/foreign/{tag}/{i}.mp4"},
-                            {"type": "audio", "url": f"https://cdn.example.com/foreign/{tag}/{i}.wav{suffix}"},
+                            {
+                                "type": "audio",
+                                "url": f"https://cdn.example.com/foreign/{tag}/{i}.wav{suffix}",
+                            },
                         ],
                     },
                 }
             )
             for i in range(records)
         ]
-        lines = [UploadLine(n, orjson.loads(raw)["request_id"], raw, orjson.loads(raw)) for n, raw in enumerate(raws, 1)]
+        lines = [
+            UploadLine(n, orjson.loads(raw)["request_id"], raw, orjson.loads(raw))
+            for n, raw in enumerate(raws, 1)
+        ]
         results = [Result("FAILED", "generation_pipeline_failed", "foreign") if fail else COMPLETED] * records
         data = b"\n".join(raws) + b"\n"
-        return self._store_batch(data, lines, results, None, api_base or self.url or "http://127.0.0.1", finished=finished)
+        return self._store_batch(
+            data, lines, results, None, api_base or self.url or "http://127.0.0.1", finished=finished
+        )
 
     def _store_batch(
         self,

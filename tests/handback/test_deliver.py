@@ -42,7 +42,9 @@ def localization(tmp_path_factory: pytest.TempPathFactory, served: batchkit.Clie
     folder = tmp_path_factory.mktemp("loc")
     shutil.copy(FIXTURES / "localization.xlsx", folder / "sheet.xlsx")
     out = folder / "out"
-    batchkit.run(folder / "sheet.xlsx", FIXTURES / "localization.toml", out, RunOptions(poll=FAST), client=served)
+    batchkit.run(
+        folder / "sheet.xlsx", FIXTURES / "localization.toml", out, RunOptions(poll=FAST), client=served
+    )
     return out
 
 
@@ -83,7 +85,9 @@ def test_a_template_that_gives_two_rows_one_name_is_refused_before_any_fetch(
     assert len(fetched_files(localization)) == before
 
 
-def test_wide_results_say_where_each_video_went(localization: Path, served: batchkit.Client, tmp_path: Path) -> None:
+def test_wide_results_say_where_each_video_went(
+    localization: Path, served: batchkit.Client, tmp_path: Path
+) -> None:
     """Once fetched, the wide table has file_<lang> beside outcome_<lang>."""
     fetch_directory(localization, tmp_path / "v", DeliverOptions(name="{lang}/{video_id}"), client=served)
     frame = with_files(batchkit.collect_results(localization, download=False).frame, localization)
@@ -100,7 +104,9 @@ def test_the_review_page_has_a_poster_for_every_finished_video(localization: Pat
     poster = data["columns"].index("poster")
     assert len(data["cards"]) == 30
     assert all(card[poster] for card in data["cards"])
-    assert data["build"] == build_id_of(batchkit.collect_results(localization, download=False).frame["request_id"].to_list())
+    assert data["build"] == build_id_of(
+        batchkit.collect_results(localization, download=False).frame["request_id"].to_list()
+    )
     plain = review_directory(localization, tmp_path / "plain.html", ReviewOptions(posters=False))
     assert not any(card[poster] for card in read_page_data(plain.read_text())["cards"])
 
@@ -123,7 +129,17 @@ def test_rejected_cards_are_sent_again_even_when_completed(
     runner = CliRunner()
     base = ["--base-url", served.base_url, "--api-key", "k", "--poll-initial", "0.02", "--poll-max", "0.1"]
     result = runner.invoke(
-        main, ["retry", str(localization), "--from-review", str(decisions), "--out", str(tmp_path / "redo"), "--realtime", *base]
+        main,
+        [
+            "retry",
+            str(localization),
+            "--from-review",
+            str(decisions),
+            "--out",
+            str(tmp_path / "redo"),
+            "--realtime",
+            *base,
+        ],
     )
     assert result.exit_code == 0, result.output
     redo = batchkit.collect_results(tmp_path / "redo", download=False).frame
@@ -137,17 +153,30 @@ def test_decisions_of_another_build_are_refused(localization: Path, tmp_path: Pa
     """A decisions file whose build id is another page's: a one-line error, nothing retried."""
     decisions = _decisions(tmp_path / "other.csv", "0123456789abcdef", ["v01_fr"], [])
     result = CliRunner().invoke(
-        main, ["retry", str(localization), "--from-review", str(decisions), "--out", str(tmp_path / "no"), "--offline"]
+        main,
+        [
+            "retry",
+            str(localization),
+            "--from-review",
+            str(decisions),
+            "--out",
+            str(tmp_path / "no"),
+            "--offline",
+        ],
     )
     assert result.exit_code == 2
     assert "build" in result.output
     assert not (tmp_path / "no").exists()
 
 
-def test_retrying_by_request_id_refuses_units_that_cannot_go_again(localization: Path, tmp_path: Path) -> None:
+def test_retrying_by_request_id_refuses_units_that_cannot_go_again(
+    localization: Path, tmp_path: Path
+) -> None:
     """An id the directory lacks is a clear error naming it."""
     with pytest.raises(InputError, match="not in"):
-        batchkit.retry_failed(localization, tmp_path / "x", RetryOptions(request_ids=["nope"], download=False))
+        batchkit.retry_failed(
+            localization, tmp_path / "x", RetryOptions(request_ids=["nope"], download=False)
+        )
 
 
 def test_the_fetch_command_reports_and_exits_by_what_landed(

@@ -59,7 +59,9 @@ def builddirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pa
         out = _output_file(folder)
         lines = out.read_bytes().splitlines()
         deep = b"[" * 1000 + b'"x"' + b"]" * 1000
-        lines[0] = lines[0][:-1] + b',"error":' + deep + b',"status":' + b"{\"a\":" * 600 + b"1" + b"}" * 600 + b"}"
+        lines[0] = (
+            lines[0][:-1] + b',"error":' + deep + b',"status":' + b'{"a":' * 600 + b"1" + b"}" * 600 + b"}"
+        )
         out.write_bytes(b"\n".join(lines) + b"\n")
 
     def fifo_output(folder: Path) -> None:
@@ -76,7 +78,9 @@ def builddirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pa
 
     def long_ids_output(folder: Path) -> None:
         out = _output_file(folder)
-        out.write_bytes(out.read_bytes() + orjson.dumps({"request_id": "x" * 100_000, "status": "COMPLETED"}) + b"\n")
+        out.write_bytes(
+            out.read_bytes() + orjson.dumps({"request_id": "x" * 100_000, "status": "COMPLETED"}) + b"\n"
+        )
 
     broken("deep-output", deep_output)
     if hasattr(os, "mkfifo"):
@@ -88,7 +92,10 @@ def builddirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pa
     broken("manifest-deep", lambda f: (f / "manifest.json").write_bytes(b"[" * 2000 + b"]" * 2000))
     broken("manifest-gone", lambda f: (f / "manifest.json").unlink())
     broken("requests-garbage", lambda f: (f / "requests.parquet").write_bytes(b"PAR1 garbage"))
-    broken("journal-garbage", lambda f: (f / "journal.sqlite").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000))
+    broken(
+        "journal-garbage",
+        lambda f: (f / "journal.sqlite").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000),
+    )
     not_a_dir = root / "not-a-dir"
     not_a_dir.write_text("a file")
     dirs["not-a-dir"] = not_a_dir

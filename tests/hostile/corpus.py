@@ -66,7 +66,8 @@ def good_lines(n: int, start: int = 0) -> bytes:
 def csv_rows(n: int, *, extra: str = "", cell: Callable[[int], str] = lambda i: f"c{i:04d}") -> str:
     head = "id,video,audio" + ("," + extra if extra else "")
     body = [
-        f"{cell(i)},https://cdn.example.com/v/{i}.mp4,https://cdn.example.com/a/{i}.wav" + ("," + "x" if extra else "")
+        f"{cell(i)},https://cdn.example.com/v/{i}.mp4,https://cdn.example.com/a/{i}.wav"
+        + ("," + "x" if extra else "")
         for i in range(n)
     ]
     return "\n".join([head, *body]) + "\n"
@@ -76,17 +77,56 @@ def csv_rows(n: int, *, extra: str = "", cell: Callable[[int], str] = lambda i: 
 FAST: frozenset[str] = frozenset(
     {
         # batch files
-        "good", "deep-reported-field", "deep-unknown-key", "deeper-than-orjson", "nul-bytes", "lone-surrogate",
-        "nan-infinity", "huge-numbers", "duplicate-keys", "utf16", "gzip-named-jsonl", "cr-only", "long-ids",
-        "path-traversal", "empties", "huge-line", "no-newline-at-all", "two-objects-a-line",
+        "good",
+        "deep-reported-field",
+        "deep-unknown-key",
+        "deeper-than-orjson",
+        "nul-bytes",
+        "lone-surrogate",
+        "nan-infinity",
+        "huge-numbers",
+        "duplicate-keys",
+        "utf16",
+        "gzip-named-jsonl",
+        "cr-only",
+        "long-ids",
+        "path-traversal",
+        "empties",
+        "huge-line",
+        "no-newline-at-all",
+        "two-objects-a-line",
         # sources
-        "good.csv", "cr-only.csv", "wide-header.csv", "unclosed-quote.csv", "braces.csv", "formula-text.csv",
-        "traversal.csv", "blank-rows.csv", "utf16.csv", "gzip.csv", "deep.ndjson", "deeper.ndjson",
-        "hidden-first.xlsx", "nested.parquet", "big-cell.csv", "header-only.csv",
+        "good.csv",
+        "cr-only.csv",
+        "wide-header.csv",
+        "unclosed-quote.csv",
+        "braces.csv",
+        "formula-text.csv",
+        "traversal.csv",
+        "blank-rows.csv",
+        "utf16.csv",
+        "gzip.csv",
+        "deep.ndjson",
+        "deeper.ndjson",
+        "hidden-first.xlsx",
+        "nested.parquet",
+        "big-cell.csv",
+        "header-only.csv",
         # mappings and schemas
-        "good.toml", "deep.toml", "braces.toml", "missing-column.toml", "good.json", "deep.json", "deeper.json",
+        "good.toml",
+        "deep.toml",
+        "braces.toml",
+        "missing-column.toml",
+        "good.json",
+        "deep.json",
+        "deeper.json",
         # paths that are not regular files
-        "fifo", "symlink-loop", "directory", "missing", "dev-zero", "unreadable",
+        "fifo",
+        "symlink-loop",
+        "directory",
+        "missing",
+        "dev-zero",
+        "unreadable",
     }
 )
 
@@ -122,10 +162,16 @@ def _jsonl(folder: Path, full: bool) -> list[Case]:
         "nul-bytes": good + b'{"request_id":"a\x00b"}\n\x00\x00\x00\n',
         "lone-surrogate": good + line(98).replace(b'"r98"', b'"\\ud800"') + b"\n",
         "invalid-utf8": good + b'{"request_id":"\xff\xfe"}\n',
-        "nan-infinity": good + b'{"request_id":NaN,"endpoint":Infinity}\n' + line(97).replace(b"https", b"https") + b"\n",
+        "nan-infinity": good
+        + b'{"request_id":NaN,"endpoint":Infinity}\n'
+        + line(97).replace(b"https", b"https")
+        + b"\n",
         "huge-numbers": good + b'{"request_id":"n","x":1e400,"y":' + b"1" * 400 + b"}\n",
         "duplicate-keys": b"".join(
-            line(i).replace(b'"url":"https://cdn.example.com/a.wav"', b'"url":"ftp://x","url":"https://cdn.example.com/a.wav"')
+            line(i).replace(
+                b'"url":"https://cdn.example.com/a.wav"',
+                b'"url":"ftp://x","url":"https://cdn.example.com/a.wav"',
+            )
             + b"\n"
             for i in range(25)
         ),
@@ -137,7 +183,9 @@ def _jsonl(folder: Path, full: bool) -> list[Case]:
         "only-bom": b"\xef\xbb\xbf",
         "crlf": good.replace(b"\n", b"\r\n"),
         "cr-only": good.replace(b"\n", b"\r"),
-        "long-ids": b"".join(line(i).replace(b'"r%d"' % i, b'"' + b"x" * 300 + b'%d"' % i) + b"\n" for i in range(25)),
+        "long-ids": b"".join(
+            line(i).replace(b'"r%d"' % i, b'"' + b"x" * 300 + b'%d"' % i) + b"\n" for i in range(25)
+        ),
         "path-traversal": b"".join(
             line(i, outputFileName="../../etc/passwd").replace(b'"r%d"' % i, b'"../../r%d"' % i) + b"\n"
             for i in range(25)
@@ -179,15 +227,20 @@ def _sources(folder: Path, full: bool) -> list[Case]:
     wide = [f"column_with_a_long_name_{i:05d}" for i in range(3000 if not full else 10_000)]
     head = "id,video,audio," + ",".join(wide)
     body = "\n".join(
-        f"c{i:04d},https://cdn.example.com/v/{i}.mp4,https://cdn.example.com/a/{i}.wav," + ",".join("x" * len(wide))
+        f"c{i:04d},https://cdn.example.com/v/{i}.mp4,https://cdn.example.com/a/{i}.wav,"
+        + ",".join("x" * len(wide))
         for i in range(25)
     )
     text("wide-header.csv", head + "\n" + body + "\n", 25)
-    text("ragged.csv", csv_rows(25) + "c9999,https://cdn.example.com/v.mp4,https://cdn.example.com/a.wav,extra,more\n", 26)
+    text(
+        "ragged.csv",
+        csv_rows(25) + "c9999,https://cdn.example.com/v.mp4,https://cdn.example.com/a.wav,extra,more\n",
+        26,
+    )
     text("unclosed-quote.csv", csv_rows(25) + 'c9999,"https://cdn.example.com/v.mp4,https://x\n', None)
     text("nul.csv", csv_rows(25).replace("c0003", "c\x000003"), 25)
     text("braces.csv", csv_rows(25, cell=lambda i: f"{{id}}{{{{{i}}}}}"), 25)
-    text("formula-text.csv", csv_rows(25, cell=lambda i: f"=HYPERLINK(\"x\",{i})"), 25)
+    text("formula-text.csv", csv_rows(25, cell=lambda i: f'=HYPERLINK("x",{i})'), 25)
     text("traversal.csv", csv_rows(25, cell=lambda i: f"../../etc/{i}"), 25)
     text("long-ids.csv", csv_rows(25, cell=lambda i: "x" * 400 + str(i)), 25)
     text("blank-rows.csv", csv_rows(25) + ",,\n , ,\n" + csv_rows(28).split("\n", 26)[-1], 28, blank=2)
@@ -199,16 +252,26 @@ def _sources(folder: Path, full: bool) -> list[Case]:
     text("duplicate-header.csv", "id,id,video\n1,2,3\n", None)
     text("reserved-column.csv", "__row,video,audio\n1,2,3\n", None)
     big = "y" * (6_000_000 if not full else 10_000_000)
-    text("big-cell.csv", csv_rows(25) + f"c9999,https://cdn.example.com/v.mp4,https://cdn.example.com/{big}.wav\n", 26)
+    text(
+        "big-cell.csv",
+        csv_rows(25) + f"c9999,https://cdn.example.com/v.mp4,https://cdn.example.com/{big}.wav\n",
+        26,
+    )
     deep = "[" * 300 + "]" * 300
     deeper = "[" * 1100 + "]" * 1100
     ndjson = [
-        json.dumps({"id": f"c{i:04d}", "video": f"https://cdn.example.com/v/{i}.mp4", "audio": f"https://cdn.example.com/a/{i}.wav"})
+        json.dumps(
+            {
+                "id": f"c{i:04d}",
+                "video": f"https://cdn.example.com/v/{i}.mp4",
+                "audio": f"https://cdn.example.com/a/{i}.wav",
+            }
+        )
         for i in range(25)
     ]
     text("deep.ndjson", "\n".join(s[:-1] + f', "unused": {deep}}}' for s in ndjson) + "\n", 25)
     text("deeper.ndjson", "\n".join(ndjson) + "\n" + deeper + "\n", 26)
-    text("not-objects.ndjson", "\n".join(ndjson) + "\n[1,2]\n\"x\"\n42\n", 28)
+    text("not-objects.ndjson", "\n".join(ndjson) + '\n[1,2]\n"x"\n42\n', 28)
     text("dup-keys.ndjson", "\n".join(s[:-1] + ', "id": "dup"}' for s in ndjson) + "\n", 25)
     cases += _workbooks(folder)
     nested = pl.DataFrame(
@@ -242,7 +305,11 @@ def _workbooks(folder: Path) -> list[Case]:
     sheet = book.add_worksheet("campaign")
     sheet.write_row(2, 1, ["id", "video", "audio"])
     for i in range(25):
-        sheet.write_row(3 + i, 1, [f"c{i:04d}", f"https://cdn.example.com/v/{i}.mp4", f"https://cdn.example.com/a/{i}.wav"])
+        sheet.write_row(
+            3 + i,
+            1,
+            [f"c{i:04d}", f"https://cdn.example.com/v/{i}.mp4", f"https://cdn.example.com/a/{i}.wav"],
+        )
     sheet.write_formula(28, 1, '="VID"&"041"')  # cached value 0
     sheet.write_formula(29, 1, '="VID"&"042"', None, "")  # no cached value
     sheet.write(28, 2, "https://cdn.example.com/v/f.mp4")
@@ -283,7 +350,7 @@ def _mappings(folder: Path) -> list[Case]:
         "unbalanced.toml": MAPPING.replace('"{id}_x"', '"{id_x"'),
         "missing-column.toml": MAPPING.replace("{audio}", "{no_such_column}"),
         "binary.toml": "\x00\xff\xfe garbage".encode("latin-1").decode("latin-1"),
-        "not-utf8.toml": b"request_id = \"\xff\"\n",
+        "not-utf8.toml": b'request_id = "\xff"\n',
         "empty.toml": "",
         "huge-key.toml": MAPPING + "[options]\n" + "k" * 100_000 + " = 1\n",
     }

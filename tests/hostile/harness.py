@@ -76,7 +76,9 @@ def invoke(invocation: Invocation, temp: Path, *, timeout: float = TIMEOUT) -> O
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        pytest.fail(f"{invocation.id}: still running after {timeout:.0f} s (a hang): batchkit {' '.join(invocation.argv)}")
+        pytest.fail(
+            f"{invocation.id}: still running after {timeout:.0f} s (a hang): batchkit {' '.join(invocation.argv)}"
+        )
     result = box["result"]
     exception = result.exception  # type: ignore[attr-defined]
     if isinstance(exception, SystemExit):
@@ -122,8 +124,12 @@ def spawn(
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        pytest.fail(f"{invocation.id}: still running after {timeout:.0f} s (a hang): batchkit {' '.join(invocation.argv)}")
-    return Outcome(invocation, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), None, temp)
+        pytest.fail(
+            f"{invocation.id}: still running after {timeout:.0f} s (a hang): batchkit {' '.join(invocation.argv)}"
+        )
+    return Outcome(
+        invocation, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), None, temp
+    )
 
 
 def check(outcome: Outcome, *, codes: Sequence[int] = (0, 1, 2, 3)) -> None:
@@ -142,11 +148,17 @@ def check(outcome: Outcome, *, codes: Sequence[int] = (0, 1, 2, 3)) -> None:
         assert left == [], f"{where}: left in the temporary directory: {left}"
     for path in outcome.invocation.writes:
         if path.parent.is_dir():  # a writer's temporary file is .NAME.tmp or .NAME.<unique>.tmp
-            half = [p.name for p in path.parent.glob(f".{glob.escape(path.name)}.*") if p.name.endswith(".tmp")]
+            half = [
+                p.name for p in path.parent.glob(f".{glob.escape(path.name)}.*") if p.name.endswith(".tmp")
+            ]
             assert not half, f"{where}: half-written {path}: {half}"
     if outcome.invocation.out is not None and outcome.invocation.out.is_dir():
         check_directory(outcome.invocation.out, where)
-        if outcome.exit_code == 0 and outcome.invocation.rows is not None and (outcome.invocation.out / "manifest.json").exists():
+        if (
+            outcome.exit_code == 0
+            and outcome.invocation.rows is not None
+            and (outcome.invocation.out / "manifest.json").exists()
+        ):
             check_rows(outcome.invocation.out, outcome.invocation.rows, outcome.invocation.blank, where)
 
 
@@ -187,7 +199,9 @@ def check_rows(folder: Path, rows: int, blank: int, where: str) -> None:
         if f["code"] == "blank-row"
     ]
     assert not set(blanks) & set(seen), f"{where}: a blank row also became a unit"
-    assert sorted([*seen, *blanks]) == list(range(1, rows + blank + 1)), f"{where}: source rows lost or invented"
+    assert sorted([*seen, *blanks]) == list(range(1, rows + blank + 1)), (
+        f"{where}: source rows lost or invented"
+    )
     ok = units.filter(pl.col("status") == "ok")
     assert units.filter(pl.col("status") != "ok").get_column("shard").null_count() == units.height - ok.height
     placed: dict[tuple[int, int], str] = {}
@@ -210,7 +224,12 @@ def read_only(folder: Path) -> Iterator[bool]:
         finally:
             folder.chmod(0o755)
         return
-    mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True).returncode == 0
+    mounted = (
+        subprocess.run(
+            ["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True
+        ).returncode
+        == 0
+    )
     if mounted:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True, check=False)
     try:

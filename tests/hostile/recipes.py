@@ -22,7 +22,19 @@ from .corpus import Case
 from .harness import Invocation
 
 #: Strings nobody should type, for options that take text.
-HOSTILE_TEXT = ["", " ", "../../etc/passwd", "{x}{{", "\x00", "x" * 5000, "--help", "-1", "nan", "1e400", "\udcff"]
+HOSTILE_TEXT = [
+    "",
+    " ",
+    "../../etc/passwd",
+    "{x}{{",
+    "\x00",
+    "x" * 5000,
+    "--help",
+    "-1",
+    "nan",
+    "1e400",
+    "\udcff",
+]
 REFUSED_URL = "http://127.0.0.1:9"  # nothing listens there: calls fail at once, no retries that wait
 
 
@@ -90,31 +102,46 @@ Recipe = Callable[[World], list[Group]]
 
 
 def _validate(world: World) -> list[Group]:
-    jsonl = [
-        Invocation(f"validate {c.id}", ["validate", str(c.path)])
-        for c in world.of("jsonl")
-    ]
+    jsonl = [Invocation(f"validate {c.id}", ["validate", str(c.path)]) for c in world.of("jsonl")]
     as_json = [
-        Invocation(f"validate --format json {c.id}", ["validate", str(c.path), "--format", "json", "--max-findings", "3"])
+        Invocation(
+            f"validate --format json {c.id}",
+            ["validate", str(c.path), "--format", "json", "--max-findings", "3"],
+        )
         for c in world.of("jsonl")
         if c.name in ("empties", "deep-reported-field", "duplicate-keys", "huge-line", "nan-infinity")
     ]
     report = world.scratch / "report.ndjson"
     as_json.append(
         Invocation(
-            "validate --report", ["validate", str(world.case("jsonl", "empties").path), "--report", str(report)], writes=[report]
+            "validate --report",
+            ["validate", str(world.case("jsonl", "empties").path), "--report", str(report)],
+            writes=[report],
         )
     )
     good = str(world.case("jsonl", "good").path)
-    schemas = [Invocation(f"validate --schema {c.id}", ["validate", good, "--schema", str(c.path)]) for c in world.of("schema")]
+    schemas = [
+        Invocation(f"validate --schema {c.id}", ["validate", good, "--schema", str(c.path)])
+        for c in world.of("schema")
+    ]
     specials = [Invocation(f"validate {c.id}", ["validate", str(c.path)]) for c in world.specials()]
-    specials += [Invocation(f"validate --schema {c.id}", ["validate", good, "--schema", str(c.path)]) for c in world.specials("schema")]
+    specials += [
+        Invocation(f"validate --schema {c.id}", ["validate", good, "--schema", str(c.path)])
+        for c in world.specials("schema")
+    ]
     options = [
         Invocation("validate --max-bytes 64", ["validate", good, "--max-bytes", "64"]),
-        Invocation("validate directory of the corpus", ["validate", str(world.case("jsonl", "good").path.parent)]),
+        Invocation(
+            "validate directory of the corpus", ["validate", str(world.case("jsonl", "good").path.parent)]
+        ),
         Invocation("validate a build directory", ["validate", str(world.builddirs["finished"])]),
     ]
-    return [("jsonl", jsonl), ("json-and-report", as_json), ("schemas", schemas + specials), ("options", options)]
+    return [
+        ("jsonl", jsonl),
+        ("json-and-report", as_json),
+        ("schemas", schemas + specials),
+        ("options", options),
+    ]
 
 
 def _shard(world: World) -> list[Group]:
@@ -122,10 +149,22 @@ def _shard(world: World) -> list[Group]:
     for c in world.of("jsonl") + world.specials():
         for flags in ([], ["--skip-invalid"]) if world.full or c.name == "good" else (["--skip-invalid"],):
             out = world.out(f"shard-{c.name}")
-            runs.append(Invocation(f"shard {c.id} {' '.join(flags)}", ["shard", str(c.path), "--out", str(out), *flags], out=out))
+            runs.append(
+                Invocation(
+                    f"shard {c.id} {' '.join(flags)}",
+                    ["shard", str(c.path), "--out", str(out), *flags],
+                    out=out,
+                )
+            )
     good = world.case("jsonl", "good").path
     for label, out in world.outdirs().items():
-        runs.append(Invocation(f"shard into {label}", ["shard", str(good), "--out", str(out), "--name", "../" + label], out=out))
+        runs.append(
+            Invocation(
+                f"shard into {label}",
+                ["shard", str(good), "--out", str(out), "--name", "../" + label],
+                out=out,
+            )
+        )
     half = len(runs) // 2
     return [("first-half", runs[:half]), ("second-half", runs[half:])]
 
@@ -138,7 +177,17 @@ def _build(world: World) -> list[Group]:
         sources.append(
             Invocation(
                 f"build {c.id}",
-                ["build", str(c.path), "--mapping", mapping, "--out", str(out), "--skip-invalid", "--min-records", "1"],
+                [
+                    "build",
+                    str(c.path),
+                    "--mapping",
+                    mapping,
+                    "--out",
+                    str(out),
+                    "--skip-invalid",
+                    "--min-records",
+                    "1",
+                ],
                 out=out,
                 rows=c.rows,
                 blank=c.blank,
@@ -146,25 +195,81 @@ def _build(world: World) -> list[Group]:
         )
     for c in world.specials("source"):
         out = world.out(f"build-{c.name}")
-        sources.append(Invocation(f"build {c.id}", ["build", str(c.path), "--mapping", mapping, "--out", str(out), "--source-format", "csv"], out=out))
+        sources.append(
+            Invocation(
+                f"build {c.id}",
+                ["build", str(c.path), "--mapping", mapping, "--out", str(out), "--source-format", "csv"],
+                out=out,
+            )
+        )
     good = world.case("source", "good.csv")
     mappings = []
     for c in world.of("mapping") + world.specials("mapping"):
         out = world.out(f"mapping-{c.name}")
-        mappings.append(Invocation(f"build --mapping {c.id}", ["build", str(good.path), "--mapping", str(c.path), "--out", str(out)], out=out, rows=good.rows))
+        mappings.append(
+            Invocation(
+                f"build --mapping {c.id}",
+                ["build", str(good.path), "--mapping", str(c.path), "--out", str(out)],
+                out=out,
+                rows=good.rows,
+            )
+        )
     options = []
     for label, out in world.outdirs().items():
-        options.append(Invocation(f"build into {label}", ["build", str(good.path), "--mapping", mapping, "--out", str(out), "--name", "new"], out=out, rows=good.rows))
-    variants = [["--encoding", "rot13"], ["--name", "x" * 400], ["--name", "../../../x"], ["--max-bytes", "64"]]
+        options.append(
+            Invocation(
+                f"build into {label}",
+                ["build", str(good.path), "--mapping", mapping, "--out", str(out), "--name", "new"],
+                out=out,
+                rows=good.rows,
+            )
+        )
+    variants = [
+        ["--encoding", "rot13"],
+        ["--name", "x" * 400],
+        ["--name", "../../../x"],
+        ["--max-bytes", "64"],
+    ]
     if world.full:
-        variants += [["--encoding", "no-such"], ["--encoding", "utf-16"], ["--delimiter", "ab"], ["--sheet", "../x"], ["--source-format", "xlsx"]]
+        variants += [
+            ["--encoding", "no-such"],
+            ["--encoding", "utf-16"],
+            ["--delimiter", "ab"],
+            ["--sheet", "../x"],
+            ["--source-format", "xlsx"],
+        ]
     for flags in variants:
         out = world.out("options")
-        options.append(Invocation(f"build {' '.join(flags)[:30]}", ["build", str(good.path), "--mapping", mapping, "--out", str(out), *flags], out=out, rows=good.rows))
+        options.append(
+            Invocation(
+                f"build {' '.join(flags)[:30]}",
+                ["build", str(good.path), "--mapping", mapping, "--out", str(out), *flags],
+                out=out,
+                rows=good.rows,
+            )
+        )
     hidden = world.case("source", "hidden-first.xlsx")
     for sheet in ("old", "empty", "campaign", "nope") if world.full else ("empty",):
         out = world.out(f"sheet-{sheet}")
-        options.append(Invocation(f"build --sheet {sheet}", ["build", str(hidden.path), "--mapping", mapping, "--out", str(out), "--sheet", sheet, "--skip-invalid", "--min-records", "1"], out=out))
+        options.append(
+            Invocation(
+                f"build --sheet {sheet}",
+                [
+                    "build",
+                    str(hidden.path),
+                    "--mapping",
+                    mapping,
+                    "--out",
+                    str(out),
+                    "--sheet",
+                    sheet,
+                    "--skip-invalid",
+                    "--min-records",
+                    "1",
+                ],
+                out=out,
+            )
+        )
     return [("sources", sources), ("mappings", mappings), ("options", options)]
 
 
@@ -185,7 +290,13 @@ def _results(world: World) -> list[Group]:
     written = []
     for suffix in ("csv", "xlsx", "parquet", "jsonl", "txt"):
         target = world.scratch / f"results-{suffix}" / f"out.{suffix}"
-        written.append(Invocation(f"results --out .{suffix}", ["results", str(world.builddirs["finished"]), "--offline", "--out", str(target)], writes=[target]))
+        written.append(
+            Invocation(
+                f"results --out .{suffix}",
+                ["results", str(world.builddirs["finished"]), "--offline", "--out", str(target)],
+                writes=[target],
+            )
+        )
     return [("offline", offline), ("json", as_json + written)]
 
 
@@ -196,19 +307,36 @@ def _retry(world: World) -> list[Group]:
 
 
 def _status(world: World) -> list[Group]:
-    return [("offline", _builddir_runs(world, "status", "--offline") + _builddir_runs(world, "status", "--offline", "--format", "json"))]
+    return [
+        (
+            "offline",
+            _builddir_runs(world, "status", "--offline")
+            + _builddir_runs(world, "status", "--offline", "--format", "json"),
+        )
+    ]
 
 
 def _submit(world: World) -> list[Group]:
     runs = _builddir_runs(world, "submit", "--base-url", REFUSED_URL, "--api-key", "k")
     if not world.full:  # an unsent build retries the refused connection for seconds: the full harness does it
         runs = [r for r in runs if r.id != "submit built"]
-    runs += [Invocation("submit bad base url", ["submit", str(world.builddirs["built"]), "--base-url", url, "--api-key", "k"]) for url in ("ftp://x", "http://user:sk-secret@example.com", "https://api.sync.so/?k=1", "not a url")]
+    runs += [
+        Invocation(
+            "submit bad base url",
+            ["submit", str(world.builddirs["built"]), "--base-url", url, "--api-key", "k"],
+        )
+        for url in ("ftp://x", "http://user:sk-secret@example.com", "https://api.sync.so/?k=1", "not a url")
+    ]
     return [("refused", runs)]
 
 
 def _wait(world: World) -> list[Group]:
-    return [("refused", _builddir_runs(world, "wait", "--base-url", REFUSED_URL, "--api-key", "k", "--deadline", "0"))]
+    return [
+        (
+            "refused",
+            _builddir_runs(world, "wait", "--base-url", REFUSED_URL, "--api-key", "k", "--deadline", "0"),
+        )
+    ]
 
 
 def _run(world: World) -> list[Group]:
@@ -218,25 +346,68 @@ def _run(world: World) -> list[Group]:
         if c.rows is not None and not world.full:
             continue  # a source that builds runs the whole pipeline: the full harness does those
         out = world.out(f"run-{c.name}")
-        runs.append(Invocation(f"run {c.id}", ["run", str(c.path), "--mapping", mapping, "--out", str(out), "--sandbox", "--min-records", "1"], out=out))
+        runs.append(
+            Invocation(
+                f"run {c.id}",
+                [
+                    "run",
+                    str(c.path),
+                    "--mapping",
+                    mapping,
+                    "--out",
+                    str(out),
+                    "--sandbox",
+                    "--min-records",
+                    "1",
+                ],
+                out=out,
+            )
+        )
     for c in world.of("mapping"):
         if c.name == "good.toml":
             continue
         out = world.out(f"run-{c.name}")
-        runs.append(Invocation(f"run --mapping {c.id}", ["run", str(world.case("source", "good.csv").path), "--mapping", str(c.path), "--out", str(out), "--sandbox"], out=out))
+        runs.append(
+            Invocation(
+                f"run --mapping {c.id}",
+                [
+                    "run",
+                    str(world.case("source", "good.csv").path),
+                    "--mapping",
+                    str(c.path),
+                    "--out",
+                    str(out),
+                    "--sandbox",
+                ],
+                out=out,
+            )
+        )
     return [("sources", runs)]
 
 
 def _sandbox(world: World) -> list[Group]:
     """The sandbox serves until Ctrl-C: here only what it refuses before listening."""
-    bad = [["--port", "70000"], ["--rule", "no-outcome"], ["--rule", "(=FAILED"], ["--api-key", ""], ["--rate-limit-share", "2"], ["--rate-limit-share", "0.7", "--server-error-share", "0.7"], ["--min-records", "9", "--max-records", "3"]]
+    bad = [
+        ["--port", "70000"],
+        ["--rule", "no-outcome"],
+        ["--rule", "(=FAILED"],
+        ["--api-key", ""],
+        ["--rate-limit-share", "2"],
+        ["--rate-limit-share", "0.7", "--server-error-share", "0.7"],
+        ["--min-records", "9", "--max-records", "3"],
+    ]
     return [("refused", [Invocation(f"sandbox {' '.join(a)}", ["sandbox", *a]) for a in bad])]
 
 
 def _schema(world: World) -> list[Group]:
     runs = []
     for label, out in world.outdirs().items():
-        runs.append(Invocation(f"schema --out {label}", ["schema", "--out", str(out / "schemas") if label == "earlier-build" else str(out)]))
+        runs.append(
+            Invocation(
+                f"schema --out {label}",
+                ["schema", "--out", str(out / "schemas") if label == "earlier-build" else str(out)],
+            )
+        )
     for c in world.specials():
         runs.append(Invocation(f"schema --out {c.id}", ["schema", "--out", str(c.path)]))
     return [("out", runs)]

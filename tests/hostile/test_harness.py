@@ -25,7 +25,19 @@ COMMANDS = sorted(commands())
 
 def test_every_command_is_found_and_known() -> None:
     """The walk finds the commands of the CLI; the ones without a recipe of their own get the generic one."""
-    assert {"validate", "build", "shard", "results", "retry", "submit", "status", "wait", "run", "sandbox", "schema"} <= set(COMMANDS)
+    assert {
+        "validate",
+        "build",
+        "shard",
+        "results",
+        "retry",
+        "submit",
+        "status",
+        "wait",
+        "run",
+        "sandbox",
+        "schema",
+    } <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -75,7 +87,12 @@ def test_build_when_files_cannot_grow(limit: int, world: World, tmp_path: Path) 
     source = tmp_path / "many.csv"
     source.write_text(corpus.csv_rows(3000))
     out = tmp_path / "out"
-    invocation = Invocation("build, files limited", ["build", str(source), "--mapping", str(world.case("mapping", "good.toml").path), "--out", str(out)], out=out, rows=3000)
+    invocation = Invocation(
+        "build, files limited",
+        ["build", str(source), "--mapping", str(world.case("mapping", "good.toml").path), "--out", str(out)],
+        out=out,
+        rows=3000,
+    )
     temp = tmp_path / "tmp"
     temp.mkdir()
     check(spawn(invocation, temp, file_size=limit))
@@ -83,11 +100,18 @@ def test_build_when_files_cannot_grow(limit: int, world: World, tmp_path: Path) 
 
 def _mount_tmpfs(folder: Path, size: str) -> bool:
     folder.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 @pytest.mark.hostile_full
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="mounting a small disk needs root")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("mount") is None, reason="mounting a small disk needs root"
+)
 @pytest.mark.parametrize("size", ["64k", "600k", "700k", "716k", "724k", "732k", "2m"])
 def test_build_onto_a_full_disk(size: str, world: World, tmp_path: Path) -> None:
     """A real disk that fills at every stage of a build: the spill, the shards, requests.parquet, the
@@ -101,7 +125,12 @@ def test_build_onto_a_full_disk(size: str, world: World, tmp_path: Path) -> None
         mapping = str(world.case("mapping", "good.toml").path)
         out = disk / "out"
         for round_ in range(2):  # the second build finds the first (or its remains)
-            invocation = Invocation(f"build onto {size} ({round_})", ["build", str(source), "--mapping", mapping, "--out", str(out)], out=out, rows=3000)
+            invocation = Invocation(
+                f"build onto {size} ({round_})",
+                ["build", str(source), "--mapping", mapping, "--out", str(out)],
+                out=out,
+                rows=3000,
+            )
             temp = tmp_path / f"tmp{round_}"
             temp.mkdir()
             check(spawn(invocation, temp))
@@ -115,7 +144,17 @@ def test_build_into_a_read_only_directory(world: World, tmp_path: Path) -> None:
     with read_only(out) as done:
         if not done:
             pytest.skip("cannot make a read-only directory here")
-        invocation = Invocation("build into read-only", ["build", str(world.case("source", "good.csv").path), "--mapping", str(world.case("mapping", "good.toml").path), "--out", str(out)])
+        invocation = Invocation(
+            "build into read-only",
+            [
+                "build",
+                str(world.case("source", "good.csv").path),
+                "--mapping",
+                str(world.case("mapping", "good.toml").path),
+                "--out",
+                str(out),
+            ],
+        )
         temp = tmp_path / "tmp"
         temp.mkdir()
         outcome = spawn(invocation, temp)
@@ -131,7 +170,12 @@ def test_ctrl_c_at_any_moment_is_130(after: float, world: World, tmp_path: Path)
     source = tmp_path / "many.csv"
     source.write_text(corpus.csv_rows(20_000))
     out = tmp_path / "out"
-    invocation = Invocation("build, interrupted", ["build", str(source), "--mapping", str(world.case("mapping", "good.toml").path), "--out", str(out)], out=out, rows=20_000)
+    invocation = Invocation(
+        "build, interrupted",
+        ["build", str(source), "--mapping", str(world.case("mapping", "good.toml").path), "--out", str(out)],
+        out=out,
+        rows=20_000,
+    )
     temp = tmp_path / "tmp"
     temp.mkdir()
     outcome = spawn(invocation, temp, signal_after=after)

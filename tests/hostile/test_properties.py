@@ -20,15 +20,23 @@ from .harness import check_directory, check_rows
 _cells = st.one_of(
     st.just(""),
     st.just(" "),
-    st.sampled_from(["{id}", "{{", "}}", "=1+1", "../../x", '"', "a,b", "line\nbreak", "\r", "é", "🎉", "\t"]),
+    st.sampled_from(
+        ["{id}", "{{", "}}", "=1+1", "../../x", '"', "a,b", "line\nbreak", "\r", "é", "🎉", "\t"]
+    ),
     st.text(max_size=12),
     st.from_regex(r"https://cdn\.example\.com/[a-z0-9]{1,8}\.(mp4|wav)", fullmatch=True),
 )
 _ids = st.one_of(st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True), _cells)
-_urls = st.one_of(st.from_regex(r"https://cdn\.example\.com/[a-z0-9]{1,8}\.(mp4|wav)", fullmatch=True), _cells)
+_urls = st.one_of(
+    st.from_regex(r"https://cdn\.example\.com/[a-z0-9]{1,8}\.(mp4|wav)", fullmatch=True), _cells
+)
 # Mostly usable rows (so that most builds finish and are checked), with every kind of trouble among them.
 _rows = st.lists(st.tuples(_ids, _urls, _urls), min_size=1, max_size=30)
-_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+_SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 def _csv(rows: list[tuple[str, str, str]], ending: str) -> str:
@@ -48,8 +56,18 @@ _URL = "https://cdn.example.com/{}.mp4"
 
 @_SETTINGS
 @given(rows=_rows, ending=st.sampled_from(["\n", "\r\n", "\r"]))
-@example(rows=[("a", _URL.format(1), _URL.format(2)), ("", " ", ""), ("a", _URL.format(3), "x"), ("{id}", _URL.format(4), _URL.format(5))], ending="\r")
-def test_every_source_row_lands_in_exactly_one_place(tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str, str]], ending: str) -> None:
+@example(
+    rows=[
+        ("a", _URL.format(1), _URL.format(2)),
+        ("", " ", ""),
+        ("a", _URL.format(3), "x"),
+        ("{id}", _URL.format(4), _URL.format(5)),
+    ],
+    ending="\r",
+)
+def test_every_source_row_lands_in_exactly_one_place(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str, str]], ending: str
+) -> None:
     """A generated sheet (braces, quotes, newlines in cells, blank rows, formulas, any line ending): a build
     either refuses the whole source with a clear error, or puts each row in one shard line, or in the
     report as invalid, or (a blank row) in a blank-row warning, never two of these and never none."""

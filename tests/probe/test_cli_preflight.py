@@ -104,7 +104,18 @@ def test_run_sample_then_reuse(sandbox: Sandbox, tmp_path: Path) -> None:
     build --reuse: only what is new or changed is left to send."""
     source = sheet(tmp_path, sandbox.url)
     out_dir = tmp_path / "run"
-    base = ["run", source, "--mapping", MAPPING, "--out", out_dir, "--probe", "--skip-invalid", "--poll-initial", "0.05"]
+    base = [
+        "run",
+        source,
+        "--mapping",
+        MAPPING,
+        "--out",
+        out_dir,
+        "--probe",
+        "--skip-invalid",
+        "--poll-initial",
+        "0.05",
+    ]
     code, _, err = _invoke(
         [*base, "--sample", "3", "--max-cost", "5", "--allow-unknown-cost"], sandbox, tmp_path
     )
