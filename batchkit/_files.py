@@ -13,10 +13,10 @@ import contextlib
 import errno
 import hashlib
 import os
+import secrets
 import shutil
 import signal
 import stat
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,7 +126,13 @@ def atomic_write(path: Path, data: bytes) -> None:
     The temporary file has a name of its own (two writers never share one) and is removed when anything
     fails, so ``path`` is either the old file or the whole new one. Raises :class:`OSError`.
     """
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    while True:  # like mkstemp, but the file gets the usual permissions (0666 less the umask), not 0600
+        name = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        break
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
