@@ -552,11 +552,19 @@ class Polling:
 
 
 def _polling(v: dict[str, Any]) -> Polling:
-    given = (v["poll_initial"], v["poll_factor"], v["poll_max"]) != (5.0, 1.5, 60.0)
+    given = (v["poll_initial"], v["poll_factor"], v["poll_max"]) != (
+        _POLL.initial,
+        _POLL.factor,
+        _POLL.maximum,
+    )
     poll = PollPolicy(
         initial=v["poll_initial"], factor=v["poll_factor"], maximum=max(v["poll_max"], v["poll_initial"])
     )
     return Polling(poll if given else None, v["deadline"])
+
+
+#: The library's polling, whose values are the options' defaults.
+_POLL = PollPolicy()
 
 
 def _poll_params() -> list[click.Parameter]:
@@ -564,19 +572,19 @@ def _poll_params() -> list[click.Parameter]:
         _option(
             "--poll-initial",
             type=click.FloatRange(min=0),
-            default=5.0,
+            default=_POLL.initial,
             help="Seconds before the first status poll.",
         ),
         _option(
             "--poll-factor",
             type=click.FloatRange(min=1),
-            default=1.5,
+            default=_POLL.factor,
             help="Each poll interval is the previous one times this.",
         ),
         _option(
             "--poll-max",
             type=click.FloatRange(min=0),
-            default=60.0,
+            default=_POLL.maximum,
             help="Longest interval between polls, in seconds.",
         ),
         _option(
@@ -593,25 +601,30 @@ def poll_options(func: F) -> F:
 
 
 def _reconcile(v: dict[str, Any]) -> ReconcilePolicy | None:
-    if (v["in_flight"], v["clock_skew"]) == (300.0, 300.0):
-        return None
     from .._submit.reconcile import ReconcilePolicy
 
+    defaults = ReconcilePolicy()
+    if (v["in_flight"], v["clock_skew"]) == (defaults.in_flight, defaults.skew):
+        return None
     return ReconcilePolicy(in_flight=v["in_flight"], skew=v["clock_skew"])
 
 
 def _reconcile_params() -> list[click.Parameter]:
+    from .._submit.reconcile import ReconcilePolicy
+
+    defaults = ReconcilePolicy()  # the library's defaults are the options' defaults
+
     return [
         _option(
             "--in-flight",
             type=click.FloatRange(min=0),
-            default=300.0,
+            default=defaults.in_flight,
             help="Seconds a create whose answer was lost may still land (at least twice --timeout is used).",
         ),
         _option(
             "--clock-skew",
             type=click.FloatRange(min=0),
-            default=300.0,
+            default=defaults.skew,
             help="Seconds the server's clock may differ from this machine's.",
         ),
     ]
